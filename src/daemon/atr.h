@@ -1,0 +1,33 @@
+/* ISO 7816-3 answer-to-reset: which protocols a card offers, and the choice at connect. */
+#ifndef SCARDD_ATR_H
+#define SCARDD_ATR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct atr_info {
+	uint32_t protocols;        /* SCARD_PROTOCOL_T0/T1/T15 bits offered (T=0 if no TD1) */
+	uint32_t default_protocol; /* the first offered protocol (SCARD_PROTOCOL_T0 when none named) */
+	bool specific_mode;        /* TA2 present: the card runs one protocol only */
+	uint32_t specific_protocol;
+	bool can_change;           /* TA2 bit 8 clear: the card may switch to negotiable mode */
+	uint8_t ta1;               /* Fi/Di (0x11 when absent) */
+	size_t historical_len;
+	bool has_tck;
+	bool tck_ok;
+};
+
+/* Returns 0, or -1 if the ATR is malformed or shorter than it declares. */
+int atr_parse(const uint8_t *atr, size_t len, struct atr_info *out);
+
+/*
+ * Chooses the protocol for a connect with `preferred` (SCARD_PROTOCOL_* bits).
+ * Returns SCARD_S_SUCCESS with *chosen set and *need_pps true when the reader
+ * must be asked to switch (PPS) away from the default, or
+ * SCARD_E_PROTO_MISMATCH. SCARD_PROTOCOL_RAW in preferred selects RAW.
+ */
+long atr_choose_protocol(const struct atr_info *info, uint32_t preferred, uint32_t *chosen,
+			 bool *need_pps);
+
+#endif

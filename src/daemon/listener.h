@@ -1,0 +1,29 @@
+/*
+ * The client socket: directory creation, stale-socket replacement, refusal
+ * when a live daemon already answers, accept with peer credentials.
+ */
+#ifndef SCARDD_LISTENER_H
+#define SCARDD_LISTENER_H
+
+#include <sys/types.h>
+
+struct event_loop;
+
+struct peer {
+	int fd;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+};
+
+typedef void listener_accept_fn(void *data, const struct peer *peer);
+
+struct listener;
+
+/* Binds path (mode 0666). NULL with a message logged on failure. */
+struct listener *listener_open(const char *path);
+int listener_start(struct listener *l, struct event_loop *loop, listener_accept_fn *fn, void *data);
+/* Stops listening and removes the socket file if it is still ours. */
+void listener_close(struct listener *l, struct event_loop *loop);
+
+#endif

@@ -1,0 +1,78 @@
+/* scardd: the PC/SC resource manager. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "listener.h"
+#include "log.h"
+#include "options.h"
+
+/* Each client is a descriptor: allow as many as the hard limit does. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Signals are read from a signalfd; block them before any thread starts. */
+static void block_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int main(int argc, char **argv)
+{
+	struct options opts;
+	switch (options_parse(&opts, argc, argv)) {
+	case OPTIONS_EXIT_OK: return 0;
+	case OPTIONS_EXIT_ERROR: return 2;
+	case OPTIONS_RUN: break;
+	}
+
+	log_init("scardd", opts.level, opts.foreground);
+	log_set_apdu(opts.apdu);
+	raise_fd_limit();
+
+	struct listener *listener = listener_open(opts.socket_path);
+	if (!listener) {
+		if (opts.foreground)
+			fprintf(stderr, "scardd: cannot serve %s (see the log above)\n",
+				opts.socket_path);
+		return 1;
+	}
+	if (!opts.foreground && daemon(0, 0) < 0) {
+		log_crit("cannot detach: %s", strerror(errno));
+		listener_close(listener, NULL);
+		return 1;
+	}
+	block_signals();
+
+	struct daemon *d = daemon_new(&opts);
+	if (!d) {
+		listener_close(listener, NULL);
+		return 1;
+	}
+	d->listener = listener;
+	log_info("scardd %s listening on %s", SCARDD_VERSION, opts.socket_path);
+	daemon_load_readers(d);
+	daemon_wait_devices(d, 5000);
+	int rc = daemon_run(d);
+	daemon_free(d);
+	log_info("scardd stopped");
+	return rc == 0 ? 0 : 1;
+}

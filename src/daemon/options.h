@@ -1,0 +1,25 @@
+/* scardd's command line. */
+#ifndef SCARDD_OPTIONS_H
+#define SCARDD_OPTIONS_H
+
+#include <stdbool.h>
+
+#include "log.h"
+
+struct options {
+	const char *socket_path;   /* --socket, else $PCSCLITE_CSOCK_NAME, else the default */
+	const char *config_dir;    /* reader.conf.d directory or file */
+	const char *drivers_dir;   /* driver bundles (Info.plist) */
+	enum log_level level;
+	bool foreground;
+	bool apdu;
+	unsigned poll_ms;          /* card presence poll period for drivers without events */
+	unsigned max_handles;      /* card handles per client connection */
+};
+
+enum options_result { OPTIONS_RUN, OPTIONS_EXIT_OK, OPTIONS_EXIT_ERROR };
+
+/* Parses argv into opts; prints help/version/errors itself. */
+enum options_result options_parse(struct options *opts, int argc, char **argv);
+
+#endif
