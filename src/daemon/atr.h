@@ -14,8 +14,8 @@ struct atr_info {
 	bool can_change;           /* TA2 bit 8 clear: the card may switch to negotiable mode */
 	uint8_t ta1;               /* Fi/Di (0x11 when absent) */
 	size_t historical_len;
-	bool has_tck;
-	bool tck_ok;
+	bool has_tck;              /* owed when a protocol other than T=0 is named; an ATR */
+	bool tck_ok;               /* missing it still parses, with has_tck false */
 };
 
 /* Returns 0, or -1 if the ATR is malformed or shorter than it declares. */

@@ -13,6 +13,7 @@
 
 #include "daemon.h"
 #include "dispatch.h"
+#include "event_loop.h"
 #include "handles.h"
 #include "log.h"
 #include "reader_worker.h"
@@ -91,12 +92,44 @@ static uint32_t usable_protocols(uint32_t preferred)
 	return preferred;
 }
 
+/*
+ * The driver never answered: the client gets SCARD_E_TIMEOUT and goes on;
+ * the job's late answer, if any, still updates the reader but reaches nobody.
+ */
+static void on_job_timeout(struct event_loop *loop, uint64_t id, void *data)
+{
+	struct session *s = data;
+	struct job *job = s->job;
+	(void)loop;
+	(void)id;
+	s->job_timer = 0;
+	if (!job)
+		return;
+	log_error("client %" PRIu64 " (pid %d): %s on %s got no answer from the driver in %u s",
+		  s->id, (int)s->pid, wire_cmd_name(job->msg.cmd), job->dev->friendly_name,
+		  s->d->opts->driver_timeout_s);
+	job->session = NULL;
+	s->job = NULL;
+	s->park = PARK_NONE;
+	struct wire_msg msg = job->msg;
+	if (msg.cmd == WIRE_CONNECT) {
+		struct handle *h = handle_find(s, job->card);
+		if (h)
+			handle_free(s->d, h);
+	}
+	*rv_of(&msg) = SCARD_E_TIMEOUT;
+	session_send_msg(s, &msg);
+	session_resume(s);
+}
+
 static enum dispatch_result park_job(struct session *s, struct job *job, struct wire_msg *msg)
 {
 	job->session = s;
 	job->msg = *msg;
 	s->park = PARK_JOB;
 	s->job = job;
+	s->job_timer = el_add_timer(s->d->loop, (uint64_t)s->d->opts->driver_timeout_s * 1000,
+				    on_job_timeout, s);
 	worker_submit(job->dev, job);
 	return DISPATCH_PARKED;
 }
@@ -113,6 +146,8 @@ static struct session *job_session(struct job *job)
 	if (s) {
 		s->park = PARK_NONE;
 		s->job = NULL;
+		el_del_timer(s->d->loop, s->job_timer);
+		s->job_timer = 0;
 	}
 	return s;
 }

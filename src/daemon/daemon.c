@@ -22,6 +22,11 @@
 
 int32_t daemon_random_id(void)
 {
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+	/* Fuzzers must be able to guess handles: a few small values, reused. */
+	static uint32_t next;
+	return (int32_t)(next++ % 64u + 1u);
+#endif
 	uint32_t v = 0;
 	while (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
 		;
@@ -136,17 +141,12 @@ static void device_free(struct device *dev)
 	free(dev);
 }
 
-static int add_device(struct daemon *d, const struct reader_conf_entry *e)
+int daemon_add_device(struct daemon *d, struct driver *drv, const char *friendly,
+		      const char *device_name, uint32_t channel_id)
 {
-	char err[256];
-	struct driver *drv = driver_load(e->lib_path, err, sizeof(err));
-	if (!drv) {
-		log_error("%s (%s:%d): %s", e->friendly_name, e->source, e->line, err);
-		return -1;
-	}
 	struct device *dev = calloc(1, sizeof(*dev));
-	if (!dev || !(dev->friendly_name = strdup(e->friendly_name)) ||
-	    (e->device_name && !(dev->device_name = strdup(e->device_name)))) {
+	if (!dev || !(dev->friendly_name = strdup(friendly)) ||
+	    (device_name && !(dev->device_name = strdup(device_name)))) {
 		if (dev)
 			dev->drv = drv;
 		else
@@ -155,17 +155,28 @@ static int add_device(struct daemon *d, const struct reader_conf_entry *e)
 		return -1;
 	}
 	dev->drv = drv;
-	dev->channel_id = e->channel_id;
-	dev->index = name_index(d, e->friendly_name);
+	dev->channel_id = channel_id;
+	dev->index = name_index(d, friendly);
 	dev->lun_base = (unsigned long)d->readers.next_device_index++ << 16;
 	dev->next = d->readers.devices;
 	d->readers.devices = dev;
 	if (worker_start(d, dev, on_device_opened, on_card_event, d->opts->poll_ms) < 0) {
-		log_error("%s: cannot start its thread", e->friendly_name);
+		log_error("%s: cannot start its thread", friendly);
 		return -1;
 	}
 	d->devices_pending++;
 	return 0;
+}
+
+static int add_configured_device(struct daemon *d, const struct reader_conf_entry *e)
+{
+	char err[256];
+	struct driver *drv = driver_load(e->lib_path, err, sizeof(err));
+	if (!drv) {
+		log_error("%s (%s:%d): %s", e->friendly_name, e->source, e->line, err);
+		return -1;
+	}
+	return daemon_add_device(d, drv, e->friendly_name, e->device_name, e->channel_id);
 }
 
 static void conf_warning(const char *source, int line, const char *msg)
@@ -183,9 +194,27 @@ int daemon_load_readers(struct daemon *d)
 		return 0;
 	}
 	for (size_t i = 0; i < conf.n; i++)
-		add_device(d, &conf.entries[i]);
+		add_configured_device(d, &conf.entries[i]);
 	reader_conf_free(&conf);
 	return 0;
+}
+
+static void bundle_warning(const char *path, const char *msg)
+{
+	log_error("driver bundle %s: %s", path, msg);
+}
+
+void daemon_load_bundles(struct daemon *d)
+{
+	if (bundle_scan(d->opts->drivers_dir, &d->bundles, bundle_warning) < 0) {
+		log_info("no driver bundles read from %s", d->opts->drivers_dir);
+		return;
+	}
+	size_t devices = 0;
+	for (size_t i = 0; i < d->bundles.n; i++)
+		devices += d->bundles.items[i].n_devices;
+	log_info("%zu driver bundle(s) in %s know %zu device(s)", d->bundles.n,
+		 d->opts->drivers_dir, devices);
 }
 
 void daemon_wait_devices(struct daemon *d, unsigned timeout_ms)
@@ -270,6 +299,7 @@ void daemon_free(struct daemon *d)
 			device_free(dev);
 	}
 	readers_destroy(&d->readers);
+	bundle_list_free(&d->bundles);
 	if (d->loop)
 		el_free(d->loop);
 	if (d->signal_fd >= 0)

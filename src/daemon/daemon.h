@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bundle.h"
 #include "options.h"
 #include "readers.h"
 
@@ -29,6 +30,7 @@ struct daemon {
 	struct event_loop *loop;
 	struct listener *listener;
 	struct readers readers;
+	struct bundle_list bundles;    /* USB driver bundles, for hotplug */
 	struct completion_queue done;
 	int signal_fd;
 
@@ -47,6 +49,15 @@ void daemon_free(struct daemon *d);
 
 /* Loads reader.conf.d and starts one worker per stanza. */
 int daemon_load_readers(struct daemon *d);
+/*
+ * Adds a reader driven by drv (the device takes over the reference) and
+ * starts its worker; its slots appear once the channel is open.
+ */
+struct driver;
+int daemon_add_device(struct daemon *d, struct driver *drv, const char *friendly,
+		      const char *device_name, uint32_t channel_id);
+/* Reads the driver bundles (Info.plist) of --drivers-dir. */
+void daemon_load_bundles(struct daemon *d);
 /* Waits (running the loop) until every device has opened or timeout passes. */
 void daemon_wait_devices(struct daemon *d, unsigned timeout_ms);
 int daemon_run(struct daemon *d);

@@ -69,6 +69,7 @@ int main(int argc, char **argv)
 	}
 	d->listener = listener;
 	log_info("scardd %s listening on %s", SCARDD_VERSION, opts.socket_path);
+	daemon_load_bundles(d);
 	daemon_load_readers(d);
 	daemon_wait_devices(d, 5000);
 	int rc = daemon_run(d);

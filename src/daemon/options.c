@@ -23,6 +23,8 @@ static void usage(FILE *out, const char *prog)
 		"  -a, --apdu               log APDUs and responses\n"
 		"      --poll-ms N          card presence poll period (default 200)\n"
 		"      --max-card-handles N card handles per client (default 200)\n"
+		"      --driver-timeout S   fail a request its driver has not answered in S\n"
+		"                           seconds with SCARD_E_TIMEOUT (default 120)\n"
 		"  -h, --help               show this help\n"
 		"  -v, --version            show the version\n",
 		prog, SCARDD_DEFAULT_SOCKET, SCARDD_DEFAULT_CONFIG_DIR, SCARDD_DEFAULT_DRIVERS_DIR);
@@ -40,7 +42,7 @@ static bool parse_unsigned(const char *s, unsigned min, unsigned max, unsigned *
 
 enum options_result options_parse(struct options *opts, int argc, char **argv)
 {
-	enum { OPT_DRIVERS = 256, OPT_POLL, OPT_MAX_HANDLES };
+	enum { OPT_DRIVERS = 256, OPT_POLL, OPT_MAX_HANDLES, OPT_DRIVER_TIMEOUT };
 	static const struct option longopts[] = {
 		{"foreground", no_argument, NULL, 'f'},
 		{"socket", required_argument, NULL, 's'},
@@ -53,6 +55,7 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 		{"apdu", no_argument, NULL, 'a'},
 		{"poll-ms", required_argument, NULL, OPT_POLL},
 		{"max-card-handles", required_argument, NULL, OPT_MAX_HANDLES},
+		{"driver-timeout", required_argument, NULL, OPT_DRIVER_TIMEOUT},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'v'},
 		{NULL, 0, NULL, 0},
@@ -66,6 +69,7 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 		.level = LOG_LEVEL_ERROR,
 		.poll_ms = 200,
 		.max_handles = 200,
+		.driver_timeout_s = 120,
 	};
 
 	int c;
@@ -88,6 +92,12 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 		case OPT_MAX_HANDLES:
 			if (!parse_unsigned(optarg, 1, 1000000, &opts->max_handles)) {
 				fprintf(stderr, "%s: --max-card-handles wants 1..1000000\n", argv[0]);
+				return OPTIONS_EXIT_ERROR;
+			}
+			break;
+		case OPT_DRIVER_TIMEOUT:
+			if (!parse_unsigned(optarg, 1, 86400, &opts->driver_timeout_s)) {
+				fprintf(stderr, "%s: --driver-timeout wants 1..86400\n", argv[0]);
 				return OPTIONS_EXIT_ERROR;
 			}
 			break;

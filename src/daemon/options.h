@@ -15,6 +15,7 @@ struct options {
 	bool apdu;
 	unsigned poll_ms;          /* card presence poll period for drivers without events */
 	unsigned max_handles;      /* card handles per client connection */
+	unsigned driver_timeout_s; /* a request the driver has not answered by then fails */
 };
 
 enum options_result { OPTIONS_RUN, OPTIONS_EXIT_OK, OPTIONS_EXIT_ERROR };

@@ -225,6 +225,7 @@ static void session_free(struct session *s)
 		lock_wait_remove(s);
 	if (s->job)
 		s->job->session = NULL; /* the worker's answer will be dropped */
+	el_del_timer(d->loop, s->job_timer);
 	session_release_handles(s);
 
 	el_del_fd(d->loop, s->fd);

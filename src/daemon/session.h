@@ -49,6 +49,7 @@ struct session {
 
 	enum session_park park;
 	struct job *job;        /* PARK_JOB: the job answering the request */
+	uint64_t job_timer;     /* fails the request if the driver never answers */
 	struct wire_msg parked; /* PARK_LOCK: the request to retry */
 	struct reader *lock_reader;
 	struct session *lock_next;

@@ -143,13 +143,6 @@ static const struct layout *layout_of(uint32_t cmd)
 	return layouts[cmd].n_fields ? &layouts[cmd] : NULL;
 }
 
-/* The struct that travels for this command: the request body if there is
- * one, otherwise the fixed reply. */
-static uint32_t struct_size(const struct wire_cmd_spec *spec)
-{
-	return spec->body == WIRE_BODY_STRUCT ? spec->body_size : spec->reply_size;
-}
-
 static size_t field_size(const struct wire_params *params, enum field_kind kind)
 {
 	switch (kind) {
@@ -292,26 +285,17 @@ int wire_check_request(const struct wire_params *params, const struct wire_heade
 	return WIRE_OK;
 }
 
-int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
-		     size_t len, struct wire_msg *out)
+/* Reads `size` bytes of cmd's struct; size 0 gives the zeroed msg. */
+static int decode_struct(const struct wire_params *params, uint32_t cmd, size_t size,
+			 const uint8_t *buf, size_t len, struct wire_msg *out)
 {
-	const struct wire_cmd_spec *spec;
-	const struct layout *layout;
-	size_t size;
+	const struct layout *layout = layout_of(cmd);
 
-	if (!params_usable(params) || out == NULL || (buf == NULL && len > 0))
-		return WIRE_E_INVALID;
-	spec = wire_cmd_lookup(params->proto, cmd);
-	if (spec == NULL)
-		return WIRE_E_UNKNOWN_CMD;
 	memset(out, 0, sizeof(*out));
 	out->cmd = cmd;
-	layout = layout_of(cmd);
-	size = struct_size(spec);
-	/* Bare request (or a command with no struct at all): nothing to read. */
-	if (layout == NULL || size == 0 || (spec->body == WIRE_BODY_NONE && len == 0))
+	if (size == 0)
 		return WIRE_OK;
-	if (layout_size(params, layout) != size)
+	if (layout == NULL || layout_size(params, layout) != size)
 		return WIRE_E_INVALID; /* table and layout disagree: a bug, not input */
 	if (len < size)
 		return WIRE_NEED_MORE;
@@ -320,6 +304,39 @@ int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8
 		buf += field_size(params, layout->fields[i].kind);
 	}
 	return lengths_in_bounds(out) ? WIRE_OK : WIRE_E_BAD_LENGTH;
+}
+
+int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
+		     size_t len, struct wire_msg *out)
+{
+	const struct wire_cmd_spec *spec;
+
+	if (!params_usable(params) || out == NULL || (buf == NULL && len > 0))
+		return WIRE_E_INVALID;
+	spec = wire_cmd_lookup(params->proto, cmd);
+	if (spec == NULL)
+		return WIRE_E_UNKNOWN_CMD;
+	if (spec->body == WIRE_BODY_NONE) {
+		/* Nothing to read for the request itself; a whole reply struct
+		 * is decoded for clients that read bare commands' replies here. */
+		size_t size = len >= spec->reply_size ? spec->reply_size : 0;
+
+		return decode_struct(params, cmd, size, buf, len, out);
+	}
+	return decode_struct(params, cmd, spec->body_size, buf, len, out);
+}
+
+int wire_decode_reply(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
+		      size_t len, struct wire_msg *out)
+{
+	const struct wire_cmd_spec *spec;
+
+	if (!params_usable(params) || out == NULL || (buf == NULL && len > 0))
+		return WIRE_E_INVALID;
+	spec = wire_cmd_lookup(params->proto, cmd);
+	if (spec == NULL)
+		return WIRE_E_UNKNOWN_CMD;
+	return decode_struct(params, cmd, spec->reply_size, buf, len, out);
 }
 
 size_t wire_encode_body(const struct wire_params *params, const struct wire_msg *msg,
@@ -335,7 +352,9 @@ size_t wire_encode_body(const struct wire_params *params, const struct wire_msg 
 	layout = layout_of(msg->cmd);
 	if (spec == NULL || layout == NULL || !lengths_in_bounds(msg))
 		return 0;
-	size = struct_size(spec);
+	/* Struct commands reply with their request struct; bare ones with
+	 * their own small reply, the only struct they have. */
+	size = spec->reply_size;
 	if (size == 0 || size > cap || layout_size(params, layout) != size)
 		return 0;
 	for (size_t i = 0; i < layout->n_fields; i++) {

@@ -223,13 +223,23 @@ int wire_check_request(const struct wire_params *params, const struct wire_heade
  * Decodes the fixed struct of cmd (request or reply direction, same layout).
  * Validates bounds: transmit/control send_length <= 65548, getset attr_len <=
  * 264 (WIRE_E_BAD_LENGTH). NUL-terminates connect.reader. WIRE_NEED_MORE if
- * len < body size. Commands whose request has no body (WIRE_BODY_NONE) still
- * have a fixed reply (wait signal, reader events, int32 count; spec->reply_size
- * bytes): len == 0 decodes the empty request to a zeroed msg, len >= reply_size
- * decodes that reply struct. 0x12 and 0x17 always decode to a zeroed msg.
+ * len < body size. Commands without a body never fail with WIRE_NEED_MORE:
+ * with fewer than spec->reply_size bytes they decode to a zeroed msg (the
+ * daemon's bare request; what follows it is the next request), with a whole
+ * reply struct they decode it (wait signal, reader events, int32 count), as a
+ * client does. New client code should prefer wire_decode_reply.
  */
 int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
 		     size_t len, struct wire_msg *out);
+
+/*
+ * Decodes the fixed reply of cmd (client side): the same as wire_decode_body
+ * for struct commands; for bare commands the spec->reply_size struct they are
+ * answered with (wait signal, reader events, int32 count). Commands answered
+ * by a bare reader-state array decode to a zeroed msg.
+ */
+int wire_decode_reply(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
+		      size_t len, struct wire_msg *out);
 
 /*
  * Encodes the fixed struct of msg->cmd (for WIRE_BODY_NONE commands: the reply

@@ -60,6 +60,40 @@ static void check_layout(const struct wire_params *base, const uint8_t *data, si
 	CHECK(memcmp(again, states, kept * sizeof(states[0])) == 0);
 }
 
+/* States straight from the input bytes (names without NUL, any values):
+ * encoding must still give terminated names and decode to the same fields. */
+static void check_encode_raw(const struct wire_params *base, const uint8_t *data, size_t size)
+{
+	static struct wire_reader_state states[4], out[4];
+	static uint8_t buf[4 * 184];
+	struct wire_params p = *base;
+	size_t name_len = p.proto->reader_name_len;
+	size_t record = wire_reader_record_size(&p);
+	size_t n = size / sizeof(states[0]);
+
+	if (n > 4)
+		n = 4;
+	p.reader_slots = 4;
+	memcpy(states, data, n * sizeof(states[0]));
+	CHECK(wire_encode_reader_states(&p, states, n, buf, sizeof(buf)) == 4 * record);
+	CHECK(wire_decode_reader_states(&p, buf, 4 * record, out, 4) == 4);
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *rec = buf + i * record;
+		const char *nul = memchr(states[i].name, 0, name_len - 1);
+		size_t kept = nul != NULL ? (size_t)(nul - states[i].name) : name_len - 1;
+
+		CHECK(rec[name_len - 1] == 0);
+		CHECK(strlen(out[i].name) == kept);
+		CHECK(memcmp(out[i].name, states[i].name, kept) == 0);
+		CHECK(out[i].event_counter == states[i].event_counter);
+		CHECK(out[i].state == states[i].state);
+		CHECK(out[i].sharing == states[i].sharing);
+		CHECK(memcmp(out[i].atr, states[i].atr, WIRE_MAX_ATR_SIZE) == 0);
+		CHECK(out[i].atr_len == states[i].atr_len);
+		CHECK(out[i].protocol == states[i].protocol);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct wire_proto *protos[] = {
@@ -77,6 +111,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			p.order = (enum wire_byte_order)order;
 			for (size_t s = 0; s < sizeof(slot_counts) / sizeof(slot_counts[0]); s++)
 				check_layout(&p, data, size, slot_counts[s]);
+			check_encode_raw(&p, data, size);
 		}
 	}
 	return 0;

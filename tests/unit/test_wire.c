@@ -181,6 +181,10 @@ static void roundtrip_reply(const struct wire_params *p, uint32_t cmd)
 		assert_int_equal(spec->reply, WIRE_REPLY_STATE_ARRAY);
 		return;
 	}
+	assert_int_equal(wire_decode_reply(p, cmd, buf, n, &out), WIRE_OK);
+	assert_memory_equal(&out, &in, sizeof(in));
+	/* Struct commands: same struct both ways. Bare commands: a whole reply
+	 * handed to wire_decode_body decodes too (the client relies on it). */
 	assert_int_equal(wire_decode_body(p, cmd, buf, n, &out), WIRE_OK);
 	assert_memory_equal(&out, &in, sizeof(in));
 }
@@ -424,12 +428,14 @@ static void test_truncated(void **state)
 			sample_msg(cmds_4_4[i], &m);
 			if (wire_encode_body(&p, &m, buf, sizeof(buf)) == 0)
 				continue;
-			/* Struct requests need every byte; bare commands' replies
-			 * too, except len 0 which is the bare request. */
-			size_t first = spec->body == WIRE_BODY_NONE ? 1 : 0;
-			for (size_t len = first; len < spec->reply_size; len++)
-				assert_int_equal(wire_decode_body(&p, cmds_4_4[i], buf, len, &out),
+			for (size_t len = 0; len < spec->reply_size; len++) {
+				assert_int_equal(wire_decode_reply(&p, cmds_4_4[i], buf, len, &out),
 						 WIRE_NEED_MORE);
+				if (spec->body == WIRE_BODY_STRUCT)
+					assert_int_equal(wire_decode_body(&p, cmds_4_4[i], buf,
+									  len, &out),
+							 WIRE_NEED_MORE);
+			}
 		}
 	}
 }
@@ -938,18 +944,54 @@ static void test_bare_command_replies(void **state)
 	uint8_t buf[8] = { 0, 0, 0, 0x12, 0x80, 0x10, 0, 0x02 };
 
 	(void)state;
-	assert_int_equal(wire_decode_body(&p, WIRE_GET_READERS_STATE_SIZE, buf, 4, &out), WIRE_OK);
+	assert_int_equal(wire_decode_reply(&p, WIRE_GET_READERS_STATE_SIZE, buf, 4, &out), WIRE_OK);
 	assert_int_equal(out.u.count, 0x12);
-	assert_int_equal(wire_decode_body(&p, WIRE_GET_READER_EVENTS, buf, 8, &out), WIRE_OK);
+	assert_int_equal(wire_decode_reply(&p, WIRE_GET_READER_EVENTS, buf, 8, &out), WIRE_OK);
 	assert_int_equal(out.u.events.events, 0x12);
 	assert_int_equal(out.u.events.rv, 0x80100002);
-	assert_int_equal(wire_decode_body(&p, WIRE_WAIT_READER_STATE_CHANGE, buf, 8, &out),
+	assert_int_equal(wire_decode_reply(&p, WIRE_WAIT_READER_STATE_CHANGE, buf, 8, &out),
 			 WIRE_OK);
 	assert_int_equal(out.u.wait.rv, 0x80100002);
-	assert_int_equal(wire_decode_body(&p, WIRE_GET_READERS_STATE_ARRAY, buf, 8, &out),
+	assert_int_equal(wire_decode_reply(&p, WIRE_STOP_WAITING_READER_STATE_CHANGE, buf, 7,
+					   &out), WIRE_NEED_MORE);
+	assert_int_equal(wire_decode_reply(&p, WIRE_GET_READERS_STATE_ARRAY, buf, 8, &out),
 			 WIRE_OK);
 	assert_int_equal(out.cmd, WIRE_GET_READERS_STATE_ARRAY);
 	assert_int_equal(out.u.count, 0);
+	assert_int_equal(wire_decode_reply(&p, 0x03, buf, 8, &out), WIRE_E_UNKNOWN_CMD);
+	assert_int_equal(wire_decode_reply(&p, WIRE_VERSION, NULL, 8, &out), WIRE_E_INVALID);
+}
+
+/* A bare request never fails for lack of bytes, whatever follows it in the
+ * input buffer (a partial next request must not look like a short read);
+ * a whole reply struct is decoded as wire_decode_reply would. */
+static void test_bare_request_ignores_following_bytes(void **state)
+{
+	uint8_t buf[16];
+	struct wire_msg out, empty, reply;
+
+	(void)state;
+	memset(buf, 0xAB, sizeof(buf));
+	for (int32_t minor = 4; minor <= 6; minor++) {
+		struct wire_params p = params_for(minor, WIRE_LITTLE_ENDIAN);
+
+		for (size_t i = 0; i < p.proto->n_cmds; i++) {
+			uint32_t cmd = p.proto->cmds[i].cmd;
+
+			if (p.proto->cmds[i].body != WIRE_BODY_NONE)
+				continue;
+			memset(&empty, 0, sizeof(empty));
+			empty.cmd = cmd;
+			assert_int_equal(wire_decode_reply(&p, cmd, buf, sizeof(buf), &reply),
+					 WIRE_OK);
+			for (size_t len = 0; len <= sizeof(buf); len++) {
+				bool whole = len >= p.proto->cmds[i].reply_size;
+
+				assert_int_equal(wire_decode_body(&p, cmd, buf, len, &out), WIRE_OK);
+				assert_memory_equal(&out, whole ? &reply : &empty, sizeof(out));
+			}
+		}
+	}
 }
 
 int main(void)
@@ -987,6 +1029,7 @@ int main(void)
 		cmocka_unit_test(test_small_output),
 		cmocka_unit_test(test_invalid_args),
 		cmocka_unit_test(test_bare_command_replies),
+		cmocka_unit_test(test_bare_request_ignores_following_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,357 @@
+/*
+ * Context-level API: establish, release, validity, reader and group lists,
+ * memory, cancel; and the connection life cycle shared with the other API
+ * files (connect, recover, fetch the reader-state array).
+ *
+ * Recovery: a context call that finds its connection gone (the daemon died,
+ * restarted, or we are a forked child) reconnects once, negotiates, asks the
+ * daemon for a new context and carries on; the application's handle does not
+ * change. Card handles made on the old connection stay stale (see
+ * RECOVERY.md).
+ */
+#include "client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Upper bound on a 4:6 daemon's announced array length (records). */
+#define MAX_READER_SLOTS 4096u
+
+static const char default_group[] = "SCard$DefaultReaders\0";
+
+void ctx_lost(struct client_ctx *c)
+{
+	conn_close(&c->conn);
+}
+
+LONG ctx_reconnect(struct client_ctx *c)
+{
+	struct wire_msg msg = { .cmd = WIRE_ESTABLISH_CONTEXT };
+	LONG rv;
+
+	conn_close(&c->conn);
+	c->generation++; /* card handles of the old connection are now stale */
+	rv = conn_open(&c->conn, c->path);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	rv = negotiate_version(&c->conn);
+	if (rv != SCARD_S_SUCCESS)
+		goto fail;
+	msg.u.establish.scope = (uint32_t)c->scope;
+	rv = conn_call(&c->conn, &msg);
+	if (rv == SCARD_S_SUCCESS)
+		rv = (LONG)msg.u.establish.rv;
+	if (rv != SCARD_S_SUCCESS)
+		goto fail;
+	ctx_set_daemon_ctx(c, msg.u.establish.context);
+	return SCARD_S_SUCCESS;
+fail:
+	conn_close(&c->conn);
+	return rv == CLIENT_CONN_LOST ? SCARD_E_NO_SERVICE : rv;
+}
+
+static LONG ensure_states_room(struct client_ctx *c, size_t bytes, size_t records)
+{
+	if (bytes > c->array_cap) {
+		uint8_t *buf = realloc(c->array_buf, bytes);
+
+		if (buf == NULL)
+			return SCARD_E_NO_MEMORY;
+		c->array_buf = buf;
+		c->array_cap = bytes;
+	}
+	if (records > c->states_cap) {
+		struct wire_reader_state *st = realloc(c->states, records * sizeof(*st));
+
+		if (st == NULL)
+			return SCARD_E_NO_MEMORY;
+		c->states = st;
+		c->states_cap = records;
+	}
+	return SCARD_S_SUCCESS;
+}
+
+LONG ctx_read_states(struct client_ctx *c)
+{
+	size_t bytes = wire_reader_array_size(&c->conn.params);
+	size_t records = c->conn.params.reader_slots;
+	LONG rv;
+
+	if (bytes == 0 && records > 0)
+		return SCARD_F_INTERNAL_ERROR;
+	rv = ensure_states_room(c, bytes, records);
+	if (rv == SCARD_E_NO_MEMORY) {
+		/* The bytes are on their way regardless: keep the stream in step. */
+		rv = conn_discard(&c->conn, bytes);
+		return rv == SCARD_S_SUCCESS ? SCARD_E_NO_MEMORY : rv;
+	}
+	rv = conn_recv_raw(&c->conn, c->array_buf, bytes);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	c->n_states = wire_decode_reader_states(&c->conn.params, c->array_buf, bytes, c->states,
+						records);
+	return SCARD_S_SUCCESS;
+}
+
+LONG ctx_fetch_states(struct client_ctx *c)
+{
+	const struct wire_proto *proto = c->conn.params.proto;
+	struct wire_msg msg;
+	LONG rv;
+
+	memset(&msg, 0, sizeof(msg));
+	if (wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_SIZE) != NULL &&
+	    wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_ARRAY) != NULL) {
+		/* Variable-length array (4:6): ask the length, then the records. */
+		msg.cmd = WIRE_GET_READERS_STATE_SIZE;
+		rv = conn_call(&c->conn, &msg);
+		if (rv != SCARD_S_SUCCESS)
+			return rv;
+		if (msg.u.count < 0 || (uint32_t)msg.u.count > MAX_READER_SLOTS) {
+			ctx_lost(c);
+			return CLIENT_CONN_LOST;
+		}
+		c->conn.params.reader_slots = (uint32_t)msg.u.count;
+		msg.cmd = WIRE_GET_READERS_STATE_ARRAY;
+	} else {
+		c->conn.params.reader_slots = WIRE_LEGACY_READER_SLOTS;
+		msg.cmd = WIRE_GET_READERS_STATE;
+	}
+	rv = conn_send(&c->conn, &msg, NULL, 0);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	return ctx_read_states(c);
+}
+
+const struct wire_reader_state *ctx_find_reader(const struct client_ctx *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_states; i++) {
+		if (c->states[i].name[0] != '\0' && strcmp(c->states[i].name, name) == 0)
+			return &c->states[i];
+	}
+	return NULL;
+}
+
+/*
+ * Runs op on a locked context, reconnecting once if the connection is gone
+ * before or during the call. op must be safe to repeat on a new connection
+ * (nothing it did on the old one survives the old daemon).
+ */
+static LONG with_recovery(struct client_ctx *c, LONG (*op)(struct client_ctx *, void *), void *arg)
+{
+	bool reconnected = false;
+	LONG rv;
+
+	if (c->conn.fd < 0) {
+		rv = ctx_reconnect(c);
+		if (rv != SCARD_S_SUCCESS)
+			return rv;
+		reconnected = true;
+	}
+	rv = op(c, arg);
+	if (rv == CLIENT_CONN_LOST && !reconnected) {
+		rv = ctx_reconnect(c);
+		if (rv == SCARD_S_SUCCESS)
+			rv = op(c, arg);
+	}
+	if (rv == CLIENT_CONN_LOST) {
+		ctx_lost(c);
+		rv = SCARD_E_NO_SERVICE;
+	}
+	return rv;
+}
+
+LONG client_call_with_recovery(struct client_ctx *c, LONG (*op)(struct client_ctx *, void *),
+			       void *arg)
+{
+	return with_recovery(c, op, arg);
+}
+
+static LONG fetch_op(struct client_ctx *c, void *arg)
+{
+	(void)arg;
+	return ctx_fetch_states(c);
+}
+
+LONG client_send_cancel(const char *path, uint32_t daemon_ctx)
+{
+	struct client_conn conn;
+	struct wire_msg msg = { .cmd = WIRE_CANCEL };
+	LONG rv;
+
+	/* pcsc-lite sends SCARD_CANCEL on a fresh socket, without CMD_VERSION. */
+	rv = conn_open(&conn, path);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	msg.u.cancel.context = (int32_t)daemon_ctx;
+	rv = conn_call(&conn, &msg);
+	conn_close(&conn);
+	if (rv == CLIENT_CONN_LOST)
+		return SCARD_E_NO_SERVICE;
+	return rv != SCARD_S_SUCCESS ? rv : (LONG)msg.u.cancel.rv;
+}
+
+LONG SCardEstablishContext(DWORD dwScope, LPCVOID pvReserved1, LPCVOID pvReserved2,
+			   LPSCARDCONTEXT phContext)
+{
+	char path[CLIENT_PATH_MAX];
+	struct client_ctx *c;
+	LONG rv;
+
+	(void)pvReserved1;
+	(void)pvReserved2;
+	if (phContext == NULL)
+		return SCARD_E_INVALID_PARAMETER;
+	*phContext = 0;
+	conn_default_path(path);
+	c = ctx_new(path, dwScope);
+	if (c == NULL)
+		return SCARD_E_NO_MEMORY;
+	rv = ctx_reconnect(c);
+	if (rv != SCARD_S_SUCCESS) {
+		ctx_free(c);
+		return rv;
+	}
+	registry_publish(c);
+	*phContext = c->handle;
+	return SCARD_S_SUCCESS;
+}
+
+LONG SCardReleaseContext(SCARDCONTEXT hContext)
+{
+	struct client_ctx *c = ctx_take_for_release(hContext);
+	char path[CLIENT_PATH_MAX];
+	uint32_t daemon_ctx;
+	LONG rv = SCARD_S_SUCCESS;
+
+	if (c == NULL)
+		return SCARD_E_INVALID_HANDLE;
+	/* A thread waiting in SCardGetStatusChange holds the lock: wake it. */
+	if (ctx_cancel_own(c, &daemon_ctx, path))
+		(void)client_send_cancel(path, daemon_ctx);
+	pthread_mutex_lock(&c->lock);
+	if (c->conn.fd >= 0) {
+		struct wire_msg msg = { .cmd = WIRE_RELEASE_CONTEXT };
+
+		msg.u.release.context = c->daemon_ctx;
+		rv = conn_call(&c->conn, &msg);
+		/* A daemon that is gone has dropped the context already. */
+		rv = rv == CLIENT_CONN_LOST ? SCARD_S_SUCCESS
+		     : rv != SCARD_S_SUCCESS ? rv : (LONG)msg.u.release.rv;
+	}
+	conn_close(&c->conn);
+	card_remove_all(c);
+	ctx_leave(c);
+	return rv;
+}
+
+LONG SCardIsValidContext(SCARDCONTEXT hContext)
+{
+	return ctx_exists(hContext) ? SCARD_S_SUCCESS : SCARD_E_INVALID_HANDLE;
+}
+
+LONG SCardFreeMemory(SCARDCONTEXT hContext, LPCVOID pvMem)
+{
+	if (!ctx_exists(hContext))
+		return SCARD_E_INVALID_HANDLE;
+	free((void *)(uintptr_t)pvMem);
+	return SCARD_S_SUCCESS;
+}
+
+LONG SCardCancel(SCARDCONTEXT hContext)
+{
+	char path[CLIENT_PATH_MAX];
+	uint32_t daemon_ctx = 0;
+	bool found;
+
+	if (!ctx_request_cancel(hContext, &daemon_ctx, path, &found))
+		return found ? SCARD_S_SUCCESS : SCARD_E_INVALID_HANDLE;
+	return client_send_cancel(path, daemon_ctx);
+}
+
+/*
+ * Where a multi-string result goes: the caller's buffer, a new one for
+ * SCARD_AUTOALLOCATE, or nowhere (size query). *out is NULL for a size query.
+ */
+static LONG output_buffer(LPSTR buf, DWORD room, DWORD needed, char **out)
+{
+	*out = NULL;
+	if (room == SCARD_AUTOALLOCATE) {
+		char *mem;
+
+		if (buf == NULL)
+			return SCARD_E_INVALID_PARAMETER;
+		mem = malloc(needed);
+		if (mem == NULL)
+			return SCARD_E_NO_MEMORY;
+		*(char **)(void *)buf = mem;
+		*out = mem;
+		return SCARD_S_SUCCESS;
+	}
+	if (buf != NULL && room < needed)
+		return SCARD_E_INSUFFICIENT_BUFFER;
+	*out = buf;
+	return SCARD_S_SUCCESS;
+}
+
+LONG SCardListReaders(SCARDCONTEXT hContext, LPCSTR mszGroups, LPSTR mszReaders,
+		      LPDWORD pcchReaders)
+{
+	struct client_ctx *c;
+	DWORD needed = 1; /* the final NUL of the multi-string */
+	char *out;
+	LONG rv;
+
+	(void)mszGroups; /* every reader is in the one default group */
+	if (pcchReaders == NULL)
+		return SCARD_E_INVALID_PARAMETER;
+	c = ctx_enter(hContext);
+	if (c == NULL)
+		return SCARD_E_INVALID_HANDLE;
+	rv = with_recovery(c, fetch_op, NULL);
+	if (rv != SCARD_S_SUCCESS)
+		goto out;
+	for (size_t i = 0; i < c->n_states; i++) {
+		if (c->states[i].name[0] != '\0')
+			needed += strlen(c->states[i].name) + 1;
+	}
+	if (needed == 1) {
+		rv = SCARD_E_NO_READERS_AVAILABLE;
+		goto out_len;
+	}
+	rv = output_buffer(mszReaders, *pcchReaders, needed, &out);
+	if (rv == SCARD_S_SUCCESS && out != NULL) {
+		for (size_t i = 0; i < c->n_states; i++) {
+			size_t n = strlen(c->states[i].name);
+
+			if (n == 0)
+				continue;
+			memcpy(out, c->states[i].name, n + 1);
+			out += n + 1;
+		}
+		*out = '\0';
+	}
+out_len:
+	*pcchReaders = needed;
+out:
+	ctx_leave(c);
+	return rv;
+}
+
+LONG SCardListReaderGroups(SCARDCONTEXT hContext, LPSTR mszGroups, LPDWORD pcchGroups)
+{
+	DWORD needed = sizeof(default_group);
+	char *out;
+	LONG rv;
+
+	if (pcchGroups == NULL)
+		return SCARD_E_INVALID_PARAMETER;
+	if (!ctx_exists(hContext))
+		return SCARD_E_INVALID_HANDLE;
+	rv = output_buffer(mszGroups, *pcchGroups, needed, &out);
+	if (rv == SCARD_S_SUCCESS && out != NULL)
+		memcpy(out, default_group, needed);
+	*pcchGroups = needed;
+	return rv;
+}

@@ -1,0 +1,315 @@
+/*
+ * SCardGetStatusChange: pcsc-lite's client-side algorithm.
+ *
+ * Register for events and take a reader-state snapshot in one step
+ * (CMD_WAIT_READER_STATE_CHANGE), compare the snapshot with what the caller
+ * believes, and if nothing differs wait on the socket for the daemon's
+ * one-shot 8-byte signal: rv 0 means "something changed, look again", any
+ * other rv (SCARD_E_CANCELLED) ends the call. Leaving while still registered
+ * costs a CMD_STOP_WAITING_READER_STATE_CHANGE, whose answer is exactly one
+ * 8-byte message: the stop reply, or the signal that raced it.
+ */
+#include "client.h"
+
+#include <strings.h>
+#include <string.h>
+#include <time.h>
+
+#define PNP_READER "\\\\?PnP?\\Notification"
+/* pcsc-lite waits for INFINITE in 60 s slices; so do we. */
+#define WAIT_SLICE_MS 60000
+
+#define COMPARED_STATES                                                          \
+	(SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE | SCARD_STATE_EMPTY |      \
+	 SCARD_STATE_PRESENT | SCARD_STATE_EXCLUSIVE | SCARD_STATE_INUSE |        \
+	 SCARD_STATE_MUTE)
+
+struct gsc {
+	struct client_ctx *c;
+	SCARD_READERSTATE *rs;
+	DWORD n;
+	size_t start_count;  /* readers in the first snapshot, for the PnP entry */
+	bool have_count;
+	bool have_events;    /* the daemon speaks CMD_GET_READER_EVENTS (4:5+) */
+	uint32_t events;
+	bool registered;
+	bool recovered;      /* the connection was re-established once already */
+};
+
+static bool is_pnp(const char *name)
+{
+	return strcasecmp(name, PNP_READER) == 0;
+}
+
+static size_t count_readers(const struct client_ctx *c)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_states; i++)
+		n += c->states[i].name[0] != '\0';
+	return n;
+}
+
+static LONG fetch_reader_events(struct gsc *g)
+{
+	struct wire_msg msg = { .cmd = WIRE_GET_READER_EVENTS };
+	LONG rv;
+
+	g->have_events = wire_cmd_lookup(g->c->conn.params.proto, WIRE_GET_READER_EVENTS) != NULL;
+	if (!g->have_events)
+		return SCARD_S_SUCCESS;
+	rv = conn_call(&g->c->conn, &msg);
+	if (rv == SCARD_S_SUCCESS)
+		g->events = msg.u.events.events;
+	return rv;
+}
+
+/* Registers for the next event and refreshes the snapshot. */
+static LONG do_register(struct gsc *g)
+{
+	struct client_ctx *c = g->c;
+	const struct wire_cmd_spec *spec;
+	struct wire_msg msg;
+	LONG rv;
+
+	/* Asked before registering, so no event signal can overtake its reply. */
+	rv = fetch_reader_events(g);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	spec = wire_cmd_lookup(c->conn.params.proto, WIRE_WAIT_READER_STATE_CHANGE);
+	if (spec == NULL)
+		return SCARD_F_INTERNAL_ERROR;
+	memset(&msg, 0, sizeof(msg));
+	msg.cmd = WIRE_WAIT_READER_STATE_CHANGE;
+	rv = conn_send(&c->conn, &msg, NULL, 0);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	g->registered = true;
+	if (spec->reply == WIRE_REPLY_ARRAY_AND_WAIT) {
+		c->conn.params.reader_slots = WIRE_LEGACY_READER_SLOTS;
+		rv = ctx_read_states(c);
+	} else {
+		rv = ctx_fetch_states(c);
+	}
+	if (rv == CLIENT_CONN_LOST)
+		g->registered = false;
+	return rv;
+}
+
+/* Registers, re-establishing the context once per call if its connection is
+ * gone (daemon restarted, forked child). */
+static LONG register_with_recovery(struct gsc *g)
+{
+	LONG rv;
+
+	if (g->c->conn.fd >= 0) {
+		rv = do_register(g);
+		if (rv != CLIENT_CONN_LOST)
+			return rv;
+	}
+	g->registered = false;
+	if (g->recovered) {
+		ctx_lost(g->c);
+		return SCARD_E_NO_SERVICE;
+	}
+	g->recovered = true;
+	rv = ctx_reconnect(g->c);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	rv = do_register(g);
+	if (rv == CLIENT_CONN_LOST) {
+		g->registered = false;
+		ctx_lost(g->c);
+		rv = SCARD_E_NO_SERVICE;
+	}
+	return rv;
+}
+
+/* dwEventState of a reader found in the snapshot. */
+static DWORD reader_event_state(const struct wire_reader_state *rs, SCARD_READERSTATE *r)
+{
+	DWORD ev = (DWORD)(rs->event_counter & 0xFFFFu) << 16;
+	uint32_t atr_len = rs->atr_len <= MAX_ATR_SIZE ? rs->atr_len : 0;
+
+	if (rs->state & SCARD_UNKNOWN) {
+		ev |= SCARD_STATE_UNAVAILABLE;
+	} else if (rs->state & SCARD_PRESENT) {
+		ev |= SCARD_STATE_PRESENT;
+		if (rs->state & SCARD_SWALLOWED)
+			ev |= SCARD_STATE_MUTE;
+	} else if (rs->state & SCARD_ABSENT) {
+		ev |= SCARD_STATE_EMPTY;
+	}
+	if (rs->sharing == -1)
+		ev |= SCARD_STATE_EXCLUSIVE;
+	else if (rs->sharing > 0 && (ev & SCARD_STATE_PRESENT))
+		ev |= SCARD_STATE_INUSE;
+	r->cbAtr = atr_len;
+	memcpy(r->rgbAtr, rs->atr, MAX_ATR_SIZE);
+	return ev;
+}
+
+/* Computes every dwEventState from the snapshot; true if any changed. */
+static bool evaluate(struct gsc *g)
+{
+	size_t count = count_readers(g->c);
+	bool any = false;
+
+	for (DWORD j = 0; j < g->n; j++) {
+		SCARD_READERSTATE *r = &g->rs[j];
+		DWORD cur = r->dwCurrentState;
+		DWORD cur_counter = (cur >> 16) & 0xFFFFu;
+		bool changed = false;
+		DWORD ev;
+
+		if (cur & SCARD_STATE_IGNORE)
+			continue;
+		if (is_pnp(r->szReader)) {
+			ev = 0;
+			if (g->have_events) {
+				ev = (DWORD)(g->events & 0xFFFFu) << 16;
+				changed = cur_counter != 0 && cur_counter != (g->events & 0xFFFFu);
+			}
+			if (count != g->start_count)
+				changed = true;
+		} else {
+			const struct wire_reader_state *rs = ctx_find_reader(g->c, r->szReader);
+
+			if (rs == NULL) {
+				ev = SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE;
+				changed = !(cur & SCARD_STATE_UNKNOWN);
+			} else {
+				ev = reader_event_state(rs, r);
+				changed = (ev & COMPARED_STATES) != (cur & COMPARED_STATES) ||
+					  (cur_counter != 0 && cur_counter != (ev >> 16)) ||
+					  cur == SCARD_STATE_UNAWARE;
+			}
+		}
+		if (changed) {
+			ev |= SCARD_STATE_CHANGED;
+			any = true;
+		}
+		r->dwEventState = ev;
+	}
+	return any;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Leaves the daemon's wait list; a racing signal's rv is what we return
+ * instead of a timeout (a cancel that crossed the timeout wins). */
+static LONG stop_waiting(struct gsc *g, LONG rv)
+{
+	struct wire_msg msg = { .cmd = WIRE_STOP_WAITING_READER_STATE_CHANGE };
+	LONG io;
+
+	if (!g->registered)
+		return rv;
+	g->registered = false;
+	io = conn_send(&g->c->conn, &msg, NULL, 0);
+	if (io == SCARD_S_SUCCESS)
+		io = conn_recv_reply(&g->c->conn, &msg);
+	if (io != SCARD_S_SUCCESS) {
+		ctx_lost(g->c);
+		return rv == SCARD_S_SUCCESS ? rv : SCARD_E_NO_SERVICE;
+	}
+	if (rv == SCARD_E_TIMEOUT && msg.u.wait.rv != SCARD_S_SUCCESS)
+		return (LONG)msg.u.wait.rv;
+	return rv;
+}
+
+/* The registered part of the call: evaluate, wait, re-register, repeat. */
+static LONG run(struct gsc *g, DWORD timeout)
+{
+	bool infinite = timeout == INFINITE || timeout == (DWORD)-1;
+	int64_t deadline = now_ms() + (infinite ? 0 : (int64_t)timeout);
+	struct wire_msg msg;
+	LONG rv;
+
+	for (;;) {
+		int64_t left;
+		LONG ready;
+
+		if (evaluate(g))
+			return stop_waiting(g, SCARD_S_SUCCESS);
+		if (timeout == 0)
+			return stop_waiting(g, SCARD_E_TIMEOUT);
+		/* Wait for the signal, in slices, until the deadline. */
+		do {
+			if (ctx_cancel_pending(g->c))
+				return stop_waiting(g, SCARD_E_CANCELLED);
+			left = infinite ? WAIT_SLICE_MS : deadline - now_ms();
+			if (left <= 0)
+				return stop_waiting(g, SCARD_E_TIMEOUT);
+			ready = conn_wait_readable(&g->c->conn,
+						   (int)(left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS));
+		} while (ready == 0);
+		if (ready == 1) {
+			memset(&msg, 0, sizeof(msg));
+			msg.cmd = WIRE_WAIT_READER_STATE_CHANGE;
+			ready = conn_recv_reply(&g->c->conn, &msg);
+		}
+		/* The daemon dropped us from its list when it signalled (or died). */
+		g->registered = false;
+		if (ready == SCARD_S_SUCCESS && msg.u.wait.rv != SCARD_S_SUCCESS)
+			return (LONG)msg.u.wait.rv;
+		rv = register_with_recovery(g);
+		if (rv != SCARD_S_SUCCESS)
+			return stop_waiting(g, rv == CLIENT_CONN_LOST ? SCARD_E_NO_SERVICE : rv);
+	}
+}
+
+LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
+			  SCARD_READERSTATE *rgReaderStates, DWORD cReaders)
+{
+	struct gsc g;
+	DWORD ignored = 0;
+	LONG rv;
+
+	/* Protocols up to 4:5 carry at most 16 readers; 4:6 lifts the limit. */
+	if ((rgReaderStates == NULL && cReaders > 0) || cReaders > PCSCLITE_MAX_READERS_CONTEXTS)
+		return SCARD_E_INVALID_PARAMETER;
+	for (DWORD j = 0; j < cReaders; j++) {
+		if (rgReaderStates[j].szReader == NULL)
+			return SCARD_E_INVALID_VALUE;
+		ignored += (rgReaderStates[j].dwCurrentState & SCARD_STATE_IGNORE) != 0;
+	}
+	if (cReaders == 0 || ignored == cReaders)
+		return SCARD_S_SUCCESS;
+
+	memset(&g, 0, sizeof(g));
+	g.c = ctx_enter(hContext);
+	if (g.c == NULL)
+		return SCARD_E_INVALID_HANDLE;
+	g.rs = rgReaderStates;
+	g.n = cReaders;
+	ctx_set_waiting(g.c, true);
+
+	rv = register_with_recovery(&g);
+	if (rv != SCARD_S_SUCCESS) {
+		rv = stop_waiting(&g, rv);
+		goto out;
+	}
+	for (DWORD j = 0; j < cReaders; j++) {
+		const char *name = rgReaderStates[j].szReader;
+
+		if (!is_pnp(name) && ctx_find_reader(g.c, name) == NULL) {
+			rv = stop_waiting(&g, SCARD_E_UNKNOWN_READER);
+			goto out;
+		}
+		rgReaderStates[j].dwEventState = 0;
+	}
+	g.start_count = count_readers(g.c);
+	g.have_count = true;
+	rv = run(&g, dwTimeout);
+out:
+	ctx_set_waiting(g.c, false);
+	ctx_leave(g.c);
+	return rv;
+}

@@ -1,0 +1,317 @@
+/*
+ * ifd-virtual: an IFD handler (driver API v3) with readers and cards in
+ * memory, for scardd and for pcsc-lite's pcscd alike.
+ *
+ * DEVICENAME names the configuration file (vconfig.h); each reader.conf.d
+ * stanza becomes one instance whose slots are the readers "Name 00 00",
+ * "Name 00 01", ... The daemon learns about card events through the polling
+ * function it gets from TAG_IFD_POLLING_THREAD_WITH_TIMEOUT, so insertions and
+ * removals made on the control channel show at once.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ifdhandler.h>
+#include <reader.h>
+
+#include "vinstance.h"
+
+#ifndef SCARD_ATTR_VIRTUAL_CONTROL
+/* Vendor attribute: "slot=N control=PATH", how `scard virtual` finds the
+ * control channel of a reader through any PC/SC daemon. */
+#define SCARD_ATTR_VIRTUAL_CONTROL SCARD_ATTR_VALUE(SCARD_CLASS_VENDOR_DEFINED, 0xA1F0)
+#endif
+
+#define CM_IOCTL_GET_FEATURE_REQUEST_CODE SCARD_CTL_CODE(3400)
+
+/* Both daemons export log_msg(priority, fmt, ...); weak so the library also
+ * loads where nothing provides it. */
+extern void log_msg(int priority, const char *fmt, ...) __attribute__((weak));
+
+enum { PRIO_DEBUG = 0, PRIO_INFO = 1, PRIO_ERROR = 2, PRIO_CRITICAL = 3 };
+
+static void say(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void say(int prio, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (log_msg)
+		log_msg(prio, "ifd-virtual: %s", buf);
+	else if (prio >= PRIO_ERROR)
+		fprintf(stderr, "ifd-virtual: %s\n", buf);
+}
+
+/* Instances live until the library is unloaded: a daemon thread may still be
+ * leaving a wait on a slot when the channel closes. */
+static pthread_mutex_t instances_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct vinstance *instances;
+
+static struct vinstance *find_instance(DWORD lun)
+{
+	pthread_mutex_lock(&instances_lock);
+	struct vinstance *inst = instances;
+	while (inst && (inst->closed || inst->key != (lun >> 16)))
+		inst = inst->next;
+	pthread_mutex_unlock(&instances_lock);
+	return inst;
+}
+
+static struct vslot *find_slot(DWORD lun)
+{
+	struct vinstance *inst = find_instance(lun);
+	if (!inst || (lun & 0xFFFF) >= inst->n_slots)
+		return NULL;
+	return &inst->slots[lun & 0xFFFF];
+}
+
+__attribute__((destructor)) static void free_instances(void)
+{
+	pthread_mutex_lock(&instances_lock);
+	while (instances) {
+		struct vinstance *next = instances->next;
+		vinstance_free(instances);
+		instances = next;
+	}
+	pthread_mutex_unlock(&instances_lock);
+}
+
+static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *source)
+{
+	if (find_instance(lun)) /* already open: a daemon asking again for another slot */
+		return IFD_SUCCESS;
+	char err[1024];
+	struct vinstance *inst = vinstance_new(cfg, err, sizeof(err));
+	if (!inst) {
+		say(PRIO_ERROR, "%s: %s", source, err);
+		return IFD_COMMUNICATION_ERROR;
+	}
+	inst->key = lun >> 16;
+	if (vinstance_start_control(inst, err, sizeof(err))) {
+		say(PRIO_ERROR, "%s: %s", source, err);
+		vinstance_free(inst);
+		return IFD_COMMUNICATION_ERROR;
+	}
+	pthread_mutex_lock(&instances_lock);
+	inst->next = instances;
+	instances = inst;
+	pthread_mutex_unlock(&instances_lock);
+	say(PRIO_INFO, "%s: %u reader%s, control channel %s", source, inst->n_slots,
+	    inst->n_slots == 1 ? "" : "s", inst->cfg.control ? inst->cfg.control : "none");
+	return IFD_SUCCESS;
+}
+
+RESPONSECODE IFDHCreateChannelByName(DWORD Lun, LPSTR DeviceName)
+{
+	struct vconfig cfg;
+	vconfig_defaults(&cfg);
+	if (DeviceName && DeviceName[0]) {
+		char err[1024];
+		if (vconfig_load(&cfg, DeviceName, err, sizeof(err))) {
+			say(PRIO_ERROR, "%s", err);
+			vconfig_clear(&cfg);
+			return IFD_COMMUNICATION_ERROR;
+		}
+	}
+	RESPONSECODE rc = open_instance(Lun, &cfg, DeviceName && DeviceName[0] ? DeviceName
+										: "defaults");
+	vconfig_clear(&cfg);
+	return rc;
+}
+
+RESPONSECODE IFDHCreateChannel(DWORD Lun, DWORD Channel)
+{
+	(void)Channel;
+	struct vconfig cfg;
+	vconfig_defaults(&cfg);
+	RESPONSECODE rc = open_instance(Lun, &cfg, "defaults");
+	vconfig_clear(&cfg);
+	return rc;
+}
+
+RESPONSECODE IFDHCloseChannel(DWORD Lun)
+{
+	struct vinstance *inst = find_instance(Lun);
+	if (inst)
+		vinstance_close(inst);
+	return IFD_SUCCESS;
+}
+
+static RESPONSECODE put_bytes(PDWORD len, PUCHAR value, const void *src, size_t n)
+{
+	if (!len || !value || *len < n)
+		return IFD_ERROR_INSUFFICIENT_BUFFER;
+	memcpy(value, src, n);
+	*len = n;
+	return IFD_SUCCESS;
+}
+
+static RESPONSECODE put_byte(PDWORD len, PUCHAR value, unsigned v)
+{
+	uint8_t b = (uint8_t)v;
+	return put_bytes(len, value, &b, 1);
+}
+
+static RESPONSECODE wait_event(DWORD lun, int timeout_ms)
+{
+	struct vslot *s = find_slot(lun);
+	if (!s)
+		return IFD_NO_SUCH_DEVICE;
+	return vslot_wait_event(s, timeout_ms);
+}
+
+static RESPONSECODE stop_wait(DWORD lun)
+{
+	struct vslot *s = find_slot(lun);
+	if (s)
+		vslot_stop(s);
+	return IFD_SUCCESS;
+}
+
+RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Value)
+{
+	struct vinstance *inst = find_instance(Lun);
+	unsigned slot = Lun & 0xFFFF;
+	if (!inst || slot >= inst->n_slots)
+		return IFD_NO_SUCH_DEVICE;
+	struct vslot *s = &inst->slots[slot];
+	switch (Tag) {
+	case TAG_IFD_ATR:
+	case SCARD_ATTR_ATR_STRING:
+		return vslot_atr(s, Value, Length);
+	case TAG_IFD_SLOTNUM:
+		return put_byte(Length, Value, slot);
+	case TAG_IFD_SLOTS_NUMBER:
+		return put_byte(Length, Value, inst->n_slots);
+	case TAG_IFD_SIMULTANEOUS_ACCESS:
+		return put_byte(Length, Value, 16); /* several stanzas may share the library */
+	case TAG_IFD_THREAD_SAFE:
+	case TAG_IFD_SLOT_THREAD_SAFE:
+		return put_byte(Length, Value, 1);
+	case TAG_IFD_POLLING_THREAD_KILLABLE:
+		return put_byte(Length, Value, 0);
+	case TAG_IFD_POLLING_THREAD_WITH_TIMEOUT: {
+		RESPONSECODE (*fn)(DWORD, int) = wait_event;
+		return put_bytes(Length, Value, &fn, sizeof(fn));
+	}
+	case TAG_IFD_STOP_POLLING_THREAD: {
+		RESPONSECODE (*fn)(DWORD) = stop_wait;
+		return put_bytes(Length, Value, &fn, sizeof(fn));
+	}
+	case SCARD_ATTR_VENDOR_NAME: {
+		static const char name[] = "scardd";
+		return put_bytes(Length, Value, name, sizeof(name));
+	}
+	case SCARD_ATTR_VENDOR_IFD_TYPE: {
+		static const char type[] = "ifd-virtual";
+		return put_bytes(Length, Value, type, sizeof(type));
+	}
+	case SCARD_ATTR_ICC_PRESENCE: {
+		pthread_mutex_lock(&s->lock);
+		unsigned present = s->card ? 2 : 0; /* 2: present (and, being virtual, held) */
+		pthread_mutex_unlock(&s->lock);
+		return put_byte(Length, Value, present);
+	}
+	case SCARD_ATTR_ICC_INTERFACE_STATUS: {
+		pthread_mutex_lock(&s->lock);
+		unsigned active = s->card && s->powered;
+		pthread_mutex_unlock(&s->lock);
+		return put_byte(Length, Value, active);
+	}
+	case SCARD_ATTR_VIRTUAL_CONTROL: {
+		char text[256];
+		int n = snprintf(text, sizeof(text), "slot=%u control=%s", slot,
+				 inst->cfg.control ? inst->cfg.control : "");
+		return put_bytes(Length, Value, text, (size_t)n + 1);
+	}
+	default:
+		return IFD_ERROR_TAG;
+	}
+}
+
+RESPONSECODE IFDHSetCapabilities(DWORD Lun, DWORD Tag, DWORD Length, PUCHAR Value)
+{
+	(void)Length;
+	(void)Value;
+	if (!find_slot(Lun))
+		return IFD_NO_SUCH_DEVICE;
+	if (Tag == TAG_IFD_DEVICE_REMOVED)
+		return IFD_SUCCESS;
+	return IFD_ERROR_TAG;
+}
+
+RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags, UCHAR PTS1,
+				       UCHAR PTS2, UCHAR PTS3)
+{
+	(void)Flags;
+	(void)PTS1;
+	(void)PTS2;
+	(void)PTS3;
+	struct vslot *s = find_slot(Lun);
+	if (!s)
+		return IFD_NO_SUCH_DEVICE;
+	return vslot_set_protocol(s, Protocol);
+}
+
+RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
+{
+	struct vslot *s = find_slot(Lun);
+	if (!s) {
+		if (AtrLength)
+			*AtrLength = 0;
+		return IFD_NO_SUCH_DEVICE;
+	}
+	RESPONSECODE rc = vslot_power(s, Action, Atr, AtrLength);
+	if (rc == IFD_ERROR_POWER_ACTION)
+		say(PRIO_INFO, "reader %lu: the card is muted and does not answer to reset",
+		    (unsigned long)(Lun & 0xFFFF));
+	return rc;
+}
+
+RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer,
+			       DWORD TxLength, PUCHAR RxBuffer, PDWORD RxLength,
+			       PSCARD_IO_HEADER RecvPci)
+{
+	struct vslot *s = find_slot(Lun);
+	if (!s) {
+		*RxLength = 0;
+		return IFD_NO_SUCH_DEVICE;
+	}
+	RESPONSECODE rc = vslot_transmit(s, SendPci.Protocol, TxBuffer, TxLength, RxBuffer,
+					 RxLength);
+	if (RecvPci) {
+		RecvPci->Protocol = SendPci.Protocol;
+		RecvPci->Length = sizeof(*RecvPci);
+	}
+	return rc;
+}
+
+RESPONSECODE IFDHControl(DWORD Lun, DWORD dwControlCode, PUCHAR TxBuffer, DWORD TxLength,
+			 PUCHAR RxBuffer, DWORD RxLength, LPDWORD pdwBytesReturned)
+{
+	(void)TxBuffer;
+	(void)TxLength;
+	(void)RxBuffer;
+	(void)RxLength;
+	if (pdwBytesReturned)
+		*pdwBytesReturned = 0;
+	if (!find_slot(Lun))
+		return IFD_NO_SUCH_DEVICE;
+	if (dwControlCode == CM_IOCTL_GET_FEATURE_REQUEST_CODE)
+		return IFD_SUCCESS; /* no PIN pad, no other features: an empty list */
+	return IFD_ERROR_NOT_SUPPORTED;
+}
+
+RESPONSECODE IFDHICCPresence(DWORD Lun)
+{
+	struct vslot *s = find_slot(Lun);
+	if (!s)
+		return IFD_NO_SUCH_DEVICE;
+	return vslot_presence(s);
+}

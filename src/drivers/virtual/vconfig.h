@@ -1,0 +1,47 @@
+/*
+ * ifd-virtual's configuration file, named by DEVICENAME in reader.conf.d:
+ *
+ *   readers = 2                      # slots of this reader, 1..16
+ *   control = /run/scardd/virtual.sock
+ *   control_mode = 0600              # octal permissions of the control socket
+ *   fast = no                        # every reader answers 90 00 at once
+ *   card.0 = builtin                 # card present at start: builtin, a card file,
+ *   card.1 = cards/other.card        #   or none; relative to this file's directory
+ *   fast.1 = yes                     # per-reader override
+ *   mute.1 = no                      # the card in this reader does not answer
+ */
+#ifndef IFD_VIRTUAL_VCONFIG_H
+#define IFD_VIRTUAL_VCONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define VCONFIG_MAX_READERS 16
+#define VCONFIG_MAX_TEXT 65536
+#define VCONFIG_PATH_MAX 4096
+
+struct vconfig_reader {
+	char *card;     /* NULL = empty, "builtin", or an absolute path */
+	bool fast;
+	bool mute;
+};
+
+struct vconfig {
+	unsigned readers;
+	char *control;  /* unix socket path, NULL = no control channel */
+	unsigned control_mode;
+	struct vconfig_reader reader[VCONFIG_MAX_READERS];
+};
+
+/* Defaults: 2 readers, the built-in card in reader 0, no control channel. */
+void vconfig_defaults(struct vconfig *cfg);
+/*
+ * Parses the text of a configuration file; base_dir resolves relative card
+ * paths. 0 on success, -1 with "line N: ..." in err.
+ */
+int vconfig_parse(struct vconfig *cfg, const char *text, size_t len, const char *base_dir,
+		  char *err, size_t errlen);
+int vconfig_load(struct vconfig *cfg, const char *path, char *err, size_t errlen);
+void vconfig_clear(struct vconfig *cfg);
+
+#endif

@@ -1,0 +1,627 @@
+/*
+ * ifd_fault: an IFD handler (driver API v3) whose reader misbehaves on demand,
+ * for the daemon's integration tests.
+ *
+ * DEVICENAME is a control directory; tests create and remove files in it
+ * while the daemon runs:
+ *   slots          decimal slot count, 1..8 (read at open; default 1)
+ *   card<N>        a card is in slot N; its content, if any, is the ATR in hex
+ *   mute<N>        the card in slot N does not answer power-up
+ *   hang           IFDHTransmitToICC and IFDHControl block until it is removed
+ *   hang_presence  IFDHICCPresence blocks until it is removed
+ *   events         (at open) report card events through
+ *                  TAG_IFD_POLLING_THREAD_WITH_TIMEOUT instead of being polled
+ *   fail_open      IFDHCreateChannelByName fails
+ * The driver appends "presence N", "transmit N", "control N", "power N" lines
+ * to <dir>/calls, one per call, so tests can count what the daemon did.
+ *
+ * A transmit answers the whole command echoed back followed by 90 00; control
+ * code SCARD_CTL_CODE(1) echoes its input.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* the meson build sets it for the whole project */
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ifdhandler.h>
+#include <reader.h>
+
+#define MAX_SLOTS 8
+#define MAX_ATR 64              /* more than a valid ATR, so tests can send bad ones */
+#define CTL_ECHO SCARD_CTL_CODE(1)
+#define HANG_STEP_MS 20
+#define CALLS_FILE "calls"
+
+static const char vendor_name[] = "scardd tests";
+/* T=1 offered in TD2, TCK = 0x80 ^ 0x80 ^ 0x01. */
+static const UCHAR default_atr[] = {0x3B, 0x80, 0x80, 0x01, 0x01};
+
+/* One per opened reader (Lun >> 16); several readers may share the library. */
+struct fault_reader {
+	struct fault_reader *next;
+	DWORD index;
+	char *dir;
+	unsigned n_slots;
+	bool events;
+	/* Event mode: each slot's waiter owns an inotify fd, so events that
+	 * arrive between two waits stay queued for it, and an eventfd to stop it. */
+	int watch_fd[MAX_SLOTS];
+	int stop_fd[MAX_SLOTS];
+	unsigned opens;         /* pcscd opens a multi-slot reader once per slot */
+	unsigned refs;          /* calls in progress; the record outlives CloseChannel */
+	bool closed;
+};
+
+/* Guards the list and the refs/closed fields; never held while blocking. */
+static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fault_reader *readers;
+
+typedef RESPONSECODE (*wait_event_fn)(DWORD Lun, int timeout_ms);
+typedef RESPONSECODE (*stop_wait_fn)(DWORD Lun);
+
+/* ---- reader records ---- */
+
+static void reader_free(struct fault_reader *r)
+{
+	for (unsigned i = 0; i < MAX_SLOTS; i++) {
+		if (r->watch_fd[i] >= 0)
+			close(r->watch_fd[i]);
+		if (r->stop_fd[i] >= 0)
+			close(r->stop_fd[i]);
+	}
+	free(r->dir);
+	free(r);
+}
+
+static struct fault_reader *find_locked(DWORD index)
+{
+	for (struct fault_reader *r = readers; r; r = r->next)
+		if (r->index == index)
+			return r;
+	return NULL;
+}
+
+/* The open reader behind Lun with a reference held, or NULL. */
+static struct fault_reader *reader_get(DWORD Lun, unsigned *slot)
+{
+	pthread_mutex_lock(&readers_lock);
+	struct fault_reader *r = find_locked(Lun >> 16);
+	unsigned s = (unsigned)(Lun & 0xFFFF);
+	if (r && s < r->n_slots)
+		r->refs++;
+	else
+		r = NULL;
+	pthread_mutex_unlock(&readers_lock);
+	if (slot)
+		*slot = s;
+	return r;
+}
+
+static void reader_put(struct fault_reader *r)
+{
+	pthread_mutex_lock(&readers_lock);
+	bool last = --r->refs == 0 && r->closed;
+	pthread_mutex_unlock(&readers_lock);
+	if (last)
+		reader_free(r);
+}
+
+/* ---- the control directory ---- */
+
+__attribute__((format(printf, 4, 5))) static bool ctl_path(const struct fault_reader *r,
+							    char *buf, size_t cap,
+							    const char *fmt, ...)
+{
+	int n = snprintf(buf, cap, "%s/", r->dir);
+	if (n < 0 || (size_t)n >= cap)
+		return false;
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(buf + n, cap - (size_t)n, fmt, ap);
+	va_end(ap);
+	return m >= 0 && (size_t)m < cap - (size_t)n;
+}
+
+static bool ctl_exists(const struct fault_reader *r, const char *name)
+{
+	char path[PATH_MAX];
+	return ctl_path(r, path, sizeof path, "%s", name) && access(path, F_OK) == 0;
+}
+
+static bool slot_file_exists(const struct fault_reader *r, const char *what, unsigned slot)
+{
+	char path[PATH_MAX];
+	return ctl_path(r, path, sizeof path, "%s%u", what, slot) && access(path, F_OK) == 0;
+}
+
+/* Reads a small control file; -1 when it does not exist. */
+static ssize_t ctl_read(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t len = 0;
+	while (len + 1 < cap) {
+		ssize_t n = read(fd, buf + len, cap - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	return (ssize_t)len;
+}
+
+static void append_call(const struct fault_reader *r, const char *what, unsigned slot)
+{
+	char path[PATH_MAX];
+	char line[64];
+	if (!ctl_path(r, path, sizeof path, CALLS_FILE))
+		return;
+	int n = snprintf(line, sizeof line, "%s %u\n", what, slot);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	/* One write per line: O_APPEND keeps concurrent callers' lines whole. */
+	while (write(fd, line, (size_t)n) < 0 && errno == EINTR)
+		;
+	close(fd);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* The stuck reader: returns only once the test removes the file. */
+static void hang_while(const struct fault_reader *r, const char *name)
+{
+	while (ctl_exists(r, name))
+		sleep_ms(HANG_STEP_MS);
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* The ATR of the card in slot, from card<N>; 0 when there is no card. */
+static size_t card_atr(const struct fault_reader *r, unsigned slot, UCHAR *atr)
+{
+	char path[PATH_MAX];
+	char text[4 * MAX_ATR + 2];
+	if (!ctl_path(r, path, sizeof path, "card%u", slot))
+		return 0;
+	ssize_t len = ctl_read(path, text, sizeof text);
+	if (len < 0)
+		return 0;
+	size_t n = 0;
+	int high = -1;
+	/* Hex digits; anything else separates ("3B 80", "3B:80", "3b80"). */
+	for (const char *p = text; *p && n < MAX_ATR; p++) {
+		int v = hex_value(*p);
+		if (v < 0) {
+			high = -1;
+			continue;
+		}
+		if (high < 0) {
+			high = v;
+		} else {
+			atr[n++] = (UCHAR)(high << 4 | v);
+			high = -1;
+		}
+	}
+	if (n == 0) {
+		memcpy(atr, default_atr, sizeof default_atr);
+		n = sizeof default_atr;
+	}
+	return n;
+}
+
+static bool card_present(const struct fault_reader *r, unsigned slot)
+{
+	return slot_file_exists(r, "card", slot);
+}
+
+/* Copies a capability value, or says how much room it needs. */
+static RESPONSECODE put_value(PUCHAR Value, PDWORD Length, const void *src, size_t n)
+{
+	if (!Length)
+		return IFD_COMMUNICATION_ERROR;
+	if (*Length < n || (!Value && n)) {
+		*Length = n;
+		return IFD_ERROR_INSUFFICIENT_BUFFER;
+	}
+	if (n)
+		memcpy(Value, src, n);
+	*Length = n;
+	return IFD_SUCCESS;
+}
+
+/* ---- card events (event mode) ---- */
+
+/* Drains queued inotify events; true if one is about something but our log. */
+static bool drain_watch(int fd)
+{
+	bool relevant = false;
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return relevant;
+		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)(buf + off);
+			/* Our own calls log would otherwise wake the daemon forever. */
+			if (ev->len == 0 || strcmp(ev->name, CALLS_FILE) != 0)
+				relevant = true;
+			off += (ssize_t)(sizeof(struct inotify_event) + ev->len);
+		}
+	}
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Blocks until the control directory changes, the timeout, or stop_wait. */
+static RESPONSECODE wait_event(DWORD Lun, int timeout_ms)
+{
+	unsigned slot;
+	struct fault_reader *r = reader_get(Lun, &slot);
+	if (!r)
+		return IFD_NO_SUCH_DEVICE;
+	long long deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	struct pollfd pfd[2] = {
+		{.fd = r->watch_fd[slot], .events = POLLIN},
+		{.fd = r->stop_fd[slot], .events = POLLIN},
+	};
+	for (;;) {
+		int left = -1;
+		if (deadline >= 0) {
+			long long rest = deadline - now_ms();
+			if (rest <= 0)
+				break;
+			left = rest > INT_MAX ? INT_MAX : (int)rest;
+		}
+		int n = poll(pfd, 2, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (pfd[1].revents) {
+			uint64_t count;
+			while (read(pfd[1].fd, &count, sizeof count) < 0 && errno == EINTR)
+				;
+			break;
+		}
+		if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL))
+			break;
+		if ((pfd[0].revents & POLLIN) && drain_watch(pfd[0].fd))
+			break;
+	}
+	reader_put(r);
+	return IFD_SUCCESS;
+}
+
+static RESPONSECODE stop_wait(DWORD Lun)
+{
+	unsigned slot;
+	struct fault_reader *r = reader_get(Lun, &slot);
+	if (!r)
+		return IFD_NO_SUCH_DEVICE;
+	uint64_t one = 1;
+	while (write(r->stop_fd[slot], &one, sizeof one) < 0 && errno == EINTR)
+		;
+	reader_put(r);
+	return IFD_SUCCESS;
+}
+
+static bool setup_events(struct fault_reader *r)
+{
+	const uint32_t mask = IN_CREATE | IN_DELETE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_FROM |
+			      IN_MOVED_TO | IN_ATTRIB;
+	for (unsigned i = 0; i < r->n_slots; i++) {
+		r->watch_fd[i] = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		r->stop_fd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (r->watch_fd[i] < 0 || r->stop_fd[i] < 0 ||
+		    inotify_add_watch(r->watch_fd[i], r->dir, mask) < 0)
+			return false;
+	}
+	return true;
+}
+
+/* ---- entry points ---- */
+
+/* Another open of an already open reader: same directory, one more user. */
+static bool reopen(DWORD index, const char *dir)
+{
+	pthread_mutex_lock(&readers_lock);
+	struct fault_reader *r = find_locked(index);
+	bool same = r && strcmp(r->dir, dir) == 0;
+	if (same)
+		r->opens++;
+	pthread_mutex_unlock(&readers_lock);
+	return same;
+}
+
+RESPONSECODE IFDHCreateChannelByName(DWORD Lun, LPSTR DeviceName)
+{
+	struct stat st;
+	if (!DeviceName || stat(DeviceName, &st) < 0 || !S_ISDIR(st.st_mode))
+		return IFD_COMMUNICATION_ERROR;
+	if (reopen(Lun >> 16, DeviceName))
+		return IFD_SUCCESS;
+	struct fault_reader *r = calloc(1, sizeof *r);
+	if (!r)
+		return IFD_COMMUNICATION_ERROR;
+	for (unsigned i = 0; i < MAX_SLOTS; i++)
+		r->watch_fd[i] = r->stop_fd[i] = -1;
+	r->index = Lun >> 16;
+	r->n_slots = 1;
+	r->opens = 1;
+	if (!(r->dir = strdup(DeviceName)) || ctl_exists(r, "fail_open"))
+		goto fail;
+
+	char path[PATH_MAX];
+	char text[32];
+	if (ctl_path(r, path, sizeof path, "slots") && ctl_read(path, text, sizeof text) > 0) {
+		long n = strtol(text, NULL, 10);
+		r->n_slots = n < 1 ? 1 : n > MAX_SLOTS ? MAX_SLOTS : (unsigned)n;
+	}
+	r->events = ctl_exists(r, "events");
+	if (r->events && !setup_events(r))
+		goto fail;
+
+	pthread_mutex_lock(&readers_lock);
+	/* A different directory on a Lun still in use: refuse, keep the first. */
+	bool taken = find_locked(r->index) != NULL;
+	if (!taken) {
+		r->next = readers;
+		readers = r;
+	}
+	pthread_mutex_unlock(&readers_lock);
+	if (taken)
+		goto fail;
+	return IFD_SUCCESS;
+fail:
+	reader_free(r);
+	return IFD_COMMUNICATION_ERROR;
+}
+
+RESPONSECODE IFDHCreateChannel(DWORD Lun, DWORD Channel)
+{
+	/* Without a control directory there is nothing to drive. */
+	(void)Lun;
+	(void)Channel;
+	return IFD_COMMUNICATION_ERROR;
+}
+
+RESPONSECODE IFDHCloseChannel(DWORD Lun)
+{
+	pthread_mutex_lock(&readers_lock);
+	struct fault_reader *r = NULL;
+	for (struct fault_reader **p = &readers; *p; p = &(*p)->next) {
+		if ((*p)->index == Lun >> 16) {
+			r = *p;
+			if (--r->opens == 0)
+				*p = r->next;
+			break;
+		}
+	}
+	bool gone = r && r->opens == 0;
+	bool unused = gone && r->refs == 0;
+	if (gone) {
+		r->closed = true;
+		/* Wake any waiter still blocked in wait_event; it frees the record. */
+		uint64_t one = 1;
+		for (unsigned i = 0; i < r->n_slots; i++)
+			if (r->stop_fd[i] >= 0)
+				(void)!write(r->stop_fd[i], &one, sizeof one);
+	}
+	pthread_mutex_unlock(&readers_lock);
+	if (unused)
+		reader_free(r);
+	return r ? IFD_SUCCESS : IFD_COMMUNICATION_ERROR;
+}
+
+RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Value)
+{
+	unsigned slot;
+	struct fault_reader *r = reader_get(Lun, &slot);
+	if (!r)
+		return IFD_COMMUNICATION_ERROR;
+	RESPONSECODE rc;
+	UCHAR byte;
+	UCHAR atr[MAX_ATR];
+	wait_event_fn wait = wait_event;
+	stop_wait_fn stop = stop_wait;
+	switch (Tag) {
+	case TAG_IFD_ATR:
+		rc = put_value(Value, Length, atr, card_atr(r, slot, atr));
+		break;
+	case TAG_IFD_SLOTS_NUMBER:
+		byte = (UCHAR)r->n_slots;
+		rc = put_value(Value, Length, &byte, 1);
+		break;
+	case TAG_IFD_SIMULTANEOUS_ACCESS:
+		byte = 16;
+		rc = put_value(Value, Length, &byte, 1);
+		break;
+	case TAG_IFD_THREAD_SAFE:
+	case TAG_IFD_SLOT_THREAD_SAFE:
+		byte = 1;
+		rc = put_value(Value, Length, &byte, 1);
+		break;
+	case SCARD_ATTR_VENDOR_NAME:
+		rc = put_value(Value, Length, vendor_name, sizeof vendor_name);
+		break;
+	case TAG_IFD_POLLING_THREAD_WITH_TIMEOUT:
+		rc = r->events ? put_value(Value, Length, &wait, sizeof wait) : IFD_ERROR_TAG;
+		break;
+	case TAG_IFD_STOP_POLLING_THREAD:
+		rc = r->events ? put_value(Value, Length, &stop, sizeof stop) : IFD_ERROR_TAG;
+		break;
+	default:
+		rc = IFD_ERROR_TAG;
+		break;
+	}
+	reader_put(r);
+	return rc;
+}
+
+RESPONSECODE IFDHSetCapabilities(DWORD Lun, DWORD Tag, DWORD Length, PUCHAR Value)
+{
+	(void)Lun;
+	(void)Length;
+	(void)Value;
+	return Tag == TAG_IFD_DEVICE_REMOVED ? IFD_SUCCESS : IFD_ERROR_TAG;
+}
+
+RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags, UCHAR PTS1,
+				       UCHAR PTS2, UCHAR PTS3)
+{
+	(void)Lun;
+	(void)Protocol;
+	(void)Flags;
+	(void)PTS1;
+	(void)PTS2;
+	(void)PTS3;
+	return IFD_SUCCESS;
+}
+
+RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
+{
+	unsigned slot;
+	struct fault_reader *r = reader_get(Lun, &slot);
+	if (!r)
+		return IFD_COMMUNICATION_ERROR;
+	append_call(r, "power", slot);
+	RESPONSECODE rc = IFD_SUCCESS;
+	UCHAR atr[MAX_ATR];
+	size_t len = 0;
+	switch (Action) {
+	case IFD_POWER_DOWN:
+		break;
+	case IFD_POWER_UP:
+	case IFD_RESET:
+		len = card_atr(r, slot, atr);
+		if (len == 0)
+			rc = IFD_ICC_NOT_PRESENT;
+		else if (slot_file_exists(r, "mute", slot))
+			rc = IFD_ERROR_POWER_ACTION;
+		else if (!Atr || !AtrLength || *AtrLength < len)
+			rc = IFD_COMMUNICATION_ERROR;
+		if (rc != IFD_SUCCESS)
+			len = 0;
+		break;
+	default:
+		rc = IFD_NOT_SUPPORTED;
+		break;
+	}
+	if (len)
+		memcpy(Atr, atr, len);
+	if (AtrLength)
+		*AtrLength = len;
+	reader_put(r);
+	return rc;
+}
+
+RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer,
+			       DWORD TxLength, PUCHAR RxBuffer, PDWORD RxLength,
+			       PSCARD_IO_HEADER RecvPci)
+{
+	unsigned slot;
+	struct fault_reader *r = reader_get(Lun, &slot);
+	if (!r)
+		return IFD_COMMUNICATION_ERROR;
+	append_call(r, "transmit", slot);
+	hang_while(r, "hang");
+	RESPONSECODE rc = IFD_SUCCESS;
+	if (!card_present(r, slot))
+		rc = IFD_ICC_NOT_PRESENT;
+	else if (slot_file_exists(r, "mute", slot))
+		rc = IFD_RESPONSE_TIMEOUT;
+	else if (!RxLength || !RxBuffer || (TxLength && !TxBuffer) || *RxLength < TxLength + 2)
+		rc = IFD_ERROR_INSUFFICIENT_BUFFER;
+	if (rc == IFD_SUCCESS) {
+		if (TxLength)
+			memmove(RxBuffer, TxBuffer, TxLength);
+		RxBuffer[TxLength] = 0x90;
+		RxBuffer[TxLength + 1] = 0x00;
+		*RxLength = TxLength + 2;
+		if (RecvPci)
+			RecvPci->Protocol = SendPci.Protocol;
+	} else if (RxLength) {
+		*RxLength = 0;
+	}
+	reader_put(r);
+	return rc;
+}
+
+RESPONSECODE IFDHControl(DWORD Lun, DWORD dwControlCode, PUCHAR TxBuffer, DWORD TxLength,
+			 PUCHAR RxBuffer, DWORD RxLength, LPDWORD pdwBytesReturned)
+{
+	unsigned slot;
+	struct fault_reader *r = reader_get(Lun, &slot);
+	if (!r)
+		return IFD_COMMUNICATION_ERROR;
+	append_call(r, "control", slot);
+	hang_while(r, "hang");
+	RESPONSECODE rc = IFD_SUCCESS;
+	DWORD returned = 0;
+	if (dwControlCode != CTL_ECHO)
+		rc = IFD_ERROR_NOT_SUPPORTED;
+	else if (RxLength < TxLength || (TxLength && (!TxBuffer || !RxBuffer)))
+		rc = IFD_ERROR_INSUFFICIENT_BUFFER;
+	else
+		returned = TxLength;
+	if (returned)
+		memmove(RxBuffer, TxBuffer, returned);
+	if (pdwBytesReturned)
+		*pdwBytesReturned = returned;
+	reader_put(r);
+	return rc;
+}
+
+RESPONSECODE IFDHICCPresence(DWORD Lun)
+{
+	unsigned slot;
+	struct fault_reader *r = reader_get(Lun, &slot);
+	if (!r)
+		return IFD_NO_SUCH_DEVICE;
+	append_call(r, "presence", slot);
+	hang_while(r, "hang_presence");
+	RESPONSECODE rc = card_present(r, slot) ? IFD_ICC_PRESENT : IFD_ICC_NOT_PRESENT;
+	reader_put(r);
+	return rc;
+}

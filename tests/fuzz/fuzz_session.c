@@ -1,0 +1,230 @@
+/*
+ * Drives the real daemon (sessions, dispatch, handles, transactions, status
+ * waiters, worker jobs) with arbitrary byte streams from three clients at
+ * once, against a stub driver with two slots (a card in slot 0).
+ *
+ * Input: a sequence of chunks [client index][length][bytes...]; after each
+ * chunk the loop runs until it goes quiet. At the end every client hangs
+ * up and the daemon must drop all their sessions without leaking.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ifdhandler.h>
+#include <reader.h>
+
+#include "daemon.h"
+#include "driver.h"
+#include "event_loop.h"
+#include "listener.h"
+#include "log.h"
+#include "session.h"
+
+#define CLIENTS 3
+
+static const UCHAR stub_atr[] = {0x3B, 0x80, 0x80, 0x01, 0x01};
+
+static RESPONSECODE stub_create(DWORD lun, DWORD channel)
+{
+	(void)lun;
+	(void)channel;
+	return IFD_SUCCESS;
+}
+
+static RESPONSECODE stub_close(DWORD lun)
+{
+	(void)lun;
+	return IFD_SUCCESS;
+}
+
+static RESPONSECODE stub_get_cap(DWORD lun, DWORD tag, PDWORD len, PUCHAR value)
+{
+	(void)lun;
+	if (tag == TAG_IFD_SLOTS_NUMBER && *len >= 1) {
+		value[0] = 2;
+		*len = 1;
+		return IFD_SUCCESS;
+	}
+	if (tag == SCARD_ATTR_VENDOR_NAME && *len >= 4) {
+		memcpy(value, "stub", 4);
+		*len = 4;
+		return IFD_SUCCESS;
+	}
+	return IFD_ERROR_TAG;
+}
+
+static RESPONSECODE stub_set_cap(DWORD lun, DWORD tag, DWORD len, PUCHAR value)
+{
+	(void)lun;
+	(void)len;
+	(void)value;
+	return tag == 1 ? IFD_SUCCESS : IFD_ERROR_TAG;
+}
+
+static RESPONSECODE stub_set_protocol(DWORD lun, DWORD protocol, UCHAR flags, UCHAR p1, UCHAR p2,
+				      UCHAR p3)
+{
+	(void)lun;
+	(void)flags;
+	(void)p1;
+	(void)p2;
+	(void)p3;
+	return protocol == SCARD_PROTOCOL_T1 || protocol == SCARD_PROTOCOL_T0 ? IFD_SUCCESS
+									       : IFD_PROTOCOL_NOT_SUPPORTED;
+}
+
+static RESPONSECODE stub_power(DWORD lun, DWORD action, PUCHAR atr, PDWORD atr_len)
+{
+	if ((lun & 0xFFFF) != 0)
+		return IFD_ICC_NOT_PRESENT;
+	if (action == IFD_POWER_DOWN)
+		return IFD_SUCCESS;
+	if (*atr_len < sizeof(stub_atr))
+		return IFD_COMMUNICATION_ERROR;
+	memcpy(atr, stub_atr, sizeof(stub_atr));
+	*atr_len = sizeof(stub_atr);
+	return IFD_SUCCESS;
+}
+
+static RESPONSECODE stub_transmit(DWORD lun, SCARD_IO_HEADER send_pci, PUCHAR tx, DWORD tx_len,
+				  PUCHAR rx, PDWORD rx_len, PSCARD_IO_HEADER recv_pci)
+{
+	(void)lun;
+	(void)send_pci;
+	(void)recv_pci;
+	if (*rx_len < tx_len + 2)
+		return IFD_COMMUNICATION_ERROR;
+	memcpy(rx, tx, tx_len);
+	rx[tx_len] = 0x90;
+	rx[tx_len + 1] = 0x00;
+	*rx_len = tx_len + 2;
+	return IFD_SUCCESS;
+}
+
+static RESPONSECODE stub_presence(DWORD lun)
+{
+	return (lun & 0xFFFF) == 0 ? IFD_ICC_PRESENT : IFD_ICC_NOT_PRESENT;
+}
+
+static RESPONSECODE stub_control(DWORD lun, DWORD code, PUCHAR tx, DWORD tx_len, PUCHAR rx,
+				 DWORD rx_len, PDWORD returned)
+{
+	(void)lun;
+	if (code != 0x42000001)
+		return IFD_ERROR_NOT_SUPPORTED;
+	if (rx_len < tx_len)
+		return IFD_ERROR_INSUFFICIENT_BUFFER;
+	memcpy(rx, tx, tx_len);
+	*returned = tx_len;
+	return IFD_SUCCESS;
+}
+
+static struct options opts;
+static struct daemon *d;
+
+static void stop_loop(struct event_loop *loop, uint64_t id, void *data)
+{
+	(void)id;
+	(void)data;
+	el_stop(loop);
+}
+
+/* Runs the loop for about 1 ms: long enough for the worker to answer. */
+static void spin(void)
+{
+	el_add_timer(d->loop, 1, stop_loop, NULL);
+	el_run(d->loop);
+}
+
+static void setup(void)
+{
+	log_init("fuzz", LOG_LEVEL_CRITICAL, true);
+	opts = (struct options){.socket_path = "/nonexistent",
+				.config_dir = "/nonexistent",
+				.drivers_dir = "/nonexistent",
+				.level = LOG_LEVEL_CRITICAL,
+				.foreground = true,
+				.poll_ms = 50,
+				.max_handles = 4,
+				.driver_timeout_s = 5};
+	d = daemon_new(&opts);
+	if (!d)
+		abort();
+	struct driver *drv = calloc(1, sizeof(*drv));
+	drv->path = strdup("stub");
+	drv->api_version = 3;
+	drv->thread_safe = true;
+	drv->refs = 1;
+	pthread_mutex_init(&drv->lock, NULL);
+	drv->ops = (struct ifd_ops){
+		.create_channel = stub_create,
+		.close_channel = stub_close,
+		.get_capabilities = stub_get_cap,
+		.set_capabilities = stub_set_cap,
+		.set_protocol_parameters = stub_set_protocol,
+		.power_icc = stub_power,
+		.transmit_to_icc = stub_transmit,
+		.icc_presence = stub_presence,
+		.control_v3 = stub_control,
+	};
+	if (daemon_add_device(d, drv, "Stub Reader", NULL, 0) < 0)
+		abort();
+	daemon_wait_devices(d, 5000);
+	for (int i = 0; i < 20; i++)
+		spin(); /* let the first presence poll insert the card */
+}
+
+static void drain(int fd)
+{
+	uint8_t buf[4096];
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (!d)
+		setup();
+
+	int peer_fd[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+			abort();
+		struct peer peer = {.fd = sv[0], .pid = 0, .uid = 0, .gid = 0};
+		session_accept(d, &peer);
+		peer_fd[i] = sv[1];
+	}
+
+	size_t pos = 0;
+	while (pos + 2 <= size) {
+		int target = data[pos] % CLIENTS;
+		size_t len = data[pos + 1];
+		pos += 2;
+		if (len > size - pos)
+			len = size - pos;
+		if (send(peer_fd[target], data + pos, len, MSG_NOSIGNAL) < 0) {
+			/* the daemon closed it, or its buffer is full: both are fine */
+		}
+		pos += len;
+		for (int i = 0; i < 3; i++)
+			spin();
+		for (int i = 0; i < CLIENTS; i++)
+			drain(peer_fd[i]);
+	}
+
+	for (int i = 0; i < CLIENTS; i++)
+		close(peer_fd[i]);
+	for (int i = 0; i < 2000 && d->n_sessions > 0; i++)
+		spin();
+	if (d->n_sessions != 0)
+		abort(); /* a session outlived its client */
+	return 0;
+}
