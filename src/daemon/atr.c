@@ -126,16 +126,15 @@ long atr_choose_protocol(const struct atr_info *info, uint32_t preferred, uint32
 		*chosen = info->specific_protocol;
 		return SCARD_S_SUCCESS;
 	}
-	if (info->default_protocol & preferred) {
-		*chosen = info->default_protocol;
-		return SCARD_S_SUCCESS;
-	}
-	/* Negotiable card, default not wanted: switch with PPS, T=1 first. */
+	/*
+	 * Negotiable card: T=1 whenever both sides allow it, as pcscd does;
+	 * anything but the card's default needs a PPS exchange.
+	 */
 	static const uint32_t order[] = { SCARD_PROTOCOL_T1, SCARD_PROTOCOL_T0 };
 	for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
 		if (info->protocols & preferred & order[i]) {
 			*chosen = order[i];
-			*need_pps = true;
+			*need_pps = order[i] != info->default_protocol;
 			return SCARD_S_SUCCESS;
 		}
 	}

@@ -22,10 +22,11 @@ struct atr_info {
 int atr_parse(const uint8_t *atr, size_t len, struct atr_info *out);
 
 /*
- * Chooses the protocol for a connect with `preferred` (SCARD_PROTOCOL_* bits).
- * Returns SCARD_S_SUCCESS with *chosen set and *need_pps true when the reader
- * must be asked to switch (PPS) away from the default, or
- * SCARD_E_PROTO_MISMATCH. SCARD_PROTOCOL_RAW in preferred selects RAW.
+ * Chooses the protocol for a connect with `preferred` (SCARD_PROTOCOL_* bits):
+ * a card in specific mode runs its one protocol; a negotiable card runs T=1
+ * when both sides allow it, else T=0 (pcscd chooses the same way), with
+ * *need_pps set when that is not the card's default. RAW in preferred is the
+ * last resort. Returns SCARD_S_SUCCESS or SCARD_E_PROTO_MISMATCH.
  */
 long atr_choose_protocol(const struct atr_info *info, uint32_t preferred, uint32_t *chosen,
 			 bool *need_pps);

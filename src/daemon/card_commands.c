@@ -117,6 +117,7 @@ static void on_job_timeout(struct event_loop *loop, uint64_t id, void *data)
 		if (h)
 			handle_free(s->d, h);
 	}
+	job_abandon(job);
 	*rv_of(&msg) = SCARD_E_TIMEOUT;
 	session_send_msg(s, &msg);
 	session_resume(s);
@@ -160,10 +161,11 @@ static struct reader *job_reader(const struct job *job)
 /* Applies what a power-changing job did to the card, whoever asked for it. */
 static void apply_power_result(struct daemon *d, struct reader *r, const struct job *job)
 {
-	if (job->atr_changed)
-		reader_card_repowered(r, job->atr, job->atr_len, job->powered);
-	else if (!job->powered && card_present(r) && card_powered(r))
-		reader_card_repowered(r, NULL, 0, false);
+	enum card_power power = job->powered ? CARD_POWERED
+				: job->mute  ? CARD_MUTE
+					     : CARD_UNPOWERED;
+	if (job->atr_changed || (!job->powered && card_present(r) && card_powered(r)))
+		reader_card_repowered(r, job->atr, job->atr_len, power);
 	if (job->rv == SCARD_S_SUCCESS && job->out_protocol)
 		r->protocol = job->out_protocol;
 	readers_changed(d);
@@ -214,8 +216,6 @@ static long connect_checks(struct session *s, const struct wire_connect *c, stru
 		return SCARD_S_SUCCESS;
 	if (!card_present(r))
 		return SCARD_E_NO_SMARTCARD;
-	if (r->state & SCARD_SWALLOWED)
-		return SCARD_W_UNRESPONSIVE_CARD;
 	if (!protocols_usable(c->preferred_protocols))
 		return SCARD_E_PROTO_MISMATCH;
 	if (r->protocol && !(usable_protocols(c->preferred_protocols) & r->protocol))

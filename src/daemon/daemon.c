@@ -89,16 +89,70 @@ static void on_signal(struct event_loop *loop, int fd, void *data, int mask)
 
 /* ---- devices ---- */
 
+static void apply_card(struct daemon *d, struct reader *r, bool present, bool powered,
+		       const uint8_t *atr, size_t atr_len)
+{
+	if (present)
+		reader_card_inserted(d, r, atr, atr_len, powered);
+	else if (r->state & SCARD_PRESENT)
+		reader_card_removed(d, r);
+}
+
 static void on_card_event(struct daemon *d, struct job *job)
 {
 	struct device *dev = job->dev;
-	if (!dev->ready || job->slot >= dev->n_slots || !dev->slots[job->slot])
+	if (!dev->ready) {
+		/* Opened but waiting for its turn to register: remember the card. */
+		if (dev->early && job->slot < dev->opened_slots) {
+			struct early_card *e = &dev->early[job->slot];
+			e->seen = true;
+			e->present = job->present;
+			e->powered = job->powered;
+			e->atr_len = job->atr_len;
+			memcpy(e->atr, job->atr, job->atr_len);
+		}
 		return;
-	struct reader *r = dev->slots[job->slot];
-	if (job->present)
-		reader_card_inserted(d, r, job->atr, job->atr_len, job->powered);
-	else if (r->state & SCARD_PRESENT)
-		reader_card_removed(d, r);
+	}
+	if (job->slot < dev->n_slots && dev->slots[job->slot])
+		apply_card(d, dev->slots[job->slot], job->present, job->powered, job->atr,
+			   job->atr_len);
+}
+
+static void replay_early_cards(struct daemon *d, struct device *dev)
+{
+	for (unsigned i = 0; dev->early && i < dev->n_slots; i++) {
+		const struct early_card *e = &dev->early[i];
+		if (e->seen && dev->slots[i])
+			apply_card(d, dev->slots[i], e->present, e->powered, e->atr, e->atr_len);
+	}
+	free(dev->early);
+	dev->early = NULL;
+}
+
+static unsigned name_index(const struct daemon *d, const struct driver *drv);
+
+/*
+ * Gives opened devices their positions in configuration order, as pcscd
+ * does, however their drivers raced; after start-up, as they come.
+ */
+static void register_opened(struct daemon *d)
+{
+	for (struct device *dev = d->readers.devices; dev; dev = dev->next) {
+		if (dev->ready || dev->open_state == DEVICE_FAILED)
+			continue;
+		if (dev->open_state == DEVICE_OPENING) {
+			if (!d->readers.startup_done)
+				return;
+			continue;
+		}
+		dev->index = name_index(d, dev->drv);
+		if (readers_add_device(d, dev, dev->opened_slots) < 0) {
+			log_error("reader %s: out of memory", dev->friendly_name);
+			continue;
+		}
+		dev->ready = true;
+		replay_early_cards(d, dev);
+	}
 }
 
 static void on_device_opened(struct daemon *d, struct job *job)
@@ -107,23 +161,23 @@ static void on_device_opened(struct daemon *d, struct job *job)
 	if (d->devices_pending)
 		d->devices_pending--;
 	if (job->rv != SCARD_S_SUCCESS) {
+		dev->open_state = DEVICE_FAILED;
 		log_error("reader %s not added", dev->friendly_name);
-		return;
+	} else {
+		dev->open_state = DEVICE_OPENED;
+		dev->opened_slots = job->n_slots;
+		dev->early = calloc(job->n_slots, sizeof(*dev->early));
 	}
-	if (readers_add_device(d, dev, job->n_slots) < 0) {
-		log_error("reader %s: out of memory", dev->friendly_name);
-		return;
-	}
-	dev->ready = true;
+	register_opened(d);
 }
 
-/* "XX" in "Name XX YY": the lowest index no reader of the same name uses. */
-static unsigned name_index(const struct daemon *d, const char *friendly)
+/* "XX" in "Name XX YY": the lowest index no registered reader of the same driver uses. */
+static unsigned name_index(const struct daemon *d, const struct driver *drv)
 {
 	for (unsigned idx = 0;; idx++) {
 		bool used = false;
 		for (const struct device *o = d->readers.devices; o && !used; o = o->next)
-			used = o->index == idx && strcmp(o->friendly_name, friendly) == 0;
+			used = o->ready && o->index == idx && o->drv == drv;
 		if (!used)
 			return idx;
 	}
@@ -138,6 +192,7 @@ static void device_free(struct device *dev)
 	free(dev->friendly_name);
 	free(dev->device_name);
 	free(dev->slots);
+	free(dev->early);
 	free(dev);
 }
 
@@ -156,10 +211,11 @@ int daemon_add_device(struct daemon *d, struct driver *drv, const char *friendly
 	}
 	dev->drv = drv;
 	dev->channel_id = channel_id;
-	dev->index = name_index(d, friendly);
 	dev->lun_base = (unsigned long)d->readers.next_device_index++ << 16;
-	dev->next = d->readers.devices;
-	d->readers.devices = dev;
+	struct device **tail = &d->readers.devices;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = dev;
 	if (worker_start(d, dev, on_device_opened, on_card_event, d->opts->poll_ms) < 0) {
 		log_error("%s: cannot start its thread", friendly);
 		return -1;
@@ -225,12 +281,14 @@ void daemon_wait_devices(struct daemon *d, unsigned timeout_ms)
 		if (now >= end) {
 			log_error("%u reader(s) still opening; serving clients anyway",
 				  d->devices_pending);
-			return;
+			break;
 		}
 		struct pollfd pfd = {.fd = d->done.efd, .events = POLLIN};
 		if (poll(&pfd, 1, (int)(end - now)) > 0)
 			drain_completions(d);
 	}
+	d->readers.startup_done = true;
+	register_opened(d);
 }
 
 /* ---- lifecycle ---- */

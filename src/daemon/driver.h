@@ -37,7 +37,6 @@ struct driver {
 	/* Serializes calls into a driver that is not thread-safe (all readers of
 	 * this library share it), as pcsc-lite does. */
 	pthread_mutex_t lock;
-	bool thread_safe;       /* set by the caller from TAG_IFD_THREAD_SAFE */
 	int refs;
 	struct driver *next;    /* registry list */
 };

@@ -19,6 +19,7 @@
 struct slot_state {
 	bool present;
 	bool powered;
+	bool mute;               /* present, but the last power-up failed */
 	uint32_t protocol;       /* negotiated, 0 = not yet */
 	uint8_t atr[WIRE_MAX_ATR_SIZE];
 	size_t atr_len;
@@ -49,6 +50,9 @@ struct worker {
 	unsigned poll_ms;
 	struct slot_state *slots;
 	unsigned n_slots;
+	/* Calls go through the library's mutex unless the driver says it is
+	 * thread-safe; decided once, by this thread, after the channel opens. */
+	bool serialize;
 
 	/* Drivers that report card events themselves (TAG_IFD_POLLING_THREAD_WITH_TIMEOUT). */
 	poll_fn wait_event;
@@ -84,13 +88,13 @@ void job_free(struct job *job)
 
 static void drv_enter(struct worker *w)
 {
-	if (!w->dev->drv->thread_safe)
+	if (w->serialize)
 		pthread_mutex_lock(&w->dev->drv->lock);
 }
 
 static void drv_leave(struct worker *w)
 {
-	if (!w->dev->drv->thread_safe)
+	if (w->serialize)
 		pthread_mutex_unlock(&w->dev->drv->lock);
 }
 
@@ -121,6 +125,7 @@ static RESPONSECODE power(struct worker *w, unsigned slot, DWORD action)
 		return rc;
 	}
 	ss->powered = rc == IFD_SUCCESS;
+	ss->mute = !ss->powered;
 	ss->atr_len = 0;
 	if (ss->powered) {
 		ss->atr_len = len < WIRE_MAX_ATR_SIZE ? len : WIRE_MAX_ATR_SIZE;
@@ -133,6 +138,7 @@ static void report_card(struct job *job, const struct slot_state *ss, bool atr_c
 {
 	job->present = ss->present;
 	job->powered = ss->powered;
+	job->mute = ss->present && ss->mute;
 	job->atr_changed = atr_changed;
 	job->atr_len = ss->atr_len;
 	memcpy(job->atr, ss->atr, ss->atr_len);
@@ -194,9 +200,10 @@ static void run_connect(struct worker *w, struct job *job)
 		return;
 	}
 	if (!ss->powered) {
+		/* Also a second chance for a card that was mute at insertion, as pcscd gives. */
 		repowered = true;
 		if (power(w, job->slot, IFD_POWER_UP) != IFD_SUCCESS) {
-			job->rv = SCARD_W_UNRESPONSIVE_CARD;
+			job->rv = SCARD_W_UNPOWERED_CARD;
 			report_card(job, ss, true);
 			return;
 		}
@@ -426,6 +433,7 @@ static void poll_slot(struct worker *w, unsigned slot)
 
 	ss->present = present;
 	ss->powered = false;
+	ss->mute = false;
 	ss->protocol = 0;
 	ss->atr_len = 0;
 	if (present && power(w, slot, IFD_POWER_UP) != IFD_SUCCESS)
@@ -490,7 +498,7 @@ static bool open_channel(struct worker *w)
 	value[0] = 0;
 	if (get_cap(w, 0, TAG_IFD_THREAD_SAFE, value, &len) == IFD_SUCCESS && len >= 1 &&
 	    value[0])
-		dev->drv->thread_safe = true;
+		w->serialize = false;
 	w->slots = calloc(w->n_slots, sizeof(*w->slots));
 	if (!w->slots)
 		return false;
@@ -677,6 +685,7 @@ int worker_start(struct daemon *d, struct device *dev, job_done_fn *opened,
 	w->opened = opened;
 	w->card_event = card_event;
 	w->poll_ms = poll_ms;
+	w->serialize = true;
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -705,6 +714,37 @@ void worker_submit(struct device *dev, struct job *job)
 	w->tail = job;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+}
+
+bool worker_cancel(struct device *dev, struct job *job)
+{
+	struct worker *w = dev->worker;
+	if (!w)
+		return false;
+	bool found = false;
+	pthread_mutex_lock(&w->lock);
+	struct job *prev = NULL;
+	for (struct job *j = w->head; j; prev = j, j = j->next) {
+		if (j != job)
+			continue;
+		if (prev)
+			prev->next = j->next;
+		else
+			w->head = j->next;
+		if (w->tail == j)
+			w->tail = prev;
+		found = true;
+		break;
+	}
+	pthread_mutex_unlock(&w->lock);
+	return found;
+}
+
+void job_abandon(struct job *job)
+{
+	job->session = NULL;
+	if (job->kind != JOB_DISPOSE && worker_cancel(job->dev, job))
+		job_free(job);
 }
 
 void worker_stop(struct device *dev, unsigned timeout_ms)

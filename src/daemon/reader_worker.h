@@ -58,6 +58,7 @@ struct job {
 	uint8_t *rx;
 	size_t rx_len;
 	bool present, powered;   /* card state after the job */
+	bool mute;               /* present but its power-up failed */
 	uint8_t atr[WIRE_MAX_ATR_SIZE];
 	size_t atr_len;
 	bool atr_changed;        /* the card was (re)powered */
@@ -77,6 +78,16 @@ void job_free(struct job *job);
 int worker_start(struct daemon *d, struct device *dev, job_done_fn *opened,
 		 job_done_fn *card_event, unsigned poll_ms);
 void worker_submit(struct device *dev, struct job *job);
+/*
+ * Takes a job back if the worker has not started it: returns true and the
+ * caller owns (and frees) it. False: it is running or done and will be posted.
+ */
+bool worker_cancel(struct device *dev, struct job *job);
+/*
+ * Nobody waits for this job any more (timeout, client gone): if it has not
+ * started it never will, unless it is a disposition the card still owes.
+ */
+void job_abandon(struct job *job);
 /* Asks the thread to close the channel and stop; waits up to timeout_ms. */
 void worker_stop(struct device *dev, unsigned timeout_ms);
 

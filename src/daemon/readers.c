@@ -162,16 +162,25 @@ void reader_card_removed(struct daemon *d, struct reader *r)
 	readers_changed(d);
 }
 
-void reader_card_repowered(struct reader *r, const uint8_t *atr, size_t atr_len, bool powered)
+void reader_card_repowered(struct reader *r, const uint8_t *atr, size_t atr_len,
+			   enum card_power power)
 {
 	if (!(r->state & SCARD_PRESENT))
 		return;
-	if (powered) {
+	switch (power) {
+	case CARD_POWERED:
 		r->state = SCARD_PRESENT | SCARD_POWERED | SCARD_NEGOTIABLE;
 		set_atr(r, atr, atr_len);
-	} else {
+		break;
+	case CARD_UNPOWERED:
 		r->state = SCARD_PRESENT;
 		r->protocol = 0;
+		break;
+	case CARD_MUTE:
+		r->state = SCARD_PRESENT | SCARD_SWALLOWED;
+		set_atr(r, NULL, 0);
+		r->protocol = 0;
+		break;
 	}
 }
 

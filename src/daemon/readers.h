@@ -22,6 +22,12 @@ struct worker;
 struct handle;
 struct session;
 
+struct early_card {
+	bool seen, present, powered;
+	uint8_t atr[WIRE_MAX_ATR_SIZE];
+	size_t atr_len;
+};
+
 struct device {
 	char *friendly_name;
 	char *device_name;      /* NULL when the stanza has none */
@@ -32,7 +38,10 @@ struct device {
 	unsigned n_slots;
 	struct reader **slots;
 	struct worker *worker;
-	bool ready;             /* channel open, slots registered */
+	enum { DEVICE_OPENING, DEVICE_OPENED, DEVICE_FAILED } open_state;
+	unsigned opened_slots;  /* slot count the driver reported */
+	struct early_card *early; /* card state seen before the slots were registered */
+	bool ready;             /* slots registered */
 	struct device *next;
 };
 
@@ -65,8 +74,9 @@ struct readers {
 	size_t cap;
 	size_t count;
 	uint32_t reader_events; /* counter for CMD_GET_READER_EVENTS, 1..0x7FFF */
-	struct device *devices;
+	struct device *devices; /* in configuration order */
 	unsigned next_device_index;
+	bool startup_done;      /* from now on readers register as they open */
 };
 
 void readers_init(struct readers *rs);
@@ -89,9 +99,12 @@ size_t readers_snapshot(const struct readers *rs, struct wire_reader_state *out,
 /* Card events reported by the worker. */
 void reader_card_inserted(struct daemon *d, struct reader *r, const uint8_t *atr, size_t atr_len,
 			  bool powered);
+/* What a request's power action left: powered with an ATR, unpowered, or mute. */
+enum card_power { CARD_POWERED, CARD_UNPOWERED, CARD_MUTE };
 void reader_card_removed(struct daemon *d, struct reader *r);
 /* The card was reset or powered by a request: new ATR, protocol to renegotiate. */
-void reader_card_repowered(struct reader *r, const uint8_t *atr, size_t atr_len, bool powered);
+void reader_card_repowered(struct reader *r, const uint8_t *atr, size_t atr_len,
+			   enum card_power power);
 
 /* Called whenever anything clients can see changed: wakes status waiters. */
 void readers_changed(struct daemon *d);

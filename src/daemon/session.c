@@ -224,7 +224,7 @@ static void session_free(struct session *s)
 	if (s->park == PARK_LOCK)
 		lock_wait_remove(s);
 	if (s->job)
-		s->job->session = NULL; /* the worker's answer will be dropped */
+		job_abandon(s->job); /* a late answer is dropped */
 	el_del_timer(d->loop, s->job_timer);
 	session_release_handles(s);
 

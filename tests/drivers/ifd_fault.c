@@ -16,7 +16,11 @@
  * to <dir>/calls, one per call, so tests can count what the daemon did.
  *
  * A transmit answers the whole command echoed back followed by 90 00; control
- * code SCARD_CTL_CODE(1) echoes its input.
+ * code SCARD_CTL_CODE(1) echoes its input; SCARD_ATTR_VENDOR_NAME is
+ * "scardd tests". Without a card<N> ATR the card answers 3B 80 80 01 01.
+ *
+ * Thread-safe (TAG_IFD_THREAD_SAFE = 1): the hang and event waits hold no
+ * lock. Also loads under pcscd, which opens a multi-slot reader once per slot.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* the meson build sets it for the whole project */
@@ -48,7 +52,7 @@
 #define CALLS_FILE "calls"
 
 static const char vendor_name[] = "scardd tests";
-/* T=1 offered in TD2, TCK = 0x80 ^ 0x80 ^ 0x01. */
+/* TD1 offers T=0 and TD2 T=1 (pcscd negotiates T=1); TCK = 0x80 ^ 0x80 ^ 0x01. */
 static const UCHAR default_atr[] = {0x3B, 0x80, 0x80, 0x01, 0x01};
 
 /* One per opened reader (Lun >> 16); several readers may share the library. */
@@ -67,7 +71,7 @@ struct fault_reader {
 	bool closed;
 };
 
-/* Guards the list and the refs/closed fields; never held while blocking. */
+/* Guards the list and opens/refs/closed; never held while blocking. */
 static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct fault_reader *readers;
 

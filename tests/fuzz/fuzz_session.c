@@ -158,7 +158,6 @@ static void setup(void)
 	struct driver *drv = calloc(1, sizeof(*drv));
 	drv->path = strdup("stub");
 	drv->api_version = 3;
-	drv->thread_safe = true;
 	drv->refs = 1;
 	pthread_mutex_init(&drv->lock, NULL);
 	drv->ops = (struct ifd_ops){

@@ -38,6 +38,7 @@ WAIT_MS = 30000         # a GetStatusChange that must be woken, not time out
 SCARD_E_TIMEOUT = 0x8010000A
 SCARD_E_UNSUPPORTED_FEATURE = 0x80100022
 SCARD_W_UNRESPONSIVE_CARD = 0x80100066
+SCARD_W_UNPOWERED_CARD = 0x80100067
 SCARD_STATE_CHANGED = 0x0002
 SCARD_STATE_EMPTY = 0x0010
 SCARD_STATE_PRESENT = 0x0020
@@ -86,7 +87,8 @@ class FaultReader:
     def __init__(self, root, name, slots=1, events=False, cards=(), fail_open=False):
         self.name = name
         self.dir = Path(tempfile.mkdtemp(prefix="r-", dir=root))
-        self.index = None  # "XX" in "Name XX YY", set by the test that knows it
+        self.index = None  # "XX" in "Name XX YY", set by Rig.daemon
+        self.fail_open = fail_open
         if slots != 1:
             (self.dir / "slots").write_text("%d\n" % slots)
         if events:
@@ -96,7 +98,9 @@ class FaultReader:
         for slot in cards:
             self.insert(slot)
 
-    def reader(self, slot=0, index=0):
+    def reader(self, slot=0, index=None):
+        if index is None:
+            index = self.index or 0
         return "%s %02X %02X" % (self.name, index, slot)
 
     def stanza(self):
@@ -355,11 +359,17 @@ class Rig:
 
     def reader(self, name, **kw):
         r = FaultReader(self.root, name, **kw)
+        if not r.fail_open:  # a daemon over all of the rig's readers names them so
+            r.index = sum(1 for o in self.readers if not o.fail_open)
         self.readers.append(r)
         return r
 
     def daemon(self, readers, extra_args=(), wait=None):
         """Starts scardd over the stanzas of readers; waits for the reader names in wait."""
+        # Like pcscd, "XX" numbers the opened readers of one driver library in order.
+        opened = [r for r in readers if not r.fail_open]
+        for i, r in enumerate(opened):
+            r.index = i
         d = Daemon(self, readers, extra_args)
         self.daemons.append(d)
         if wait:

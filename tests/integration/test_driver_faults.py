@@ -15,8 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fault_driver import (  # noqa: E402
-    LIST_READERS, SCARD_E_TIMEOUT, SCARD_E_UNSUPPORTED_FEATURE, SCARD_STATE_CHANGED, SCARD_STATE_EMPTY, SCARD_STATE_MUTE,
-    SCARD_STATE_PRESENT, SCARD_W_UNRESPONSIVE_CARD, Rig, hx, skip_unless_built, wait_for)
+    LIST_READERS, SCARD_E_TIMEOUT, SCARD_E_UNSUPPORTED_FEATURE, SCARD_STATE_CHANGED,
+    SCARD_STATE_EMPTY, SCARD_STATE_MUTE, SCARD_STATE_PRESENT, SCARD_W_UNPOWERED_CARD, Rig,
+    hx, skip_unless_built, wait_for)
 
 APDU = [0x00, 0xA4, 0x04, 0x00, 0x02, 0x3F, 0x00]
 ECHOED = APDU + [0x90, 0x00]  # the driver answers the command itself, then 90 00
@@ -32,12 +33,16 @@ def rig():
         r.cleanup()
 
 
-# Connects to argv[1], says so, and transmits APDU when told "go".
-BLOCKED_TRANSMIT = r'''
+# Connects to argv[1] (once it has a card) and says so.
+CONNECT = r'''
 ctx = context()
 wait_bits(ctx, sys.argv[1], s.SCARD_STATE_PRESENT)
 hr, card, proto = connect(ctx, sys.argv[1])
 out(connected=hr, proto=proto)
+'''
+
+# ... then transmits APDU when told "go".
+BLOCKED_TRANSMIT = CONNECT + r'''
 command()
 hr, resp = s.SCardTransmit(card, proto, %r)
 out(hr=hr, resp=resp)
@@ -228,8 +233,6 @@ def test_same_friendly_name_twice(rig):
     assert twin1.calls("transmit") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="scardd numbers XX per friendly name; pcscd 1.9.9 "
-                   "numbers it among the readers of the same driver library")
 def test_reader_index_counts_readers_of_the_same_driver(rig):
     # pcscd 1.9.9 with these two stanzas lists "Alpha 00 00" and "Beta 01 00"
     alpha = rig.reader("Alpha")
@@ -258,8 +261,9 @@ def test_mute_card(rig):
     res = rig.run(d, MUTE_CONNECT, [r.reader()])[0]
     want = SCARD_STATE_PRESENT | SCARD_STATE_MUTE
     assert res["state"] & want == want, "state %s, want PRESENT|MUTE" % hx(res["state"])
-    assert res["connect"] == SCARD_W_UNRESPONSIVE_CARD, \
-        "SCardConnect to a mute card: %s, want SCARD_W_UNRESPONSIVE_CARD" % hx(res["connect"])
+    # pcscd 1.9.9 retries the power-up in SCardConnect and reports this code
+    assert res["connect"] == SCARD_W_UNPOWERED_CARD, \
+        "SCardConnect to a mute card: %s, want SCARD_W_UNPOWERED_CARD" % hx(res["connect"])
     assert res["direct"] == 0, "SCARD_SHARE_DIRECT needs no card: %s" % hx(res["direct"])
     assert r.calls("transmit") == 0
 
@@ -273,8 +277,6 @@ def test_mute_card(rig):
     assert res[0]["connect"] == 0 and res[1]["resp"] == ECHOED
 
 
-@pytest.mark.xfail(strict=True, reason="scardd refuses a SWALLOWED reader at once; pcscd 1.9.9 "
-                   "retries the power-up in SCardConnect")
 def test_connect_powers_up_a_card_that_recovered(rig):
     r = rig.reader("Mute", cards=[0])
     r.mute(0)
@@ -319,6 +321,77 @@ def test_sigterm_with_hanging_driver(rig, stuck_in):
         assert msg["hr"] != 0, "transmit succeeded on a daemon that exited"
 
 
+# --- 6. --driver-timeout -----------------------------------------------------------
+
+# Connected to argv[1] (slow) and argv[2] (quick); each "slow"/"quick" command
+# transmits APDU there and reports.
+TWO_READERS = r'''
+ctx = context()
+cards = {}
+for key, name in (("slow", sys.argv[1]), ("quick", sys.argv[2])):
+    wait_bits(ctx, name, s.SCARD_STATE_PRESENT)
+    hr, card, proto = connect(ctx, name)
+    cards[key] = (card, proto)
+    out(connected=hr)
+while True:
+    card, proto = cards[command()[0]]
+    hr, resp = s.SCardTransmit(card, proto, %r)
+    out(hr=hr, resp=resp)
+''' % (APDU,)
+
+
+def test_driver_timeout_fails_the_request_not_the_client(rig):
+    slow = rig.reader("Slow", cards=[0])
+    quick = rig.reader("Quick", cards=[0])
+    d = rig.daemon([slow, quick], extra_args=["--driver-timeout", "2"],
+                   wait=[slow.reader(), quick.reader()])
+    c = rig.client(d, TWO_READERS, [slow.reader(), quick.reader()])
+    assert c.next("SCardConnect")["connected"] == 0
+    assert c.next("SCardConnect")["connected"] == 0
+
+    slow.hang()
+    c.send("slow")
+    msg = c.next("SCardTransmit failing once the driver timeout passed")
+    assert msg["hr"] == SCARD_E_TIMEOUT, "transmit to a hung driver: %s" % hx(msg["hr"])
+    assert slow.calls("transmit") == 1
+
+    # the same client goes on with another reader while the driver still hangs
+    c.send("quick")
+    msg = c.next("transmit on the other reader")
+    assert msg["hr"] == 0 and msg["resp"] == ECHOED, msg
+
+    # once the driver is back, the late answer went nowhere and the reader works
+    slow.hang(False)
+    c.send("slow")
+    msg = c.next("transmit once the driver answers again")
+    assert msg["hr"] == 0 and msg["resp"] == ECHOED, msg
+    assert slow.calls("transmit") == 2
+    assert d.proc.poll() is None
+
+
+def test_request_that_timed_out_in_the_queue_never_reaches_the_card(rig):
+    slow = rig.reader("Slow", cards=[0])
+    quick = rig.reader("Quick", cards=[0])
+    d = rig.daemon([slow, quick], extra_args=["--driver-timeout", "2"],
+                   wait=[slow.reader(), quick.reader()])
+    c = rig.client(d, TWO_READERS, [slow.reader(), quick.reader()])
+    assert c.next("SCardConnect")["connected"] == 0
+    assert c.next("SCardConnect")["connected"] == 0
+    slow.hang()
+    c.send("slow")  # reaches the driver and hangs there
+    assert c.next("first transmit timing out")["hr"] == SCARD_E_TIMEOUT
+    c.send("slow")  # waits behind it, never started
+    assert c.next("second transmit timing out")["hr"] == SCARD_E_TIMEOUT
+    assert slow.calls("transmit") == 1
+    slow.hang(False)
+    c.send("slow")  # answered only after whatever was queued before it
+    msg = c.next("transmit once the driver answers again")
+    assert msg["hr"] == 0, hx(msg["hr"])
+    # the hung one and the last one; the one the client gave up on must not run
+    assert slow.calls("transmit") == 2, \
+        "a transmit the client was told had failed was sent to the card afterwards"
+
+
 # --- the driver's own plumbing, as other tests rely on it -------------------------
 
 PLUMBING = r'''
@@ -345,3 +418,11 @@ def test_control_attributes_and_atr_reach_the_driver(rig):
     assert res["vendor"] == [0, list(b"scardd tests\0")]
     assert res["atr"] == list(atr)
     assert r.calls("control", 0) == 2
+
+
+def test_card_offering_t0_and_t1_gets_t1(rig):
+    r = rig.reader("Proto", cards=[0])  # default ATR 3B 80 80 01 01
+    d = rig.daemon([r], wait=[r.reader()])
+    res = rig.run(d, CONNECT, [r.reader()])[0]
+    assert res["connected"] == 0, hx(res["connected"])
+    assert res["proto"] == 2, "active protocol %d, want SCARD_PROTOCOL_T1 (2)" % res["proto"]

@@ -217,7 +217,7 @@ static struct vfile *resolve_parent(struct parser *p, const struct token *t, uin
 		fail(p, "bad path '%s' (expected 3F00/xxxx/...)", show(t, show_buf));
 		return NULL;
 	}
-	uint16_t fids[16];
+	uint16_t fids[16] = {0};
 	size_t n = 0, i = 0;
 	while (i < t->len) {
 		if (n == 16) {

@@ -107,7 +107,7 @@ static void put(struct out *o, const char *fmt, ...)
 		o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
 }
 
-#define MAX_WORDS 4
+#define MAX_WORDS 3
 
 /* Splits on blanks; the last word takes the rest of the line (file names may hold spaces). */
 static int split(char *s, char **w, int max)

@@ -72,6 +72,17 @@ bool vslot_remove(struct vslot *s)
 void vslot_set_mute(struct vslot *s, bool mute)
 {
 	pthread_mutex_lock(&s->lock);
+	if (s->card && s->mute != mute) {
+		/*
+		 * The card is re-seated: daemons power a card up only when it
+		 * arrives, so this is how they notice it stopped (or started)
+		 * answering to reset, and show it as mute (or present).
+		 */
+		s->powered = false;
+		s->protocol = -1;
+		s->card_gen++;
+		changed(s);
+	}
 	s->mute = mute;
 	pthread_mutex_unlock(&s->lock);
 }

@@ -44,6 +44,8 @@ void vslot_destroy(struct vslot *s);
 void vslot_insert(struct vslot *s, struct vcard *card, const char *name);
 /* Returns false if the slot was already empty. */
 bool vslot_remove(struct vslot *s);
+/* A card present when mute changes is re-seated (the daemon sees it leave and
+ * come back), so the daemon powers it again and notices. */
 void vslot_set_mute(struct vslot *s, bool mute);
 void vslot_set_fast(struct vslot *s, bool fast);
 
