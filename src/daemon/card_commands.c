@@ -171,14 +171,20 @@ static void apply_power_result(struct daemon *d, struct reader *r, const struct 
 	readers_changed(d);
 }
 
-/* ---- SCardConnect ---- */
-
-static void connect_done(struct daemon *d, struct job *job)
+/* Ends a job that may have powered the card: the reader learns first, then the client. */
+static struct session *finish_power_job(struct daemon *d, struct job *job)
 {
 	struct reader *r = job_reader(job);
 	if (r)
 		apply_power_result(d, r, job);
-	struct session *s = job_session(job);
+	return job_session(job);
+}
+
+/* ---- SCardConnect ---- */
+
+static void connect_done(struct daemon *d, struct job *job)
+{
+	struct session *s = finish_power_job(d, job);
 	if (!s)
 		return;
 	struct wire_msg *msg = &job->msg;
@@ -260,8 +266,6 @@ enum dispatch_result cmd_connect(struct session *s, struct wire_msg *msg)
 	h->pending = true;
 	job->card = h->id;
 	job->preferred = usable_protocols(c->preferred_protocols);
-	job->need_power = !card_powered(r);
-	job->protocol = r->protocol;
 	return park_job(s, job, msg);
 }
 
@@ -269,10 +273,7 @@ enum dispatch_result cmd_connect(struct session *s, struct wire_msg *msg)
 
 static void reconnect_done(struct daemon *d, struct job *job)
 {
-	struct reader *r = job_reader(job);
-	if (r)
-		apply_power_result(d, r, job);
-	struct session *s = job_session(job);
+	struct session *s = finish_power_job(d, job);
 	if (!s)
 		return;
 	struct wire_msg *msg = &job->msg;
@@ -347,8 +348,6 @@ enum dispatch_result cmd_reconnect(struct session *s, struct wire_msg *msg)
 	job->card = h->id;
 	job->action = action;
 	job->preferred = direct ? 0 : usable_protocols(rc->preferred_protocols);
-	job->need_power = !card_powered(r);
-	job->protocol = r->protocol;
 	return park_job(s, job, msg);
 }
 
@@ -356,10 +355,7 @@ enum dispatch_result cmd_reconnect(struct session *s, struct wire_msg *msg)
 
 static void dispose_done(struct daemon *d, struct job *job)
 {
-	struct reader *r = job_reader(job);
-	if (r)
-		apply_power_result(d, r, job);
-	struct session *s = job_session(job);
+	struct session *s = finish_power_job(d, job);
 	if (!s)
 		return;
 	session_send_msg(s, &job->msg);

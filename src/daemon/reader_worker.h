@@ -46,8 +46,7 @@ struct job {
 	/* inputs */
 	uint32_t action;         /* IFD power action / SCARD disposition */
 	uint32_t preferred;      /* preferred protocols (connect/reconnect) */
-	uint32_t protocol;       /* active protocol (transmit) or current one */
-	bool need_power;         /* card present but not powered */
+	uint32_t protocol;       /* active protocol (transmit) */
 	uint32_t code;           /* control code / attribute id */
 	uint32_t rx_cap;         /* client's receive buffer size */
 	uint8_t *tx;
