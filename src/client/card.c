@@ -447,7 +447,8 @@ LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr, LPDWORD pc
 	struct wire_msg msg = { .cmd = WIRE_GET_ATTRIB };
 	struct wire_getset *gs = &msg.u.getset;
 	struct card_ref ref;
-	DWORD room, len;
+	DWORD room, offer;
+	bool whole;
 	LONG rv;
 
 	if (pcbAttrLen == NULL)
@@ -455,6 +456,13 @@ LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr, LPDWORD pc
 	room = *pcbAttrLen;
 	if (room == SCARD_AUTOALLOCATE && pbAttr == NULL)
 		return SCARD_E_INVALID_PARAMETER;
+	/* The daemon is always offered the whole protocol buffer (as pcsc-lite
+	 * does), so a short caller learns the length it needs; a length query or
+	 * an allocation says so in *pcbAttrLen beforehand, as pcsc-lite does. A
+	 * caller's buffer larger than the protocol's is fine (pcsc-lite refuses
+	 * it with SCARD_E_INSUFFICIENT_BUFFER). */
+	whole = room == SCARD_AUTOALLOCATE || pbAttr == NULL;
+	offer = MAX_BUFFER_SIZE;
 	rv = card_enter(hCard, &ref);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
@@ -462,10 +470,11 @@ LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr, LPDWORD pc
 		ctx_leave(ref.ctx);
 		return SCARD_E_NO_SERVICE;
 	}
-	/* Always offer the full buffer, so a short caller learns the real length. */
+	if (whole)
+		*pcbAttrLen = MAX_BUFFER_SIZE;
 	gs->card = ref.daemon_card;
 	gs->attr_id = (uint32_t)dwAttrId;
-	gs->attr_len = MAX_BUFFER_SIZE;
+	gs->attr_len = (uint32_t)offer;
 	rv = io_result(&ref, conn_call(&ref.ctx->conn, &msg));
 	ctx_leave(ref.ctx);
 	if (rv == SCARD_S_SUCCESS)
@@ -473,9 +482,13 @@ LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr, LPDWORD pc
 	if (rv == SCARD_S_SUCCESS) {
 		void *mem;
 
-		len = gs->attr_len;
-		*pcbAttrLen = len;
-		rv = put_result(pbAttr, room, gs->attr, len, len, false, &mem);
+		/* the length comes back even when it does not fit (required length) */
+		*pcbAttrLen = gs->attr_len;
+		if (gs->attr_len > offer || (!whole && gs->attr_len > room))
+			rv = SCARD_E_INSUFFICIENT_BUFFER;
+		else
+			rv = put_result(pbAttr, room, gs->attr, gs->attr_len, gs->attr_len, false,
+					&mem);
 	}
 	explicit_bzero(gs->attr, sizeof(gs->attr)); /* attributes may be secrets */
 	return rv;

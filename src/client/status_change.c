@@ -29,7 +29,6 @@ struct gsc {
 	SCARD_READERSTATE *rs;
 	DWORD n;
 	size_t start_count;  /* readers in the first snapshot, for the PnP entry */
-	bool have_count;
 	bool have_events;    /* the daemon speaks CMD_GET_READER_EVENTS (4:5+) */
 	uint32_t events;
 	bool registered;
@@ -306,7 +305,6 @@ LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
 		rgReaderStates[j].dwEventState = 0;
 	}
 	g.start_count = count_readers(g.c);
-	g.have_count = true;
 	rv = run(&g, dwTimeout);
 out:
 	ctx_set_waiting(g.c, false);

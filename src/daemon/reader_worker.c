@@ -471,17 +471,24 @@ static void find_event_functions(struct worker *w)
 		w->killable = killable != 0;
 }
 
-static bool open_channel(struct worker *w)
+static RESPONSECODE create_channel(struct worker *w, unsigned slot)
 {
 	struct device *dev = w->dev;
 	const struct ifd_ops *ops = &dev->drv->ops;
 	RESPONSECODE rc;
 	drv_enter(w);
 	if (dev->device_name && ops->create_channel_by_name)
-		rc = ops->create_channel_by_name(dev->lun_base, dev->device_name);
+		rc = ops->create_channel_by_name(lun_of(w, slot), dev->device_name);
 	else
-		rc = ops->create_channel(dev->lun_base, dev->channel_id);
+		rc = ops->create_channel(lun_of(w, slot), dev->channel_id);
 	drv_leave(w);
+	return rc;
+}
+
+static bool open_channel(struct worker *w)
+{
+	struct device *dev = w->dev;
+	RESPONSECODE rc = create_channel(w, 0);
 	if (rc != IFD_SUCCESS) {
 		log_error("%s: the driver could not open the reader (code %ld)",
 			  dev->friendly_name, (long)rc);
@@ -502,6 +509,14 @@ static bool open_channel(struct worker *w)
 	w->slots = calloc(w->n_slots, sizeof(*w->slots));
 	if (!w->slots)
 		return false;
+	/* Every further slot gets its own channel on its own LUN, as under pcscd
+	 * (vpcd, for one, opens slot N's port only then). */
+	for (unsigned slot = 1; slot < w->n_slots; slot++) {
+		rc = create_channel(w, slot);
+		if (rc != IFD_SUCCESS)
+			log_error("%s: the driver could not open slot %u (code %ld)",
+				  dev->friendly_name, slot, (long)rc);
+	}
 	find_event_functions(w);
 	return true;
 }
@@ -664,7 +679,8 @@ static void *worker_main(void *arg)
 	}
 	stop_event_threads(w);
 	drv_enter(w);
-	w->dev->drv->ops.close_channel(w->dev->lun_base);
+	for (unsigned slot = w->n_slots; slot-- > 0;)
+		w->dev->drv->ops.close_channel(lun_of(w, slot));
 	drv_leave(w);
 out:
 	pthread_mutex_lock(&w->lock);

@@ -178,11 +178,19 @@ static bool wait_for_daemon(SCARDCONTEXT ctx, const char *reader, DWORD before, 
 		long left = EVENT_TIMEOUT_MS - elapsed_ms(&t0);
 		if (left <= 0)
 			return false;
-		LONG rv = SCardGetStatusChange(ctx, (DWORD)left, &st, 1);
-		if (rv == (LONG)SCARD_E_TIMEOUT)
+		/*
+		 * A client library compares event counters only when the one it is
+		 * given is not 0, so a swap on a reader whose counter is still 0
+		 * (pcscd's first card) wakes no wait: look again now and then.
+		 */
+		LONG rv = SCardGetStatusChange(ctx, (DWORD)(left < 200 ? left : 200), &st, 1);
+		if (rv == (LONG)SCARD_E_TIMEOUT) {
+			st.dwEventState = reader_state(ctx, reader);
+			if (!st.dwEventState)
+				return false;
+		} else if (rv != SCARD_S_SUCCESS) {
 			return false;
-		if (rv != SCARD_S_SUCCESS)
-			return false;
+		}
 		st.dwCurrentState = st.dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
 	}
 }

@@ -87,7 +87,7 @@ int pcsc_fail(const char *what, LONG rv)
 		err_msg("%s: the card does not answer (mute card)", what);
 		break;
 	case SCARD_W_UNPOWERED_CARD:
-		err_msg("%s: the card is not powered", what);
+		err_msg("%s: the card is not powered (no answer to power-up: mute card?)", what);
 		break;
 	case SCARD_E_SHARING_VIOLATION:
 		err_msg("%s: another application holds the reader exclusively (sharing violation)",

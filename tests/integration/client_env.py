@@ -241,15 +241,23 @@ class Card:
         wait_for(self.present, timeout, "card in %s" % self.reader)
         return self
 
-    def present(self):
+    def present(self, atr_prefix=b""):
         for name, state, atr in readers_state(self.daemon.socket):
             if name == self.reader:
-                return (state & SCARD_PRESENT) and len(atr) > 0
+                return bool(state & SCARD_PRESENT) and len(atr) > 0 and atr.startswith(atr_prefix)
         return False
 
-    def remove(self):
+    def absent(self):
+        for name, state, _ in readers_state(self.daemon.socket):
+            if name == self.reader:
+                return not state & SCARD_PRESENT
+        return False
+
+    def remove(self, wait=False):
         stop_pid(self.proc, signal.SIGKILL)
         self.proc = None
+        if wait:
+            wait_for(self.absent, 30, "no card in %s" % self.reader)
 
 
 class Workdir:

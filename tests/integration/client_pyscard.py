@@ -57,12 +57,14 @@ def main():
     assert name == READER0 and sproto == proto and len(atr) > 0, (name, sproto, atr)
     assert state & 0xFFFF & 0x04, hex(state)  # SCARD_PRESENT
     out["atr"] = bytes(atr).hex()
-    hr, attr = s.SCardGetAttrib(card, s.SCARD_ATTR_ATR_STRING)
-    ok(hr, "get attrib ATR")
-    assert attr == atr, (attr, atr)
-    hr, fname = s.SCardGetAttrib(card, s.SCARD_ATTR_DEVICE_FRIENDLY_NAME)
-    ok(hr, "get attrib friendly name")
-    assert bytes(fname).rstrip(b"\0").decode() == READER0, fname
+    # attributes depend on the daemon and driver (pcscd + vpcd answer fewer):
+    # recorded here, compared with Debian's library by the test
+    out["attrib"] = {}
+    for name, tag in (("atr", s.SCARD_ATTR_ATR_STRING),
+                      ("friendly", s.SCARD_ATTR_DEVICE_FRIENDLY_NAME),
+                      ("vendor", s.SCARD_ATTR_VENDOR_NAME)):
+        hr, value = s.SCardGetAttrib(card, tag)
+        out["attrib"][name] = ["0x%08X" % (hr & 0xFFFFFFFF), bytes(value).hex() if hr == 0 else None]
 
     # a second context cannot take the reader exclusively while we share it
     hr, ctx2 = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
@@ -119,7 +121,7 @@ def main():
     hr, card, proto = s.SCardConnect(ctx, READER1, s.SCARD_SHARE_DIRECT, 0)
     ok(hr, "connect direct")
     hr, fname = s.SCardGetAttrib(card, s.SCARD_ATTR_DEVICE_FRIENDLY_NAME)
-    ok(hr, "direct attrib")
+    out["attrib"]["direct_friendly"] = ["0x%08X" % (hr & 0xFFFFFFFF), bytes(fname).hex() if hr == 0 else None]
     ok(s.SCardDisconnect(card, s.SCARD_LEAVE_CARD), "disconnect direct")
 
     # status change: immediate answer, timeout, cancel from another thread

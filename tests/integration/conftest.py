@@ -50,7 +50,25 @@ START_TIMEOUT = float(os.environ.get("SCARDD_TEST_START_TIMEOUT", "30"))
 TEST_WATCHDOG = float(os.environ.get("SCARDD_TEST_WATCHDOG", "600"))
 
 SESSION_TMP = Path(tempfile.mkdtemp(prefix="scardd-it-"))
-if IS_PCSCD:
+
+
+def _can_private_mount():
+    """pcscd binds the compiled-in /run/pcscd/pcscd.comm. As root we run it in
+    a private mount namespace where a directory of ours is bind-mounted on
+    /run/pcscd: the socket then appears at our own path, and several pcscd
+    test runs (or a system pcscd) can coexist."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    probe = SESSION_TMP / "nsprobe"
+    probe.mkdir(exist_ok=True)
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        "mkdir -p /run/pcscd && mount --bind %s /run/pcscd && touch /run/pcscd/ok" % probe],
+                       capture_output=True, timeout=30)
+    return r.returncode == 0 and (probe / "ok").exists()
+
+
+PCSCD_PRIVATE = IS_PCSCD and _can_private_mount()
+if IS_PCSCD and not PCSCD_PRIVATE:
     SOCKET = PCSCD_SOCKET
 else:
     SOCKET = str(SESSION_TMP / "run" / "pcscd.comm")
@@ -116,11 +134,32 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(autouse=True)
-def _watchdog():
-    # last resort against a hung test (no pytest-timeout on Debian 12 by default)
-    faulthandler.dump_traceback_later(TEST_WATCHDOG, exit=True)
+def _watchdog(request):
+    """Against hung tests (Debian 12 has no pytest-timeout by default): after
+    TEST_WATCHDOG seconds, dump all stacks to a file and kill every process we
+    started, which makes blocked libpcsclite calls return and the test fail.
+    If even that does not help, faulthandler ends the whole run later."""
+    dump = SESSION_TMP / "watchdog.txt"
+    fired = []
+
+    def expire():
+        fired.append(True)
+        with open(dump, "a") as f:
+            f.write("=== watchdog: %s still running after %.0fs\n" % (request.node.nodeid, TEST_WATCHDOG))
+            faulthandler.dump_traceback(file=f, all_threads=True)
+        for p in _children:
+            if p.poll() is None:
+                p.kill()
+    t = threading.Timer(TEST_WATCHDOG, expire)
+    t.daemon = True
+    t.start()
+    faulthandler.dump_traceback_later(TEST_WATCHDOG + 120, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
+    t.cancel()
+    if fired:
+        pytest.fail("watchdog: test hung for %.0fs; stacks:\n%s" % (TEST_WATCHDOG, dump.read_text()[-6000:]),
+                    pytrace=False)
 
 
 # --- ports -------------------------------------------------------------------
@@ -275,7 +314,13 @@ class Daemon:
     def argv(self):
         if IS_PCSCD:
             lvl = {"debug": "-d", "info": "-i", "error": "-e"}[self.log_level]
-            return ["pcscd", "-f", lvl, "-c", str(self.confdir)] + self.extra_args
+            argv = ["pcscd", "-f", lvl, "-c", str(self.confdir)] + self.extra_args
+            if PCSCD_PRIVATE:
+                rundir = os.path.dirname(self.socket)
+                assert os.path.basename(self.socket) == "pcscd.comm"
+                argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        'mkdir -p /run/pcscd && mount --bind "$0" /run/pcscd && exec "$@"', rundir] + argv
+            return argv
         binary = scardd_binary()
         if not binary.exists():
             pytest.fail("scardd not built: %s missing (run scripts/run-tests or set SCARDD_BUILD)" % binary,
@@ -284,9 +329,9 @@ class Daemon:
                 "--" + self.log_level] + self.extra_args
 
     def start(self):
-        if IS_PCSCD and pcsc_raw.socket_alive(PCSCD_SOCKET):
+        if IS_PCSCD and not PCSCD_PRIVATE and pcsc_raw.socket_alive(PCSCD_SOCKET):
             pytest.fail("another daemon answers on %s; stop it first" % PCSCD_SOCKET, pytrace=False)
-        if not IS_PCSCD:
+        if not (IS_PCSCD and not PCSCD_PRIVATE):
             Path(self.socket).parent.mkdir(parents=True, exist_ok=True)
             if os.path.exists(self.socket) and not pcsc_raw.socket_alive(self.socket):
                 os.unlink(self.socket)  # left by a previous test's daemon
@@ -385,7 +430,7 @@ def _run_daemon(request, test_dir, **kw):
     finally:
         crashed = not d.alive()
         rc = d.stop()
-        if not IS_PCSCD and os.path.exists(d.socket) and not pcsc_raw.socket_alive(d.socket):
+        if d.socket != PCSCD_SOCKET and os.path.exists(d.socket) and not pcsc_raw.socket_alive(d.socket):
             os.unlink(d.socket)
         if crashed:
             pytest.fail("%s died during the test (exit %s); log tail:\n%s" % (d.kind, rc, d.log_tail()),

@@ -6,7 +6,10 @@ from smartcard import scard as s
 # not all of these are exported by pyscard 2.0.5
 SCARD_W_RESET_CARD = 0x80100068
 SCARD_W_REMOVED_CARD = 0x80100069
-SCARD_E_UNSUPPORTED_FEATURE = 0x80100022
+# What Debian's pcscd 1.9.9 puts on the wire and what pyscard (built against
+# Debian's headers) calls SCARD_E_UNSUPPORTED_FEATURE: 0x8010001F, the same
+# value as SCARD_E_UNEXPECTED. Windows uses 0x80100022.
+SCARD_E_UNSUPPORTED_FEATURE = 0x8010001F
 SCARD_E_NO_READERS_AVAILABLE = 0x8010002E
 SCARD_ATTR_ATR_STRING = 0x00090303
 SCARD_ATTR_DEVICE_FRIENDLY_NAME = 0x7FFF0003

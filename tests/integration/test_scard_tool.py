@@ -246,7 +246,7 @@ def test_send_no_card_exit_5(fresh):
     fresh.scard("virtual", "mute", "0")
     r = fresh.scard("send", "0", "00A40000")
     assert r.returncode == 5
-    assert "does not answer (mute card)" in r.stderr
+    assert "mute card" in r.stderr, r.stderr
 
 
 def test_send_sharing_violation_exit_6(fresh):
@@ -376,28 +376,3 @@ def test_watch_timeout(fresh):
     assert r.returncode == 0
     assert 0.4 < time.monotonic() - t0 < 5
     assert [json.loads(l)["event"] for l in r.stdout.splitlines()] == ["card present", "no card"]
-
-
-def test_watch_sees_reader_appear(vd):
-    """A new reader.conf.d stanza: pcscd adds it on SIGUSR1; scardd cannot add
-    readers at run time yet (the hotplug issue)."""
-    if vd.kind == "scardd":
-        pytest.skip("scardd does not rescan reader.conf.d at run time yet")
-    vd.reset_cards()
-    p = spawn_scard(vd, "--json", "watch", "--timeout", "30")
-    idx = None
-    try:
-        lines = LineReader(p)
-        lines.wait_for(lambda l: "Reader 00 01" in l)
-        inst = vd.add_instance("Late Reader", readers=1, cards={0: "builtin"})
-        idx = len(vd.instances) - 1
-        os.kill(vd.proc.pid, signal.SIGUSR1)
-        ev = json.loads(lines.wait_for(lambda l: "reader added" in l, timeout=15))
-        assert ev["reader"].startswith("Late Reader")
-        assert inst["control"]
-    finally:
-        stop_pid(p)
-        if idx is not None:
-            (vd.confdir / ("virtual%d" % idx)).unlink()
-            os.kill(vd.proc.pid, signal.SIGUSR1)
-            vd.wait_readers(2)

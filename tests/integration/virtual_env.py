@@ -30,6 +30,7 @@ BUILD = Path(os.environ.get("SCARDD_BUILD", REPO / "build")).resolve()
 SCARDD = BUILD / "src" / "daemon" / "scardd"
 DRIVER = BUILD / "src" / "drivers" / "virtual" / "libifd-virtual.so"
 SCARD = BUILD / "src" / "tools" / "scard"
+BUNDLE = BUILD / "src" / "drivers" / "virtual" / "ifd-virtual.bundle"
 DEMO_CARD = REPO / "src" / "drivers" / "virtual" / "cards" / "demo.card"
 PYTHON = "/usr/bin/python3"
 PCSCD = "/usr/sbin/pcscd"
@@ -76,14 +77,22 @@ def wait_pcscd_free(timeout=PCSCD_FREE_TIMEOUT):
         time.sleep(0.5)
 
 
+def driver_is_sanitized():
+    try:
+        return b"__asan_init" in DRIVER.read_bytes()
+    except OSError:
+        return False
+
+
 class VirtualDaemon:
     """One daemon (scardd or pcscd) with one or more ifd-virtual readers."""
 
     def __init__(self, kind, readers=2, cards=None, fast=False, friendly="Virtual Reader",
-                 extra_instances=()):
+                 extra_instances=(), driver=DRIVER):
         if kind not in DAEMONS:
             raise ValueError(kind)
         self.kind = kind
+        self.driver = Path(driver)
         self.dir = Path(tempfile.mkdtemp(prefix="vt-%s-" % kind))
         self.confdir = self.dir / "reader.conf.d"
         self.confdir.mkdir()
@@ -120,7 +129,7 @@ class VirtualDaemon:
             FRIENDLYNAME "%s"
             DEVICENAME %s
             LIBPATH %s
-            """ % (inst["friendly"], inst["conf"], DRIVER)))
+            """ % (inst["friendly"], inst["conf"], self.driver)))
 
     @property
     def control(self):
@@ -136,6 +145,8 @@ class VirtualDaemon:
     # -- life cycle --
     def start(self, expect_readers=None):
         if self.kind == "pcscd":
+            if driver_is_sanitized():
+                pytest.skip("a sanitizer-built driver cannot load into Debian's pcscd")
             wait_pcscd_free()
             argv = [PCSCD, "-f", "-d", "-c", str(self.confdir)]
         else:
@@ -172,10 +183,18 @@ class VirtualDaemon:
         if self.log_file:
             self.log_file.close()
             self.log_file = None
+            # a sanitizer build reports into the daemon's log: fail loudly
+            log = self.log
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                if marker in log:
+                    i = log.index(marker)
+                    raise AssertionError("%s log:\n%s" % (self.kind, log[max(0, i - 200):i + 4000]))
 
     def cleanup(self):
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
         if self.proc is None:

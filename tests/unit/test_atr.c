@@ -200,8 +200,10 @@ static void test_choose(void **state)
 	expect(&t1, T0 | T1, SCARD_S_SUCCESS, T1, false);
 	expect(&t1, T0, SCARD_E_PROTO_MISMATCH, 0, false);
 
-	/* Default wanted: no PPS. Only the other one wanted: PPS to it. */
-	expect(&dual, T0 | T1, SCARD_S_SUCCESS, T0, false);
+	/* T=1 whenever both sides allow it, as pcscd chooses: a PPS away from a
+	 * T=0 default. Only the default wanted: no PPS. */
+	expect(&dual, T0 | T1, SCARD_S_SUCCESS, T1, true);
+	expect(&dual, T0, SCARD_S_SUCCESS, T0, false);
 	expect(&dual, T1, SCARD_S_SUCCESS, T1, true);
 	expect(&dual, T1 | RAW, SCARD_S_SUCCESS, T1, true);
 	expect(&dual_t1, T0, SCARD_S_SUCCESS, T0, true);

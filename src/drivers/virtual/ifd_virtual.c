@@ -57,7 +57,7 @@ static struct vinstance *find_instance(DWORD lun)
 {
 	pthread_mutex_lock(&instances_lock);
 	struct vinstance *inst = instances;
-	while (inst && (inst->closed || inst->key != (lun >> 16)))
+	while (inst && (inst->gone || inst->key != (lun >> 16)))
 		inst = inst->next;
 	pthread_mutex_unlock(&instances_lock);
 	return inst;
@@ -137,7 +137,13 @@ RESPONSECODE IFDHCreateChannel(DWORD Lun, DWORD Channel)
 
 RESPONSECODE IFDHCloseChannel(DWORD Lun)
 {
-	struct vinstance *inst = find_instance(Lun);
+	pthread_mutex_lock(&instances_lock);
+	struct vinstance *inst = instances;
+	while (inst && (inst->gone || inst->key != (Lun >> 16)))
+		inst = inst->next;
+	if (inst)
+		inst->gone = true;
+	pthread_mutex_unlock(&instances_lock);
 	if (inst)
 		vinstance_close(inst);
 	return IFD_SUCCESS;

@@ -16,6 +16,7 @@
 
 struct vinstance {
 	unsigned long key;        /* Lun >> 16 */
+	bool gone;                /* closed by the daemon: lookups skip it (instance list lock) */
 	bool closed;
 	struct vconfig cfg;
 	unsigned n_slots;
