@@ -101,7 +101,12 @@ extern PCSC_API const SCARD_IO_REQUEST g_rgSCardRawPci;
 #define SCARD_E_UNEXPECTED ((LONG)0x8010001F)
 #define SCARD_E_ICC_INSTALLATION ((LONG)0x80100020)
 #define SCARD_E_ICC_CREATEORDER ((LONG)0x80100021)
-#define SCARD_E_UNSUPPORTED_FEATURE ((LONG)0x80100022)
+/*
+ * pcsc-lite (Debian's 1.9.9 among them) gives this its own value, equal to
+ * SCARD_E_UNEXPECTED, rather than Windows' 0x80100022: that is what compiled
+ * clients compare with and what their daemon sends, so it is ours too.
+ */
+#define SCARD_E_UNSUPPORTED_FEATURE ((LONG)0x8010001F)
 #define SCARD_E_DIR_NOT_FOUND ((LONG)0x80100023)
 #define SCARD_E_FILE_NOT_FOUND ((LONG)0x80100024)
 #define SCARD_E_NO_DIR ((LONG)0x80100025)

@@ -156,7 +156,12 @@ static void add_value(struct plist *pl, struct pfield *f)
 		return;
 	}
 	f->items = items;
-	char *text = strndup(pl->text, pl->text_len);
+	/* pl->text is not NUL-terminated: copy exactly its bytes. */
+	char *text = malloc(pl->text_len + 1);
+	if (text) {
+		memcpy(text, pl->text, pl->text_len);
+		text[pl->text_len] = '\0';
+	}
 	if (!text) {
 		fail(pl, "out of memory");
 		return;

@@ -411,6 +411,27 @@ enum dispatch_result cmd_disconnect(struct session *s, struct wire_msg *msg)
 	return dispose(s, r, disposition, msg);
 }
 
+/*
+ * How long a BEGIN waits for another handle's transaction before it is told
+ * SCARD_E_SHARING_VIOLATION. pcsc-lite clients retry then, and must: a
+ * client library holds its process-wide lock while it waits for an answer,
+ * so the transaction's holder, if it lives in the same process, cannot end
+ * it until this answer comes. An end from anywhere else is seen at once.
+ */
+#define BEGIN_WAIT_MS 100
+
+static void on_begin_wait_timeout(struct event_loop *loop, uint64_t id, void *data)
+{
+	struct session *s = data;
+	(void)loop;
+	(void)id;
+	s->lock_timer = 0;
+	struct wire_msg msg = s->parked;
+	lock_wait_remove(s);
+	fail(s, &msg, SCARD_E_SHARING_VIOLATION);
+	session_resume(s);
+}
+
 enum dispatch_result cmd_begin(struct session *s, struct wire_msg *msg)
 {
 	struct handle *h = handle_find(s, msg->u.begin.card);
@@ -423,6 +444,7 @@ enum dispatch_result cmd_begin(struct session *s, struct wire_msg *msg)
 		/* Wait for the holder's end, without polling: its release wakes us. */
 		s->parked = *msg;
 		lock_wait_enqueue(h->reader, s);
+		s->lock_timer = el_add_timer(s->d->loop, BEGIN_WAIT_MS, on_begin_wait_timeout, s);
 		return DISPATCH_PARKED;
 	}
 	msg->u.begin.rv = SCARD_S_SUCCESS;

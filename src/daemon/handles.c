@@ -187,4 +187,8 @@ void lock_wait_remove(struct session *s)
 	s->lock_reader = NULL;
 	s->lock_next = NULL;
 	s->park = PARK_NONE;
+	if (s->lock_timer) {
+		el_del_timer(s->d->loop, s->lock_timer);
+		s->lock_timer = 0;
+	}
 }

@@ -111,6 +111,18 @@ static int parse_channel(const char *s, uint32_t *out)
  * Extracts the value after a key: "quoted text" or one bare word, followed
  * only by blanks or a comment. Returns a malloc'd string, or NULL with *why.
  */
+
+/* The text is a byte buffer, not a C string: copy exactly n bytes. */
+static char *copy_bytes(const char *p, size_t n)
+{
+	char *v = malloc(n + 1);
+	if (v) {
+		memcpy(v, p, n);
+		v[n] = '\0';
+	}
+	return v;
+}
+
 static char *parse_value(const char *p, const char *end, const char **why)
 {
 	const char *start, *stop;
@@ -157,7 +169,7 @@ static char *parse_value(const char *p, const char *end, const char **why)
 		*why = "empty value";
 		return NULL;
 	}
-	char *v = strndup(start, (size_t)(stop - start));
+	char *v = copy_bytes(start, (size_t)(stop - start));
 	if (!v)
 		*why = "out of memory";
 	return v;

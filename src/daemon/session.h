@@ -53,6 +53,7 @@ struct session {
 	struct wire_msg parked; /* PARK_LOCK: the request to retry */
 	struct reader *lock_reader;
 	struct session *lock_next;
+	uint64_t lock_timer;    /* a waiting BEGIN gives up after a short while */
 
 	bool waiting;           /* registered for status-change signals */
 	struct session *wait_prev, *wait_next;

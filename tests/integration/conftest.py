@@ -4,9 +4,11 @@ Environment:
   SCARDD_BUILD        meson build dir holding src/daemon/scardd (default <repo>/build)
   SCARDD_TEST_DAEMON  "scardd" (default) or "pcscd": run the same tests against
                       Debian's pcscd to check that they encode pcsc-lite's
-                      behaviour. pcscd always binds /run/pcscd/pcscd.comm, so
-                      only one such run at a time on a machine.
+                      behaviour. pcscd always binds /run/pcscd/pcscd.comm; as
+                      root it runs in a private mount namespace with our dir
+                      bind-mounted there, otherwise only one run at a time.
   SCARDD_TEST_LOGS    keep each test's daemon/vicc logs under this dir.
+  SCARDD_TEST_WATCHDOG  seconds before a hung test's processes are killed (300).
 
 The in-process libpcsclite (pyscard) reads PCSCLITE_CSOCK_NAME once per
 process, so every daemon started by the `daemon` fixture binds the same
@@ -47,7 +49,7 @@ READER0 = "Virtual PCD 00 00"
 READER1 = "Virtual PCD 00 01"
 VICC_ATR = bytes.fromhex("3B95138101 8073FF01000B".replace(" ", ""))
 START_TIMEOUT = float(os.environ.get("SCARDD_TEST_START_TIMEOUT", "30"))
-TEST_WATCHDOG = float(os.environ.get("SCARDD_TEST_WATCHDOG", "600"))
+TEST_WATCHDOG = float(os.environ.get("SCARDD_TEST_WATCHDOG", "300"))
 
 SESSION_TMP = Path(tempfile.mkdtemp(prefix="scardd-it-"))
 
@@ -133,31 +135,64 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(SESSION_TMP, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True)
-def _watchdog(request):
-    """Against hung tests (Debian 12 has no pytest-timeout by default): after
-    TEST_WATCHDOG seconds, dump all stacks to a file and kill every process we
-    started, which makes blocked libpcsclite calls return and the test fail.
-    If even that does not help, faulthandler ends the whole run later."""
+def _descendants(root):
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Against hung tests (Debian 12 has no pytest-timeout by default): if a
+    test, its fixtures included, runs TEST_WATCHDOG seconds, dump all stacks
+    to a file and kill every process below pytest, which makes blocked
+    libpcsclite calls return and the test fail. If even that does not help,
+    faulthandler ends the whole run a little later."""
     dump = SESSION_TMP / "watchdog.txt"
-    fired = []
+    item._watchdog_fired = False
 
     def expire():
-        fired.append(True)
+        item._watchdog_fired = True
         with open(dump, "a") as f:
-            f.write("=== watchdog: %s still running after %.0fs\n" % (request.node.nodeid, TEST_WATCHDOG))
+            f.write("=== watchdog: %s still running after %.0fs\n" % (item.nodeid, TEST_WATCHDOG))
             faulthandler.dump_traceback(file=f, all_threads=True)
         for p in _children:
             if p.poll() is None:
                 p.kill()
+        for pid in _descendants(os.getpid()):  # also what other fixtures started
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
     t = threading.Timer(TEST_WATCHDOG, expire)
     t.daemon = True
     t.start()
     faulthandler.dump_traceback_later(TEST_WATCHDOG + 120, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        t.cancel()
+
+
+@pytest.fixture(autouse=True)
+def _watchdog(request):
     yield
-    faulthandler.cancel_dump_traceback_later()
-    t.cancel()
-    if fired:
+    if getattr(request.node, "_watchdog_fired", False):
+        dump = SESSION_TMP / "watchdog.txt"
         pytest.fail("watchdog: test hung for %.0fs; stacks:\n%s" % (TEST_WATCHDOG, dump.read_text()[-6000:]),
                     pytrace=False)
 

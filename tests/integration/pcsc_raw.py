@@ -161,7 +161,18 @@ class RawClient:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         if connect:
-            self.sock.connect(path)
+            # With a timeout set, Python's AF_UNIX connect is non-blocking and
+            # fails with EAGAIN while the listen backlog is full (pcscd uses a
+            # backlog of 1). libpcsclite connects blocking; so do we, in effect.
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    self.sock.connect(path)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.005)
 
     def close(self):
         try:

@@ -53,7 +53,14 @@ def test_transaction_blocks_other_context_until_end(card, new_ctx):
     assert waiter.blocked(BLOCK), "second BeginTransaction must wait"
     tx = Call(transmit, h2, p2, echo_apdu(b"x"))
     assert tx.blocked(BLOCK), "transmit from another handle must wait during a transaction"
-    echo(h1, p1)  # the holder is served meanwhile
+    # The holder is served meanwhile. Debian's libpcsclite holds its global
+    # lock while a thread waits for a busy context, so if the daemon sat on
+    # the waiter's BEGIN (instead of answering SHARING_VIOLATION and letting
+    # the client retry) every call of this process would hang here.
+    holder = Call(echo, h1, p1)
+    assert not holder.blocked(15), ("the holder's transmit hangs while another context of the same "
+                                    "process waits for the transaction")
+    holder.get()
     ok(s.SCardEndTransaction(h1, s.SCARD_LEAVE_CARD))
     ok(waiter.get(RELEASE), "waiting BeginTransaction")
     assert tx.get(RELEASE)[0] == 0

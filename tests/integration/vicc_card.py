@@ -3,7 +3,7 @@
 
 Runs Debian's vicc machinery (virtualsmartcard.VirtualSmartcard.VirtualICC,
 which speaks vpcd's TCP protocol) with its stock ISO 7816 card, plus two test
-hooks the stock card lacks:
+hooks the stock card lacks (and one fix: whole-frame reads from vpcd):
 
 * --atr HEX   answer-to-reset to present (default: vicc's own T=1 ATR);
               e.g. a T=0 card or a T=0/T=1 dual-protocol card.
@@ -17,12 +17,38 @@ PYTHONPATH (conftest.vicc_env() does that).
 """
 import argparse
 import logging
+import socket
+import struct
 import sys
 
 from virtualsmartcard.VirtualSmartcard import VirtualICC
 from virtualsmartcard.SWutils import SW
 
 ECHO_INS = 0xEE
+
+
+def _recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        try:
+            chunk = sock.recv(n - len(buf))
+        except InterruptedError:
+            continue
+        if not chunk:
+            logging.info("Virtual PCD shut down")
+            raise socket.error("EOF")
+        buf += chunk
+    return buf
+
+
+def _recv_from_vpcd(self):
+    # Stock vicc reads a message with a single recv(), which on a busy
+    # loopback can return part of a large APDU; read the whole frame.
+    size = struct.unpack("!H", _recv_exact(self.sock, 2))[0]
+    return size, (_recv_exact(self.sock, size) if size else None)
+
+
+VirtualICC._VirtualICC__recvFromVPICC = _recv_from_vpcd
 
 
 def pattern(n):

@@ -51,12 +51,12 @@ def _die_with_parent():
         pass
 
 
-def stop_pid(proc, timeout=10):
+def stop_pid(proc, timeout=10, sig=signal.SIGTERM):
     """Stops one process we started, by its PID only."""
     if proc is None or proc.poll() is not None:
         return
     try:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
@@ -64,11 +64,27 @@ def stop_pid(proc, timeout=10):
 
 
 def other_pcscd_pids():
+    """Live pcscd processes (zombies waiting for their parent do not count)."""
     r = subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True, text=True)
-    return [int(p) for p in r.stdout.split()]
+    pids = []
+    for p in r.stdout.split():
+        try:
+            stat = Path("/proc/%s/stat" % p).read_text()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            pids.append(int(p))
+    return pids
+
+
+_our_pcscd = set()  # pcscd processes this test process started and has not stopped
 
 
 def wait_pcscd_free(timeout=PCSCD_FREE_TIMEOUT):
+    ours = [p.pid for p in _our_pcscd if p.poll() is None]
+    if ours:
+        raise RuntimeError("this test process already runs pcscd %s: a second one cannot "
+                           "bind its socket (test layout bug)" % ours)
     deadline = time.monotonic() + timeout
     while other_pcscd_pids():
         if time.monotonic() > deadline:
@@ -138,6 +154,11 @@ class VirtualDaemon:
     def reader(self, slot, instance=0):
         return "%s 00 %02X" % (self.instances[instance]["friendly"], slot)
 
+    def cpu_seconds(self):
+        """User + system CPU time the daemon has used so far."""
+        f = Path("/proc/%d/stat" % self.proc.pid).read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
     @property
     def log(self):
         return (self.dir / "daemon.log").read_text(errors="replace")
@@ -156,6 +177,8 @@ class VirtualDaemon:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
                                      env=self.env())
+        if self.kind == "pcscd":
+            _our_pcscd.add(self.proc)
         want = expect_readers
         if want is None:
             want = sum(i["readers"] for i in self.instances)
@@ -177,8 +200,9 @@ class VirtualDaemon:
         raise RuntimeError("%s did not show %d readers: %r\n%s" % (self.kind, count, last,
                                                                    self.log[-4000:]))
 
-    def stop(self):
-        stop_pid(self.proc)
+    def stop(self, sig=signal.SIGTERM):
+        stop_pid(self.proc, sig=sig)
+        _our_pcscd.discard(self.proc)
         self.proc = None
         if self.log_file:
             self.log_file.close()

@@ -52,19 +52,37 @@ static void test_swap_shows_removal_first(void **state)
 	vslot_init(&s);
 	vslot_insert(&s, vcard_builtin(), "a");
 	assert_int_equal(vslot_presence(&s), IFD_ICC_PRESENT);
-	/* swap: the daemon must see the slot empty once, then the new card */
+	/* swap: the daemon must see the slot empty (for every look during the
+	 * gap: pcscd asks twice in a row), then the new card */
 	vslot_insert(&s, vcard_builtin(), "b");
 	assert_int_equal(vslot_presence(&s), IFD_ICC_NOT_PRESENT);
-	/* and its wait returns at once to let it look again */
+	assert_int_equal(vslot_presence(&s), IFD_ICC_NOT_PRESENT);
+	/* its wait returns when the gap ends, not at the timeout */
 	double t0 = now_ms();
 	assert_int_equal(vslot_wait_event(&s, 5000), IFD_SUCCESS);
-	assert_true(now_ms() - t0 < 1000);
+	double took = now_ms() - t0;
+	assert_true(took >= VSLOT_SWAP_GAP_MS - 10 && took < 1000);
 	assert_int_equal(vslot_presence(&s), IFD_ICC_PRESENT);
+	/* then it blocks again */
+	t0 = now_ms();
+	vslot_wait_event(&s, 150);
+	assert_true(now_ms() - t0 >= 140);
 	/* remove + insert between two looks is a swap too */
 	vslot_remove(&s);
 	vslot_insert(&s, vcard_builtin(), "c");
 	assert_int_equal(vslot_presence(&s), IFD_ICC_NOT_PRESENT);
+	vslot_wait_event(&s, 5000);
 	assert_int_equal(vslot_presence(&s), IFD_ICC_PRESENT);
+	/* a removal during the gap: empty, and no wake-up storm afterwards */
+	vslot_insert(&s, vcard_builtin(), "d");
+	assert_int_equal(vslot_presence(&s), IFD_ICC_NOT_PRESENT);
+	vslot_remove(&s);
+	assert_int_equal(vslot_presence(&s), IFD_ICC_NOT_PRESENT);
+	vslot_wait_event(&s, 5000);
+	assert_int_equal(vslot_presence(&s), IFD_ICC_NOT_PRESENT);
+	t0 = now_ms();
+	vslot_wait_event(&s, 150);
+	assert_true(now_ms() - t0 >= 140);
 	vslot_destroy(&s);
 }
 
@@ -112,7 +130,8 @@ static void test_wait_event(void **state)
 	t0 = now_ms();
 	vslot_wait_event(&s, 5000);
 	assert_true(now_ms() - t0 < 1000);
-	/* stop wakes a waiter and keeps later waits from blocking */
+	/* stop wakes a waiter, once: the next wait blocks again (pcscd stops
+	 * the wait after each disconnect and then waits again) */
 	vslot_presence(&s);
 	w.took = 0;
 	pthread_create(&th, NULL, wait_thread, &w);
@@ -121,8 +140,23 @@ static void test_wait_event(void **state)
 	pthread_join(th, NULL);
 	assert_true(w.took < 2000);
 	t0 = now_ms();
+	vslot_wait_event(&s, 150);
+	assert_true(now_ms() - t0 >= 140);
+	/* a stop with nobody waiting ends the next wait at once (no lost wake-up) */
+	vslot_stop(&s);
+	t0 = now_ms();
 	vslot_wait_event(&s, 5000);
 	assert_true(now_ms() - t0 < 1000);
+	t0 = now_ms();
+	vslot_wait_event(&s, 150);
+	assert_true(now_ms() - t0 >= 140);
+	/* closed: every wait returns at once */
+	vslot_close(&s);
+	for (int i = 0; i < 3; i++) {
+		t0 = now_ms();
+		vslot_wait_event(&s, 5000);
+		assert_true(now_ms() - t0 < 1000);
+	}
 	vslot_destroy(&s);
 }
 
@@ -195,6 +229,7 @@ static void test_mute_reseats_card(void **state)
 	vslot_set_mute(&s, true);
 	/* the daemon sees the card leave and come back, then cannot power it */
 	assert_int_equal(vslot_presence(&s), IFD_ICC_NOT_PRESENT);
+	vslot_wait_event(&s, 5000);
 	assert_int_equal(vslot_presence(&s), IFD_ICC_PRESENT);
 	atr_len = sizeof(atr);
 	assert_int_equal(vslot_power(&s, IFD_POWER_UP, atr, &atr_len), IFD_ERROR_POWER_ACTION);
@@ -209,6 +244,7 @@ static void test_mute_reseats_card(void **state)
 	assert_int_equal(vslot_presence(&s), IFD_ICC_PRESENT);
 	vslot_set_mute(&s, false);
 	assert_int_equal(vslot_presence(&s), IFD_ICC_NOT_PRESENT);
+	vslot_wait_event(&s, 5000);
 	assert_int_equal(vslot_presence(&s), IFD_ICC_PRESENT);
 	atr_len = sizeof(atr);
 	assert_int_equal(vslot_power(&s, IFD_POWER_UP, atr, &atr_len), IFD_SUCCESS);

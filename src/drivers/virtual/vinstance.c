@@ -70,7 +70,7 @@ void vinstance_close(struct vinstance *inst)
 	vcontrol_stop(inst->control);
 	inst->control = NULL;
 	for (unsigned i = 0; i < VCONFIG_MAX_READERS; i++) {
-		vslot_stop(&inst->slots[i]);
+		vslot_close(&inst->slots[i]);
 		vslot_remove(&inst->slots[i]);
 	}
 }

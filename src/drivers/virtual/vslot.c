@@ -94,24 +94,36 @@ void vslot_set_fast(struct vslot *s, bool fast)
 	pthread_mutex_unlock(&s->lock);
 }
 
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 RESPONSECODE vslot_presence(struct vslot *s)
 {
 	pthread_mutex_lock(&s->lock);
 	s->seen_gen = s->event_gen;
+	long long now = now_ms();
 	bool present = s->card != NULL;
 	if (present && s->reported_present && s->reported_card_gen != s->card_gen) {
 		/*
 		 * The daemon last saw an earlier card and has not seen it leave
-		 * (a swap, or remove + insert between two of its looks). Show it
-		 * an empty slot once, and wake its wait again for the new card.
+		 * (a swap, or remove + insert between two of its looks): the
+		 * slot reads empty for a moment, as a hand swapping cards makes it.
 		 */
-		s->reported_present = false;
-		present = false;
-		changed(s);
-	} else {
-		s->reported_present = present;
+		s->gap_until_ms = now + VSLOT_SWAP_GAP_MS;
+		s->gap_wake = true;
 		s->reported_card_gen = s->card_gen;
 	}
+	if (now >= s->gap_until_ms)
+		s->gap_wake = false;
+	if (present && now < s->gap_until_ms)
+		present = false;
+	s->reported_present = present;
+	if (present)
+		s->reported_card_gen = s->card_gen;
 	pthread_mutex_unlock(&s->lock);
 	return present ? IFD_ICC_PRESENT : IFD_ICC_NOT_PRESENT;
 }
@@ -129,10 +141,37 @@ RESPONSECODE vslot_wait_event(struct vslot *s, int timeout_ms)
 		deadline.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&s->lock);
-	while (s->event_gen == s->seen_gen && !s->stopped) {
-		if (pthread_cond_timedwait(&s->cond, &s->lock, &deadline) == ETIMEDOUT)
+	while (s->event_gen == s->seen_gen && !s->stop_pending && !s->closed) {
+		struct timespec until = deadline;
+		if (s->gap_wake) {
+			/* the swapped-in card "arrives" when the gap ends */
+			long long left = s->gap_until_ms - now_ms();
+			if (left <= 0)
+				break;
+			struct timespec gap;
+			clock_gettime(CLOCK_MONOTONIC, &gap);
+			gap.tv_sec += left / 1000;
+			gap.tv_nsec += (long)(left % 1000) * 1000000L;
+			if (gap.tv_nsec >= 1000000000L) {
+				gap.tv_sec++;
+				gap.tv_nsec -= 1000000000L;
+			}
+			if (gap.tv_sec < until.tv_sec ||
+			    (gap.tv_sec == until.tv_sec && gap.tv_nsec < until.tv_nsec))
+				until = gap;
+		}
+		if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT &&
+		    !s->gap_wake)
+			break;
+		if (s->gap_wake && now_ms() >= s->gap_until_ms)
+			break;
+		struct timespec t;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (t.tv_sec > deadline.tv_sec ||
+		    (t.tv_sec == deadline.tv_sec && t.tv_nsec >= deadline.tv_nsec))
 			break;
 	}
+	s->stop_pending = false;
 	pthread_mutex_unlock(&s->lock);
 	return IFD_SUCCESS;
 }
@@ -140,7 +179,15 @@ RESPONSECODE vslot_wait_event(struct vslot *s, int timeout_ms)
 void vslot_stop(struct vslot *s)
 {
 	pthread_mutex_lock(&s->lock);
-	s->stopped = true;
+	s->stop_pending = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void vslot_close(struct vslot *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->closed = true;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 }

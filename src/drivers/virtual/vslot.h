@@ -32,15 +32,24 @@ struct vslot {
 	unsigned seen_gen;        /* event_gen when presence was last asked */
 	bool reported_present;    /* what presence last answered ... */
 	unsigned reported_card_gen; /* ... and for which insertion */
-	bool stopped;             /* the daemon stopped its event wait for good */
+	long long gap_until_ms;   /* a swap: the slot reads empty until then */
+	bool gap_wake;            /* wake the daemon when the gap ends */
+	bool stop_pending;        /* the daemon asked its current (or next) wait to return */
+	bool closed;              /* the channel is closed: waits return at once */
 	unsigned long commands;   /* APDUs answered, for status */
 };
 
 void vslot_init(struct vslot *s);
 void vslot_destroy(struct vslot *s);
 
-/* Puts card in the slot (taking ownership); a card already there is swapped
- * out, and the daemon is shown its removal before the new insertion. */
+/*
+ * Puts card in the slot (taking ownership); a card already there is swapped
+ * out, and the daemon is shown its removal before the new insertion: when it
+ * first looks, the slot reads empty for VSLOT_SWAP_GAP_MS (pcscd asks twice
+ * in a row and acts on the second answer), then its wait returns and it finds
+ * the new card.
+ */
+#define VSLOT_SWAP_GAP_MS 100
 void vslot_insert(struct vslot *s, struct vcard *card, const char *name);
 /* Returns false if the slot was already empty. */
 bool vslot_remove(struct vslot *s);
@@ -52,9 +61,16 @@ void vslot_set_fast(struct vslot *s, bool fast);
 /* IFDHICCPresence: IFD_ICC_PRESENT or IFD_ICC_NOT_PRESENT. */
 RESPONSECODE vslot_presence(struct vslot *s);
 /* The polling function: returns IFD_SUCCESS when there is something for the
- * daemon to look at, at the timeout, or at once once stopped. */
+ * daemon to look at, at the timeout, when stopped, or at once once closed. */
 RESPONSECODE vslot_wait_event(struct vslot *s, int timeout_ms);
+/*
+ * TAG_IFD_STOP_POLLING_THREAD: ends the current wait, or the next one if
+ * none is running. One-shot: pcscd also calls it just to wake its polling
+ * thread (after a disconnect) and then waits again.
+ */
 void vslot_stop(struct vslot *s);
+/* Every wait from now on returns at once (the channel is closing). */
+void vslot_close(struct vslot *s);
 
 RESPONSECODE vslot_power(struct vslot *s, DWORD action, PUCHAR atr, PDWORD atr_len);
 /* Protocol is SCARD_PROTOCOL_T0 / _T1 (bits), as IFDHSetProtocolParameters gets it. */

@@ -1,0 +1,434 @@
+"""Hostile and broken clients over a raw socket, while a well-behaved
+libpcsclite client keeps working on the same daemon.
+
+A bad request must end in one of two ways: the daemon closes that client's
+connection, or it answers with an error code. Nothing else may be affected.
+"""
+import os
+import socket
+import struct
+import threading
+import time
+
+import pcsc_raw as raw
+import pytest
+from smartcard import scard as s
+
+from conftest import READER0, READER1
+from scard_util import SCARD_W_RESET_CARD, echo_apdu
+
+CLOSE_WAIT = 10.0  # pcsc-lite sleeps 2 s before closing on a foreign hCard
+
+
+class WellBehaved(threading.Thread):
+    """A pyscard client on READER1 doing echo APDUs in a loop."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.count = 0
+        self.errors = []
+        self.stop_flag = False
+        self.ready = threading.Event()
+        self.start()
+
+    def run(self):
+        hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+        if hr:
+            self.errors.append("establish %x" % hr)
+            self.ready.set()
+            return
+        hr, h, p = s.SCardConnect(ctx, READER1, s.SCARD_SHARE_SHARED, s.SCARD_PROTOCOL_T1)
+        if hr:
+            self.errors.append("connect %x" % hr)
+            self.ready.set()
+            return
+        self.ready.set()
+        i = 0
+        while not self.stop_flag:
+            data = bytes([i & 0xFF]) * (i % 40)
+            hr, resp = s.SCardTransmit(h, p, list(echo_apdu(data)))
+            if hr != 0 or bytes(resp) != data + b"\x90\x00":
+                self.errors.append("transmit #%d: hr=%x resp=%s" % (i, hr, bytes(resp[:8]).hex() if hr == 0 else ""))
+                if len(self.errors) > 20:
+                    break
+            else:
+                self.count += 1
+            i += 1
+            time.sleep(0.01)
+        s.SCardDisconnect(h, s.SCARD_LEAVE_CARD)
+        s.SCardReleaseContext(ctx)
+
+    def progressed(self, timeout=20.0):
+        """True once at least 5 more APDUs went through."""
+        start = self.count
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.count >= start + 5:
+                return True
+            if self.errors:
+                return False
+            time.sleep(0.05)
+        return False
+
+    def finish(self):
+        self.stop_flag = True
+        self.join(10)
+
+
+@pytest.fixture
+def wb(daemon):
+    daemon.card(1).insert()
+    w = WellBehaved()
+    assert w.ready.wait(30) and not w.errors, w.errors
+    assert w.progressed()
+    yield w
+    w.finish()
+    assert not w.errors, "the well-behaved client was disturbed: %s" % w.errors[:5]
+
+
+def still_serving(daemon, wb):
+    assert wb.progressed(), "well-behaved client stalled or failed: %s" % wb.errors[:5]
+    with daemon.raw() as c:
+        c.hello()
+        assert {rs.name for rs in c.readers_state()} == {READER0, READER1}
+
+
+def closed_or_error(c, cmd):
+    """After a bad request: 'closed' if the daemon dropped us, 'error' if it
+    answered that command's struct with rv != 0. Fails otherwise."""
+    c.sock.settimeout(CLOSE_WAIT)
+    buf = b""
+    try:
+        while len(buf) < raw.SIZE[cmd]:
+            chunk = c.sock.recv(raw.SIZE[cmd] - len(buf))
+            if not chunk:
+                return "closed"
+            buf += chunk
+    except (ConnectionResetError, BrokenPipeError):
+        return "closed"
+    except socket.timeout:
+        pytest.fail("daemon neither answered nor closed within %.0fs (got %d bytes)" % (CLOSE_WAIT, len(buf)))
+    rv = struct.unpack(raw.FMT[cmd], buf)[-1]
+    assert rv != 0, "bad request answered with success"
+    return "error"
+
+
+def send_or_closed(c, data):
+    try:
+        c.send(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+# --- framing -----------------------------------------------------------------------
+def test_truncated_header_then_close(daemon, wb):
+    for n in (1, 4, 7):
+        with daemon.raw() as c:
+            c.send(b"\x0c\x00\x00\x00\x11\x00\x00\x00"[:n])
+    still_serving(daemon, wb)
+
+
+def test_truncated_header_then_stall(daemon, wb):
+    stalled = []
+    for n in (3, 7):
+        c = daemon.raw()
+        c.send(struct.pack("<II", 12, raw.CMD_VERSION)[:n])
+        stalled.append(c)
+    still_serving(daemon, wb)
+    time.sleep(1)
+    still_serving(daemon, wb)
+    for c in stalled:
+        c.close()
+    still_serving(daemon, wb)
+
+
+def test_wrong_size_for_command(daemon, wb):
+    cases = [
+        (raw.SCARD_ESTABLISH_CONTEXT, 13),
+        (raw.SCARD_ESTABLISH_CONTEXT, 4),
+        (raw.SCARD_CONNECT, 124),          # the pre-1.8.4 struct
+        (raw.SCARD_TRANSMIT, 0),
+        (raw.SCARD_GET_ATTRIB, 1000),
+        (raw.CMD_VERSION, 8),
+    ]
+    for cmd, size in cases:
+        with daemon.raw() as c:
+            if cmd != raw.CMD_VERSION:
+                c.hello()
+            send_or_closed(c, raw.header(cmd, size) + bytes(min(size, 300)))
+            closed_or_error(c, cmd)
+    still_serving(daemon, wb)
+
+
+@pytest.mark.parametrize("code", [0x00, raw.SCARD_LIST_READERS, raw.SCARD_GET_STATUS_CHANGE,
+                                  raw.SCARD_CANCEL_TRANSACTION, 0x99, 0x7FFFFFFF, 0xFFFFFFFF])
+def test_unknown_command(daemon, wb, code):
+    with daemon.raw() as c:
+        c.hello()
+        send_or_closed(c, raw.header(code, 8) + bytes(8))
+        # no struct to expect: the daemon must close, or at most answer and
+        # stay in step; either way nothing may hang
+        try:
+            closed = c.wait_closed(CLOSE_WAIT)
+        except AssertionError:
+            closed = False  # it answered something (an error reply)
+        if not closed:
+            c.send(raw.header(raw.CMD_GET_READERS_STATE, 0))
+    still_serving(daemon, wb)
+
+
+def test_garbage_instead_of_version(daemon, wb):
+    blobs = [
+        b"\xff" * 8,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        struct.pack("<II", 0xFFFFFFF0, raw.CMD_VERSION),
+        struct.pack("<II", 12, raw.CMD_VERSION) + struct.pack("<iiI", -1, 0x7FFFFFFF, 0),
+        os.urandom(64),
+    ]
+    for blob in blobs:
+        with daemon.raw() as c:
+            send_or_closed(c, blob)
+            try:
+                c.wait_closed(CLOSE_WAIT / 2)
+            except AssertionError:
+                pass  # answered (e.g. version rejected): fine
+    # a version the daemon does not speak: an error code, never success
+    with daemon.raw() as c:
+        _, _, rv = c.version(3, 1)
+        assert rv != 0
+    still_serving(daemon, wb)
+
+
+# --- lengths -----------------------------------------------------------------------
+@pytest.mark.parametrize("length", [raw.MAX_BUFFER_SIZE_EXTENDED + 1, 1 << 24, 0xFFFFFFFF])
+def test_huge_transmit_length(daemon, card, wb, length):
+    with daemon.raw() as c:
+        ctx = c.hello()
+        rv, h, p = c.connect(ctx, READER0)
+        assert rv == 0
+        send_or_closed(c, raw.message(raw.SCARD_TRANSMIT, h, p, 16, length, 0, 16, raw.MAX_BUFFER_SIZE_EXTENDED, 0)
+                       + bytes(1024))
+        closed_or_error(c, raw.SCARD_TRANSMIT)
+    still_serving(daemon, wb)
+
+
+def test_huge_receive_length_is_harmless(daemon, card, wb):
+    with daemon.raw() as c:
+        ctx = c.hello()
+        rv, h, p = c.connect(ctx, READER0)
+        rv, data = c.transmit(h, echo_apdu(b"abc"), protocol=p, recv_len=0xFFFFFFFF)
+        assert rv == 0 and data == b"abc\x90\x00"
+    still_serving(daemon, wb)
+
+
+def test_huge_control_length(daemon, card, wb):
+    with daemon.raw() as c:
+        ctx = c.hello()
+        rv, h, p = c.connect(ctx, READER0)
+        send_or_closed(c, raw.message(raw.SCARD_CONTROL, h, 0x42000D48, 0x7FFFFFFF, 264, 0, 0) + bytes(512))
+        closed_or_error(c, raw.SCARD_CONTROL)
+    still_serving(daemon, wb)
+
+
+@pytest.mark.parametrize("cmd", [raw.SCARD_GET_ATTRIB, raw.SCARD_SET_ATTRIB])
+@pytest.mark.parametrize("length", [raw.MAX_BUFFER_SIZE + 1, 0xFFFFFFFF])
+def test_huge_attrib_length(daemon, card, wb, cmd, length):
+    with daemon.raw() as c:
+        ctx = c.hello()
+        rv, h, p = c.connect(ctx, READER0)
+        send_or_closed(c, raw.message(cmd, h, 0x10100, b"A" * 264, length, 0))
+        closed_or_error(c, cmd)
+    still_serving(daemon, wb)
+
+
+def test_reader_name_without_nul(daemon, card, wb):
+    with daemon.raw() as c:
+        ctx = c.hello()
+        send_or_closed(c, raw.message(raw.SCARD_CONNECT, ctx, b"V" * 128, 2, 3, 0, 0, 0))
+        assert closed_or_error(c, raw.SCARD_CONNECT) in ("closed", "error")
+    still_serving(daemon, wb)
+
+
+# --- handles -------------------------------------------------------------------------
+def test_foreign_card_handle(daemon, card, wb):
+    with daemon.raw() as a, daemon.raw() as b:
+        ca, cb = a.hello(), b.hello()
+        rv, ha, pa = a.connect(ca, READER0)
+        assert rv == 0
+        send_or_closed(b, raw.message(raw.SCARD_TRANSMIT, ha, pa, 16, 6, 0, 16, 264, 0) + echo_apdu(b"x"))
+        closed_or_error(b, raw.SCARD_TRANSMIT)
+        # the rightful owner is unaffected
+        assert a.transmit(ha, echo_apdu(b"mine"), protocol=pa) == (0, b"mine\x90\x00")
+    still_serving(daemon, wb)
+
+
+def test_random_card_handle(daemon, card, wb):
+    with daemon.raw() as c:
+        c.hello()
+        send_or_closed(c, raw.message(raw.SCARD_DISCONNECT, 0x1234567, 0, 0))
+        closed_or_error(c, raw.SCARD_DISCONNECT)
+    still_serving(daemon, wb)
+
+
+def test_commands_after_release(daemon, card, wb):
+    with daemon.raw() as c:
+        ctx = c.hello()
+        rv, h, p = c.connect(ctx, READER0)
+        assert c.release(ctx) == 0
+        send_or_closed(c, raw.message(raw.SCARD_STATUS, h, 0))
+        closed_or_error(c, raw.SCARD_STATUS)
+    still_serving(daemon, wb)
+
+
+def test_release_wrong_context(daemon, wb):
+    with daemon.raw() as c:
+        ctx = c.hello()
+        assert c.release(ctx ^ 0x5A5A) != 0
+        assert c.release(ctx) == 0
+    still_serving(daemon, wb)
+
+
+# --- stalls and deaths -------------------------------------------------------------------
+def test_half_message_then_stall(daemon, card, wb):
+    c = daemon.raw()
+    ctx = c.hello()
+    msg = raw.message(raw.SCARD_CONNECT, ctx, READER0.encode(), 2, 3, 0, 0, 0)
+    c.send(msg[:40])
+    still_serving(daemon, wb)
+    # other clients can use the reader the stalled one was about to connect to
+    with daemon.raw() as o:
+        octx = o.hello()
+        rv, h, p = o.connect(octx, READER0)
+        assert rv == 0
+        assert o.transmit(h, echo_apdu(b"o"), protocol=p) == (0, b"o\x90\x00")
+    time.sleep(1)
+    still_serving(daemon, wb)
+    c.close()
+    still_serving(daemon, wb)
+
+
+def test_half_transmit_payload_then_stall(daemon, card, wb):
+    c = daemon.raw()
+    ctx = c.hello()
+    rv, h, p = c.connect(ctx, READER0)
+    apdu = echo_apdu(bytes(3000))
+    c.send(raw.message(raw.SCARD_TRANSMIT, h, p, 16, len(apdu), 0, 16, 65548, 0) + apdu[:1000])
+    still_serving(daemon, wb)
+    with daemon.raw() as o:
+        octx = o.hello()
+        rv, h2, p2 = o.connect(octx, READER0)
+        assert rv == 0
+        assert o.transmit(h2, echo_apdu(b"o"), protocol=p2) == (0, b"o\x90\x00")
+    c.close()
+    still_serving(daemon, wb)
+
+
+def send_contended_begin(client, card):
+    """BEGIN while another handle holds the transaction. pcscd answers
+    SHARING_VIOLATION at once (its client library retries); scardd keeps the
+    request until the holder's transaction ends. Returns the answer if one
+    came within half a second, else None: the answer comes later."""
+    client.send(raw.message(raw.SCARD_BEGIN_TRANSACTION, card, 0))
+    if client.nothing_received(0.5):
+        return None
+    return recv_begin_answer(client, timeout=5)
+
+
+def recv_begin_answer(client, timeout):
+    fmt = raw.FMT[raw.SCARD_BEGIN_TRANSACTION]
+    return struct.unpack(fmt, client.recv_exact(raw.SIZE[raw.SCARD_BEGIN_TRANSACTION],
+                                                timeout=timeout))[1]
+
+
+def test_client_dies_mid_transaction(daemon, card, wb):
+    with daemon.raw() as other:
+        octx = other.hello()
+        rv, oh, op = other.connect(octx, READER0)
+        assert rv == 0
+        c = daemon.raw()
+        ctx = c.hello()
+        rv, h, p = c.connect(ctx, READER0)
+        assert c.begin(h) == 0
+        first = send_contended_begin(other, oh)
+        assert first in (None, raw.SCARD_E_SHARING_VIOLATION), hex(first)
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+        # the lock is released; the card was reset, so the survivor is told first
+        if first is None:
+            rv = recv_begin_answer(other, timeout=20)  # the waiting BEGIN is answered now
+        else:
+            deadline = time.monotonic() + 20
+            while True:
+                rv = other.begin(oh)
+                if rv != raw.SCARD_E_SHARING_VIOLATION or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        assert rv in (0, SCARD_W_RESET_CARD), hex(rv)
+        if rv == SCARD_W_RESET_CARD:
+            rv, _ = other.reconnect(oh, raw.SCARD_SHARE_SHARED, raw.SCARD_PROTOCOL_T1, raw.SCARD_LEAVE_CARD)
+            assert rv == 0
+            assert other.begin(oh) == 0
+        assert other.transmit(oh, echo_apdu(b"t"), protocol=op) == (0, b"t\x90\x00")
+        assert other.end(oh) == 0
+    still_serving(daemon, wb)
+
+
+def test_client_dies_while_waiting_for_events(daemon, wb):
+    for _ in range(20):
+        c = daemon.raw()
+        c.hello()
+        c.wait_reader_state_change()
+        c.close()
+    # the dead waiters must not break the next event delivery
+    with daemon.raw() as w:
+        w.hello()
+        w.wait_reader_state_change()
+        daemon.card(0).insert(wait=False)
+        assert w.recv_event(timeout=20) == 0
+    still_serving(daemon, wb)
+
+
+def test_cancel_as_first_message(daemon, wb):
+    with daemon.raw() as waiter:
+        ctx = waiter.hello()
+        waiter.wait_reader_state_change()
+        with daemon.raw() as c:
+            assert c.cancel(ctx) == 0  # no CMD_VERSION on this connection
+        assert waiter.recv_event(timeout=20) == raw.SCARD_E_CANCELLED
+    still_serving(daemon, wb)
+
+
+def test_connection_flood(daemon, wb):
+    for _ in range(300):
+        sk = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sk.connect(daemon.socket)
+        sk.close()
+    idle = []
+    for _ in range(50):
+        c = daemon.raw()
+        c.version()
+        idle.append(c)
+    still_serving(daemon, wb)
+    for c in idle:
+        c.close()
+    still_serving(daemon, wb)
+
+
+def test_client_never_reads_its_answers(daemon, card, wb):
+    # a client that pipelines requests and never reads: the daemon may block
+    # on that client only
+    c = daemon.raw()
+    ctx = c.hello()
+    c.sock.setblocking(False)
+    msg = raw.header(raw.CMD_GET_READERS_STATE, 0)
+    sent = 0
+    deadline = time.monotonic() + 5
+    try:
+        while sent < 2000 and time.monotonic() < deadline:
+            c.sock.send(msg)
+            sent += 1
+    except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+        pass
+    still_serving(daemon, wb)
+    c.close()
+    still_serving(daemon, wb)
