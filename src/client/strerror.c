@@ -46,10 +46,12 @@ static const struct {
 	{ SCARD_E_CARD_UNSUPPORTED, "The card is not supported." },
 	{ SCARD_E_NO_SERVICE, "The smart card resource manager is not running." },
 	{ SCARD_E_SERVICE_STOPPED, "The smart card resource manager has shut down." },
-	{ SCARD_E_UNEXPECTED, "An unexpected card error occurred." },
 	{ SCARD_E_ICC_INSTALLATION, "No primary provider is installed for the card." },
 	{ SCARD_E_ICC_CREATEORDER, "The requested creation order is not supported." },
+	/* pcsc-lite's value, shared with SCARD_E_UNEXPECTED (see pcsclite.h) */
 	{ SCARD_E_UNSUPPORTED_FEATURE, "The function or feature is not supported." },
+	/* Windows' value for the same, which some programs still pass in */
+	{ (LONG)0x80100022, "The card does not support the requested feature." },
 	{ SCARD_E_DIR_NOT_FOUND, "The directory does not exist on the card." },
 	{ SCARD_E_FILE_NOT_FOUND, "The file does not exist on the card." },
 	{ SCARD_E_NO_DIR, "The path does not name a directory." },

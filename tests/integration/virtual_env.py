@@ -165,6 +165,13 @@ class VirtualDaemon:
 
     # -- life cycle --
     def start(self, expect_readers=None):
+        try:
+            return self._start(expect_readers)
+        except BaseException:
+            self.cleanup()  # pytest.skip too: leave no process or directory behind
+            raise
+
+    def _start(self, expect_readers):
         if self.kind == "pcscd":
             if driver_is_sanitized():
                 pytest.skip("a sanitizer-built driver cannot load into Debian's pcscd")
