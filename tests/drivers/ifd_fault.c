@@ -12,6 +12,8 @@
  *   events         (at open) report card events through
  *                  TAG_IFD_POLLING_THREAD_WITH_TIMEOUT instead of being polled
  *   fail_open      IFDHCreateChannelByName fails
+ *   hang_open      IFDHCreateChannelByName blocks until it is removed (a
+ *                  reader that appears while the daemon already serves)
  * The driver appends "presence N", "transmit N", "control N", "power N" lines
  * to <dir>/calls, one per call, so tests can count what the daemon did.
  *
@@ -395,6 +397,7 @@ RESPONSECODE IFDHCreateChannelByName(DWORD Lun, LPSTR DeviceName)
 	r->opens = 1;
 	if (!(r->dir = strdup(DeviceName)) || ctl_exists(r, "fail_open"))
 		goto fail;
+	hang_while(r, "hang_open");
 
 	char path[PATH_MAX];
 	char text[32];

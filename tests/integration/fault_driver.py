@@ -89,6 +89,7 @@ class FaultReader:
         self.dir = Path(tempfile.mkdtemp(prefix="r-", dir=root))
         self.index = None  # "XX" in "Name XX YY", set by Rig.daemon
         self.fail_open = fail_open
+        self.lib = DRIVER
         if slots != 1:
             (self.dir / "slots").write_text("%d\n" % slots)
         if events:
@@ -105,7 +106,7 @@ class FaultReader:
 
     def stanza(self):
         return ('FRIENDLYNAME "%s"\nDEVICENAME %s\nLIBPATH %s\nCHANNELID 0\n\n'
-                % (self.name, self.dir, DRIVER))
+                % (self.name, self.dir, self.lib))
 
     def _flag(self, name, on):
         p = self.dir / name
@@ -131,6 +132,9 @@ class FaultReader:
 
     def hang_presence(self, on=True):
         self._flag("hang_presence", on)
+
+    def hang_open(self, on=True):
+        self._flag("hang_open", on)
 
     def calls(self, kind, slot=None):
         """How many times the driver entry point `kind` was called (per slot)."""
@@ -367,9 +371,11 @@ class Rig:
     def daemon(self, readers, extra_args=(), wait=None):
         """Starts scardd over the stanzas of readers; waits for the reader names in wait."""
         # Like pcscd, "XX" numbers the opened readers of one driver library in order.
-        opened = [r for r in readers if not r.fail_open]
-        for i, r in enumerate(opened):
-            r.index = i
+        per_lib = {}
+        for r in readers:
+            if not r.fail_open:
+                r.index = per_lib.get(r.lib, 0)
+                per_lib[r.lib] = r.index + 1
         d = Daemon(self, readers, extra_args)
         self.daemons.append(d)
         if wait:
