@@ -68,17 +68,9 @@ int cmd_list(int argc, char **argv)
 				printf("%s%s%s", t0 ? "\"T=0\"" : "", t0 && t1 ? "," : "",
 				       t1 ? "\"T=1\"" : "");
 			}
-			printf("],\"held\":");
-			if (holder)
-				json_str(stdout, holder);
-			else
-				printf("null");
-			printf(",\"events\":%lu,\"state\":[", (unsigned long)(s >> 16));
-			const char *words[16];
-			size_t nw = state_words(s & ~(DWORD)SCARD_STATE_CHANGED, words, 16);
-			for (size_t k = 0; k < nw; k++)
-				printf("%s\"%s\"", k ? "," : "", words[k]);
-			printf("]}");
+			printf("]");
+			json_state_fields(stdout, s);
+			printf("}");
 		} else {
 			printf("%zu: %s\n", i, rl.names[i]);
 			const char *card = card_word(s);

@@ -68,18 +68,8 @@ static void emit(const char *event, const char *reader, DWORD state, const uint8
 			json_hex(stdout, atr, atr_len);
 		else
 			printf("null");
-		const char *holder = holder_word(state);
-		printf(",\"held\":");
-		if (holder)
-			json_str(stdout, holder);
-		else
-			printf("null");
-		printf(",\"events\":%lu,\"state\":[", (unsigned long)(state >> 16));
-		const char *words[16];
-		size_t n = state_words(state & ~(DWORD)SCARD_STATE_CHANGED, words, 16);
-		for (size_t k = 0; k < n; k++)
-			printf("%s\"%s\"", k ? "," : "", words[k]);
-		printf("]}\n");
+		json_state_fields(stdout, state);
+		printf("}\n");
 	} else {
 		printf("%s  %-28s %s", ts, reader, event);
 		if (atr_len) {

@@ -311,3 +311,19 @@ void atr_protocols(const uint8_t *atr, size_t len, char *out, size_t cap)
 		 (protos & VCARD_PROTO_T0) && (protos & VCARD_PROTO_T1) ? ", " : "",
 		 protos & VCARD_PROTO_T1 ? "T=1" : "");
 }
+
+void json_state_fields(FILE *f, DWORD state)
+{
+	const char *holder = holder_word(state);
+	fprintf(f, ",\"held\":");
+	if (holder)
+		json_str(f, holder);
+	else
+		fprintf(f, "null");
+	fprintf(f, ",\"events\":%lu,\"state\":[", (unsigned long)(state >> 16));
+	const char *words[16];
+	size_t n = state_words(state & ~(DWORD)SCARD_STATE_CHANGED, words, 16);
+	for (size_t k = 0; k < n; k++)
+		fprintf(f, "%s\"%s\"", k ? "," : "", words[k]);
+	fputc(']', f);
+}
