@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from virtual_env import vd, fresh  # noqa: E402,F401 (fixtures)
 from virtual_env import (BUILTIN_ATR, DAEMONS, DEMO_CARD, LineReader, SCARD,  # noqa: E402
                          VirtualDaemon, _die_with_parent, stop_pid)
 
@@ -20,20 +21,6 @@ SELECT_AID = "00A4040007F0736361726464"
 FCI = "6F13820138830250008407F07363617264648A0105"
 
 
-@pytest.fixture(scope="module", params=DAEMONS)
-def vd(request):
-    d = VirtualDaemon(request.param, readers=2, cards={0: "builtin"})
-    try:
-        d.start()
-        yield d
-    finally:
-        d.cleanup()
-
-
-@pytest.fixture
-def fresh(vd):
-    vd.reset_cards()
-    return vd
 
 
 def spaced(hexs):

@@ -9,24 +9,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from virtual_env import vd, fresh  # noqa: E402,F401 (fixtures)
 from virtual_env import (BUILTIN_ATR, DAEMONS, DEMO_CARD, LineReader, VirtualDaemon,  # noqa: E402
                          WAIT_CHANGE, _die_with_parent, stop_pid)
 
 
-@pytest.fixture(scope="module", params=DAEMONS)
-def vd(request):
-    d = VirtualDaemon(request.param, readers=2, cards={0: "builtin"})
-    try:
-        d.start()
-        yield d
-    finally:
-        d.cleanup()
-
-
-@pytest.fixture
-def fresh(vd):
-    vd.reset_cards()
-    return vd
 
 
 def test_driver_loads_with_two_readers(fresh):

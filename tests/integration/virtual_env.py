@@ -366,3 +366,21 @@ hr, h, p = SCardConnect(ctx, %r, SCARD_SHARE_%s, SCARD_PROTOCOL_T0 | SCARD_PROTO
 print("HELD", hex(hr & 0xFFFFFFFF), flush=True)
 sys.stdin.read()
 """
+
+
+# Fixtures shared by the virtual-driver suites: one daemon per module and
+# daemon kind, with two readers and the built-in card in the first.
+@pytest.fixture(scope="module", params=DAEMONS)
+def vd(request):
+    d = VirtualDaemon(request.param, readers=2, cards={0: "builtin"})
+    try:
+        d.start()
+        yield d
+    finally:
+        d.cleanup()
+
+
+@pytest.fixture
+def fresh(vd):
+    vd.reset_cards()
+    return vd
