@@ -252,12 +252,17 @@ LONG SCardTransmit(SCARDHANDLE hCard, const SCARD_IO_REQUEST *pioSendPci, LPCBYT
 		   DWORD cbSendLength, SCARD_IO_REQUEST *pioRecvPci, LPBYTE pbRecvBuffer,
 		   LPDWORD pcbRecvLength)
 {
+	DWORD room;
 	LONG rv;
 
 	if (pbSendBuffer == NULL || pbRecvBuffer == NULL || pcbRecvLength == NULL ||
 	    pioSendPci == NULL)
 		return SCARD_E_INVALID_PARAMETER;
+	room = *pcbRecvLength;
 	do {
+		/* A refused attempt may have stored the daemon's length (pcscd sends
+		 * 0 with SHARING_VIOLATION); each retry offers the caller's room. */
+		*pcbRecvLength = room;
 		rv = transmit_once(hCard, pioSendPci, pbSendBuffer, cbSendLength, pioRecvPci,
 				   pbRecvBuffer, pcbRecvLength);
 	} while (retry_sharing(rv, false));

@@ -324,9 +324,12 @@ struct daemon *daemon_new(const struct options *opts)
 
 int daemon_run(struct daemon *d)
 {
-	if (listener_start(d->listener, d->loop, session_accept, d) < 0) {
-		log_error("cannot watch the listening socket");
-		return -1;
+	for (size_t i = 0; i < d->n_sockets; i++) {
+		if (listener_start(d->sockets[i].listener, d->loop, session_accept,
+				   &d->sockets[i]) < 0) {
+			log_error("cannot watch the listening socket %s", d->sockets[i].spec->path);
+			return -1;
+		}
 	}
 	log_info("serving clients with %zu reader(s)", d->readers.count);
 	return el_run(d->loop);
@@ -338,7 +341,8 @@ void daemon_free(struct daemon *d)
 		return;
 	if (d->loop)
 		sessions_free_all(d);
-	listener_close(d->listener, d->loop);
+	for (size_t i = 0; i < d->n_sockets; i++)
+		listener_close(d->sockets[i].listener, d->loop);
 	for (struct device *dev = d->readers.devices; dev; dev = dev->next)
 		worker_stop(dev, 2000);
 	/* Answers that arrived after the loop stopped have nobody to go to. */

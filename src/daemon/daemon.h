@@ -25,10 +25,18 @@ struct completion_queue {
 	int efd;
 };
 
+/* A listening socket and the settings its clients get. */
+struct served_socket {
+	struct daemon *d;
+	const struct socket_spec *spec;
+	struct listener *listener;
+};
+
 struct daemon {
 	const struct options *opts;
 	struct event_loop *loop;
-	struct listener *listener;
+	struct served_socket sockets[OPTIONS_MAX_SOCKETS];
+	size_t n_sockets;
 	struct readers readers;
 	struct bundle_list bundles;    /* USB driver bundles, for hotplug */
 	struct completion_queue done;

@@ -8,8 +8,10 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "peer_info.h"
 #include "readers.h"
 #include "session.h"
+#include "socket_spec.h"
 #include "status_waiters.h"
 
 static enum dispatch_result reply(struct session *s, const struct wire_msg *msg)
@@ -18,9 +20,18 @@ static enum dispatch_result reply(struct session *s, const struct wire_msg *msg)
 	return DISPATCH_DONE;
 }
 
+/* Records for the fixed-size arrays of a 4:2 - 4:5 client on this socket. */
+static uint32_t legacy_slots(const struct session *s)
+{
+	return s->sock->readers ? s->sock->readers : WIRE_LEGACY_READER_SLOTS;
+}
+
 /*
- * Accepts every version the table knows; a newer minor of our major is served
- * as the highest we know, since minors only ever added commands.
+ * Serves every version the table knows, each connection as its own; a newer
+ * minor of our major is served as the highest we know, since minors only
+ * ever added commands. The reply names the version the connection now
+ * speaks. Anything else is refused the way pcsc-lite refuses (the
+ * connection stays open), with one line saying who asked.
  */
 static enum dispatch_result cmd_version(struct session *s, struct wire_msg *msg)
 {
@@ -32,16 +43,27 @@ static enum dispatch_result cmd_version(struct session *s, struct wire_msg *msg)
 	if (!proto && v->major == highest->major && v->minor > highest->minor)
 		proto = highest;
 	if (!proto) {
-		log_error("client %" PRIu64 " (pid %d) speaks protocol %d:%d; we serve %d:%d at most",
-			  s->id, (int)s->pid, v->major, v->minor, highest->major, highest->minor);
+		char who[512];
+		peer_describe(s->pid, s->uid, who, sizeof(who));
+		log_error("client %" PRIu64 " (%s) speaks protocol %d:%d; scardd serves 4:2 to %d:%d "
+			  "(and newer %d:x); refused",
+			  s->id, who, v->major, v->minor, highest->major, highest->minor,
+			  highest->major);
 		v->major = highest->major;
 		v->minor = highest->minor;
 		v->rv = SCARD_E_SERVICE_STOPPED;
 		return reply(s, msg);
 	}
+	if (proto == wire_proto_find(4, 2) && s->sock->name_len == 100)
+		proto = wire_proto_4_2_short_names();
 	s->params.proto = proto;
 	s->versioned = true;
-	log_debug("Server protocol is %s for this client", proto->name);
+	s->legacy_slots = legacy_slots(s);
+	log_debug("Server protocol is %s for this client (%s byte order, %u-record arrays)",
+		  proto->name, s->params.order == WIRE_BIG_ENDIAN ? "big-endian" : "little-endian",
+		  s->legacy_slots);
+	v->major = proto->major;
+	v->minor = proto->minor;
 	v->rv = SCARD_S_SUCCESS;
 	return reply(s, msg);
 }
@@ -98,16 +120,19 @@ static enum dispatch_result cmd_cancel(struct session *s, struct wire_msg *msg)
 	return reply(s, msg);
 }
 
-static void send_state_array(struct session *s)
+static void send_state_array(struct session *s, size_t n)
 {
-	size_t n = s->params.reader_slots;
-	size_t bytes = wire_reader_array_size(&s->params);
 	struct wire_reader_state *states = calloc(n ? n : 1, sizeof(*states));
-	uint8_t *buf = malloc(bytes ? bytes : 1);
+	uint8_t *buf;
+	size_t bytes;
+
+	s->params.reader_slots = (uint32_t)n;
+	bytes = wire_reader_array_size(&s->params);
+	buf = malloc(bytes ? bytes : 1);
 	if (!states || !buf) {
 		session_fail(s, "out of memory for the reader array");
 	} else {
-		readers_snapshot(&s->d->readers, states, n);
+		readers_snapshot(&s->d->readers, states, n, s->sock->prefer);
 		size_t len = wire_encode_reader_states(&s->params, states, n, buf, bytes);
 		session_send(s, buf, len);
 	}
@@ -115,11 +140,27 @@ static void send_state_array(struct session *s)
 	free(buf);
 }
 
+/*
+ * A 4:6 client registers with 0x13 and then fetches the array with 0x16 and
+ * 0x17. A signal sent in between would be read as the 0x16 answer, so it is
+ * held until the array is out (or the client moves on to something else).
+ */
+static void release_held_signal(struct session *s)
+{
+	s->fetch_pending = false;
+	if (s->signal_held) {
+		s->signal_held = false;
+		status_waiter_send(s, s->held_rv);
+	}
+}
+
 static enum dispatch_result cmd_wait(struct session *s, const struct wire_cmd_spec *spec)
 {
 	status_waiters_add(s->d, s);
 	if (spec->reply == WIRE_REPLY_ARRAY_AND_WAIT)
-		send_state_array(s);
+		send_state_array(s, s->legacy_slots);
+	else if (wire_cmd_lookup(s->params.proto, WIRE_GET_READERS_STATE_ARRAY))
+		s->fetch_pending = true;
 	return DISPATCH_DONE;
 }
 
@@ -130,7 +171,7 @@ static enum dispatch_result cmd_stop_waiting(struct session *s, struct wire_msg 
 	/* Newer daemons answer only a connection that was still registered. */
 	if (!was_waiting && spec->reply == WIRE_REPLY_STRUCT_IF_WAITING)
 		return DISPATCH_DONE;
-	msg->u.wait.timeout = 0;
+	/* the request's timeout field is echoed, as pcsc-lite does */
 	msg->u.wait.rv = was_waiting ? SCARD_S_SUCCESS : SCARD_F_INTERNAL_ERROR;
 	return reply(s, msg);
 }
@@ -144,8 +185,18 @@ static enum dispatch_result cmd_reader_events(struct session *s, struct wire_msg
 
 static enum dispatch_result cmd_state_size(struct session *s, struct wire_msg *msg)
 {
-	msg->u.count = (int32_t)s->params.reader_slots;
+	s->told_slots = (uint32_t)readers_state_capacity(&s->d->readers);
+	msg->u.count = (int32_t)s->told_slots;
 	return reply(s, msg);
+}
+
+/* Exactly the length this client was told, even if readers came since. */
+static enum dispatch_result cmd_state_array(struct session *s)
+{
+	size_t n = s->told_slots ? s->told_slots : readers_state_capacity(&s->d->readers);
+	send_state_array(s, n);
+	release_held_signal(s);
+	return DISPATCH_DONE;
 }
 
 enum dispatch_result dispatch_request(struct session *s, struct wire_msg *msg,
@@ -154,6 +205,9 @@ enum dispatch_result dispatch_request(struct session *s, struct wire_msg *msg,
 	const struct wire_cmd_spec *spec = wire_cmd_lookup(s->params.proto, msg->cmd);
 	if (!spec)
 		return DISPATCH_CLOSE;
+	if (s->fetch_pending && msg->cmd != WIRE_GET_READERS_STATE_SIZE &&
+	    msg->cmd != WIRE_GET_READERS_STATE_ARRAY)
+		release_held_signal(s);
 
 	switch (msg->cmd) {
 	case WIRE_VERSION: return cmd_version(s, msg);
@@ -170,8 +224,8 @@ enum dispatch_result dispatch_request(struct session *s, struct wire_msg *msg,
 	case WIRE_STATUS: return cmd_status(s, msg);
 	case WIRE_GET_ATTRIB:
 	case WIRE_SET_ATTRIB: return cmd_getset_attrib(s, msg);
-	case WIRE_GET_READERS_STATE:
-	case WIRE_GET_READERS_STATE_ARRAY: send_state_array(s); return DISPATCH_DONE;
+	case WIRE_GET_READERS_STATE: send_state_array(s, s->legacy_slots); return DISPATCH_DONE;
+	case WIRE_GET_READERS_STATE_ARRAY: return cmd_state_array(s);
 	case WIRE_WAIT_READER_STATE_CHANGE: return cmd_wait(s, spec);
 	case WIRE_STOP_WAITING_READER_STATE_CHANGE: return cmd_stop_waiting(s, msg, spec);
 	case WIRE_GET_READER_EVENTS: return cmd_reader_events(s, msg);

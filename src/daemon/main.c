@@ -35,6 +35,12 @@ static void block_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+static void close_listeners(struct listener **l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		listener_close(l[i], NULL);
+}
+
 int main(int argc, char **argv)
 {
 	struct options opts;
@@ -48,27 +54,36 @@ int main(int argc, char **argv)
 	log_set_apdu(opts.apdu);
 	raise_fd_limit();
 
-	struct listener *listener = listener_open(opts.socket_path);
-	if (!listener) {
-		if (opts.foreground)
-			fprintf(stderr, "scardd: cannot serve %s (see the log above)\n",
-				opts.socket_path);
-		return 1;
+	struct listener *listeners[OPTIONS_MAX_SOCKETS] = {0};
+	for (size_t i = 0; i < opts.n_sockets; i++) {
+		listeners[i] = listener_open(opts.sockets[i].path);
+		if (!listeners[i]) {
+			if (opts.foreground)
+				fprintf(stderr, "scardd: cannot serve %s (see the log above)\n",
+					opts.sockets[i].path);
+			close_listeners(listeners, i);
+			return 1;
+		}
 	}
 	if (!opts.foreground && daemon(0, 0) < 0) {
 		log_crit("cannot detach: %s", strerror(errno));
-		listener_close(listener, NULL);
+		close_listeners(listeners, opts.n_sockets);
 		return 1;
 	}
 	block_signals();
 
 	struct daemon *d = daemon_new(&opts);
 	if (!d) {
-		listener_close(listener, NULL);
+		close_listeners(listeners, opts.n_sockets);
 		return 1;
 	}
-	d->listener = listener;
-	log_info("scardd %s listening on %s", SCARDD_VERSION, opts.socket_path);
+	for (size_t i = 0; i < opts.n_sockets; i++) {
+		char what[512];
+		d->sockets[i] = (struct served_socket){ d, &opts.sockets[i], listeners[i] };
+		socket_spec_describe(&opts.sockets[i], what, sizeof(what));
+		log_info("scardd %s listening on %s", SCARDD_VERSION, what);
+	}
+	d->n_sockets = opts.n_sockets;
 	daemon_load_bundles(d);
 	daemon_load_readers(d);
 	daemon_wait_devices(d, 5000);

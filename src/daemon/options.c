@@ -14,7 +14,11 @@ static void usage(FILE *out, const char *prog)
 		"PC/SC resource manager: serves pcsc-lite clients (libpcsclite.so.1)\n"
 		"\n"
 		"  -f, --foreground         stay in the foreground, log to stderr\n"
-		"  -s, --socket PATH        client socket (default: $PCSCLITE_CSOCK_NAME, else %s)\n"
+		"  -s, --socket PATH[:OPT,...]  a client socket; repeat to serve several\n"
+		"                           (default: $PCSCLITE_CSOCK_NAME, else %s)\n"
+		"                           OPT: readers=N|auto  reader array of 4:2-4:5 clients\n"
+		"                                names=100|128   reader-name field of 4:2 clients\n"
+		"                                prefer=GLOB     readers listed first to them\n"
 		"  -c, --config-dir DIR     reader.conf.d directory or file (default %s)\n"
 		"      --drivers-dir DIR    driver bundles (default %s)\n"
 		"  -d, --debug              log everything\n"
@@ -37,6 +41,18 @@ static bool parse_unsigned(const char *s, unsigned min, unsigned max, unsigned *
 	if (*s == '\0' || *end != '\0' || v < min || v > max)
 		return false;
 	*out = (unsigned)v;
+	return true;
+}
+
+static bool add_socket(struct options *opts, const char *text, const char *prog)
+{
+	char err[256];
+
+	if (!socket_spec_parse(text, &opts->sockets[opts->n_sockets], err, sizeof(err))) {
+		fprintf(stderr, "%s: --socket %s\n", prog, err);
+		return false;
+	}
+	opts->n_sockets++;
 	return true;
 }
 
@@ -63,7 +79,6 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 	const char *env = getenv("PCSCLITE_CSOCK_NAME");
 
 	*opts = (struct options){
-		.socket_path = env && *env ? env : SCARDD_DEFAULT_SOCKET,
 		.config_dir = SCARDD_DEFAULT_CONFIG_DIR,
 		.drivers_dir = SCARDD_DEFAULT_DRIVERS_DIR,
 		.level = LOG_LEVEL_ERROR,
@@ -76,7 +91,14 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "fs:c:dieahv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': opts->foreground = true; break;
-		case 's': opts->socket_path = optarg; break;
+		case 's':
+			if (opts->n_sockets == OPTIONS_MAX_SOCKETS) {
+				fprintf(stderr, "%s: at most %u sockets\n", argv[0], OPTIONS_MAX_SOCKETS);
+				return OPTIONS_EXIT_ERROR;
+			}
+			if (!add_socket(opts, optarg, argv[0]))
+				return OPTIONS_EXIT_ERROR;
+			break;
 		case 'c': opts->config_dir = optarg; break;
 		case OPT_DRIVERS: opts->drivers_dir = optarg; break;
 		case 'd': opts->level = LOG_LEVEL_DEBUG; break;
@@ -110,10 +132,17 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 		fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[optind]);
 		return OPTIONS_EXIT_ERROR;
 	}
-	if (strlen(opts->socket_path) >= 108) {
-		fprintf(stderr, "%s: socket path too long (107 bytes at most): %s\n", argv[0],
-			opts->socket_path);
+	if (opts->n_sockets == 0 && !add_socket(opts, env && *env ? env : SCARDD_DEFAULT_SOCKET,
+						 argv[0]))
 		return OPTIONS_EXIT_ERROR;
+	for (size_t i = 0; i < opts->n_sockets; i++) {
+		for (size_t k = 0; k < i; k++) {
+			if (!strcmp(opts->sockets[i].path, opts->sockets[k].path)) {
+				fprintf(stderr, "%s: socket %s given twice\n", argv[0],
+					opts->sockets[i].path);
+				return OPTIONS_EXIT_ERROR;
+			}
+		}
 	}
 	return OPTIONS_RUN;
 }

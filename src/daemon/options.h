@@ -5,9 +5,14 @@
 #include <stdbool.h>
 
 #include "log.h"
+#include "socket_spec.h"
+
+#define OPTIONS_MAX_SOCKETS 16u
 
 struct options {
-	const char *socket_path;   /* --socket, else $PCSCLITE_CSOCK_NAME, else the default */
+	/* --socket (repeatable), else $PCSCLITE_CSOCK_NAME, else the default */
+	struct socket_spec sockets[OPTIONS_MAX_SOCKETS];
+	size_t n_sockets;
 	const char *config_dir;    /* reader.conf.d directory or file */
 	const char *drivers_dir;   /* driver bundles (Info.plist) */
 	enum log_level level;

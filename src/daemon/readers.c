@@ -1,6 +1,7 @@
 #include "readers.h"
 
 #include <stdio.h>
+#include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,23 +109,51 @@ struct reader *readers_find(const struct readers *rs, const char *name)
 	return NULL;
 }
 
-size_t readers_snapshot(const struct readers *rs, struct wire_reader_state *out, size_t n)
+static void fill_record(struct wire_reader_state *w, const struct reader *r)
 {
+	memcpy(w->name, r->name, sizeof(w->name));
+	w->event_counter = r->event_counter;
+	w->state = r->state;
+	w->sharing = r->sharing;
+	memcpy(w->atr, r->atr, r->atr_len);
+	w->atr_len = r->atr_len;
+	w->protocol = r->protocol;
+}
+
+size_t readers_snapshot(const struct readers *rs, struct wire_reader_state *out, size_t n,
+			const char *prefer)
+{
+	bool preferring = prefer && *prefer;
+	size_t written = 0;
+
 	memset(out, 0, n * sizeof(*out));
-	for (size_t i = 0; i < n && i < rs->cap; i++) {
-		const struct reader *r = rs->slots[i];
-		if (!r)
-			continue;
-		struct wire_reader_state *w = &out[i];
-		memcpy(w->name, r->name, sizeof(w->name));
-		w->event_counter = r->event_counter;
-		w->state = r->state;
-		w->sharing = r->sharing;
-		memcpy(w->atr, r->atr, r->atr_len);
-		w->atr_len = r->atr_len;
-		w->protocol = r->protocol;
+	/* Pass 0 takes the preferred readers, pass 1 the others. */
+	for (int pass = preferring ? 0 : 1; pass < 2; pass++) {
+		for (size_t i = 0; i < rs->cap && written < n; i++) {
+			const struct reader *r = rs->slots[i];
+			if (!r)
+				continue;
+			bool match = preferring && fnmatch(prefer, r->name, 0) == 0;
+			if (match == (pass == 0))
+				fill_record(&out[written++], r);
+		}
 	}
-	return n;
+	return written;
+}
+
+size_t readers_state_capacity(struct readers *rs)
+{
+	size_t used = 0;
+
+	for (size_t i = 0; i < rs->cap; i++)
+		if (rs->slots[i])
+			used = i + 1;
+	used = (used + 15) / 16 * 16;
+	if (used < 16)
+		used = 16;
+	if (used > rs->state_capacity)
+		rs->state_capacity = used;
+	return rs->state_capacity;
 }
 
 static void set_atr(struct reader *r, const uint8_t *atr, size_t len)

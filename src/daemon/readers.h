@@ -74,6 +74,7 @@ struct readers {
 	size_t cap;
 	size_t count;
 	uint32_t reader_events; /* counter for CMD_GET_READER_EVENTS, 1..0x7FFF */
+	size_t state_capacity;  /* array length told to 4:6 clients */
 	struct device *devices; /* in configuration order */
 	unsigned next_device_index;
 	bool startup_done;      /* from now on readers register as they open */
@@ -91,10 +92,21 @@ int readers_add_device(struct daemon *d, struct device *dev, unsigned n_slots);
 struct reader *readers_find(const struct readers *rs, const char *name);
 
 /*
- * Fills the array clients receive: one record per position in
- * [0, n), empty records for free positions. Returns n.
+ * Fills the array clients receive: every reader in position order (those
+ * whose names match the glob `prefer` first, if it is not NULL or ""), then
+ * empty records up to n. Readers that do not fit are left out. Returns the
+ * number of readers written.
  */
-size_t readers_snapshot(const struct readers *rs, struct wire_reader_state *out, size_t n);
+size_t readers_snapshot(const struct readers *rs, struct wire_reader_state *out, size_t n,
+			const char *prefer);
+
+/*
+ * The array length for protocol 4:6 clients: a multiple of 16 that holds
+ * every reader. It only grows while the daemon runs, because pcsc-lite 2.5
+ * clients fail when the length they were told changes under them, and
+ * growing past 16 is then as rare as having more than 16 readers.
+ */
+size_t readers_state_capacity(struct readers *rs);
 
 /* Card events reported by the worker. */
 void reader_card_inserted(struct daemon *d, struct reader *r, const uint8_t *atr, size_t atr_len,

@@ -14,6 +14,7 @@
 #include "listener.h"
 #include "log.h"
 #include "reader_worker.h"
+#include "socket_spec.h"
 #include "status_waiters.h"
 
 /* Largest request: header, the biggest fixed struct, an extended APDU. */
@@ -125,6 +126,26 @@ static void consume_input(struct session *s, size_t n)
 	s->in_len -= n;
 }
 
+/*
+ * "4:2" covers two layouts: pcsc-lite up to 1.8.3 had 100-byte reader names.
+ * Such a client shows it with its first CONNECT (124 bytes, not 152); from
+ * then on the connection uses that layout. (Its arrays can only be right
+ * from the start on a socket set to names=100.)
+ */
+static bool adopt_short_names(struct session *s, const struct wire_header *hdr)
+{
+	const struct wire_proto *short_names = wire_proto_4_2_short_names();
+	const struct wire_cmd_spec *connect = wire_cmd_lookup(short_names, WIRE_CONNECT);
+
+	if (s->params.proto != wire_proto_find(4, 2) || hdr->cmd != WIRE_CONNECT ||
+	    hdr->size != connect->body_size)
+		return false;
+	s->params.proto = short_names;
+	log_info("client %" PRIu64 " (pid %d): 4:2 with 100-byte reader names", s->id,
+		 (int)s->pid);
+	return true;
+}
+
 /* Parses and dispatches whole requests until one parks or input runs out. */
 static void process_input(struct session *s)
 {
@@ -139,6 +160,8 @@ static void process_input(struct session *s)
 		const struct wire_cmd_spec *spec = NULL;
 		wire_decode_header(&s->params, s->in, s->in_len, &hdr);
 		int rc = wire_check_request(&s->params, &hdr, &spec);
+		if (rc == WIRE_E_BAD_SIZE && adopt_short_names(s, &hdr))
+			rc = wire_check_request(&s->params, &hdr, &spec);
 		if (rc == WIRE_E_UNKNOWN_CMD) {
 			log_error("client %" PRIu64 " (pid %d): unknown command 0x%08X", s->id,
 				  (int)s->pid, hdr.cmd);
@@ -272,9 +295,10 @@ static void on_socket(struct event_loop *loop, int fd, void *data, int mask)
 	session_resume(s);
 }
 
-void session_accept(void *daemon, const struct peer *peer)
+void session_accept(void *data, const struct peer *peer)
 {
-	struct daemon *d = daemon;
+	const struct served_socket *sock = data;
+	struct daemon *d = sock->d;
 	struct session *s = calloc(1, sizeof(*s));
 	if (!s) {
 		close(peer->fd);
@@ -286,7 +310,9 @@ void session_accept(void *daemon, const struct peer *peer)
 	s->uid = peer->uid;
 	s->gid = peer->gid;
 	s->id = ++d->next_session_id;
+	s->sock = sock->spec;
 	wire_params_init(&s->params);
+	s->legacy_slots = s->sock->readers ? s->sock->readers : WIRE_LEGACY_READER_SLOTS;
 	if (el_add_fd(d->loop, s->fd, EL_READ, on_socket, s) < 0) {
 		log_error("cannot watch client socket: %s", strerror(errno));
 		close(s->fd);

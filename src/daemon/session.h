@@ -16,6 +16,7 @@
 
 struct daemon;
 struct peer;
+struct socket_spec;
 struct handle;
 struct reader;
 
@@ -32,9 +33,15 @@ struct session {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
+	const struct socket_spec *sock; /* the socket it came in on */
 	struct wire_params params;
 	bool versioned;         /* CMD_VERSION seen */
 	bool order_known;       /* byte order settled by the first header */
+	uint32_t legacy_slots;  /* records in 0x12 and 4:4/4:5 WAIT arrays */
+	uint32_t told_slots;    /* 4:6: the length 0x16 last answered, 0 = none */
+	bool fetch_pending;     /* 4:6: registered by 0x13, array not fetched yet */
+	bool signal_held;       /* an event signal waits for that fetch */
+	uint32_t held_rv;
 
 	uint32_t context;       /* the connection's context, if has_context */
 	bool has_context;
@@ -62,8 +69,9 @@ struct session {
 	struct session *prev, *next; /* daemon's list */
 };
 
-/* Accept callback: creates the session and starts watching its socket. */
-void session_accept(void *daemon, const struct peer *peer);
+/* Accept callback (data: the struct served_socket): creates the session and
+ * starts watching its socket. */
+void session_accept(void *data, const struct peer *peer);
 
 /* Queues reply bytes and tries to send them now. Never frees the session. */
 void session_send(struct session *s, const void *buf, size_t len);

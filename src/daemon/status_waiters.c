@@ -35,12 +35,23 @@ bool status_waiters_remove(struct daemon *d, struct session *s)
 	return true;
 }
 
-static void send_signal(struct session *s, uint32_t rv)
+void status_waiter_send(struct session *s, uint32_t rv)
 {
 	struct wire_msg msg = {.cmd = WIRE_WAIT_READER_STATE_CHANGE};
 	msg.u.wait.timeout = 0;
 	msg.u.wait.rv = rv;
 	session_send_msg(s, &msg);
+}
+
+/* A 4:6 client between its 0x13 and its array fetch gets the signal later. */
+static void send_signal(struct session *s, uint32_t rv)
+{
+	if (s->fetch_pending) {
+		s->signal_held = true;
+		s->held_rv = rv;
+		return;
+	}
+	status_waiter_send(s, rv);
 }
 
 void status_waiter_signal(struct daemon *d, struct session *s, uint32_t rv)

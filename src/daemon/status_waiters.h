@@ -19,5 +19,7 @@ bool status_waiters_remove(struct daemon *d, struct session *s);
 void status_waiter_signal(struct daemon *d, struct session *s, uint32_t rv);
 /* Sends {0, SCARD_S_SUCCESS} to every registered session and empties the list. */
 void status_waiters_wake_all(struct daemon *d);
+/* Sends the 8-byte signal now, whatever the session is doing. */
+void status_waiter_send(struct session *s, uint32_t rv);
 
 #endif

@@ -144,7 +144,7 @@ static void spin(void)
 static void setup(void)
 {
 	log_init("fuzz", LOG_LEVEL_CRITICAL, true);
-	opts = (struct options){.socket_path = "/nonexistent",
+	opts = (struct options){.n_sockets = 2,
 				.config_dir = "/nonexistent",
 				.drivers_dir = "/nonexistent",
 				.level = LOG_LEVEL_CRITICAL,
@@ -152,9 +152,17 @@ static void setup(void)
 				.poll_ms = 50,
 				.max_handles = 4,
 				.driver_timeout_s = 5};
+	/* clients alternate between a default socket and a 48-record one */
+	char err[128];
+	if (!socket_spec_parse("/nonexistent/a", &opts.sockets[0], err, sizeof(err)) ||
+	    !socket_spec_parse("/nonexistent/b:readers=48,names=100,prefer=Stub*",
+			       &opts.sockets[1], err, sizeof(err)))
+		abort();
 	d = daemon_new(&opts);
 	if (!d)
 		abort();
+	for (size_t i = 0; i < opts.n_sockets; i++)
+		d->sockets[i] = (struct served_socket){ d, &opts.sockets[i], NULL };
 	struct driver *drv = calloc(1, sizeof(*drv));
 	drv->path = strdup("stub");
 	drv->api_version = 3;
@@ -198,7 +206,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 			abort();
 		struct peer peer = {.fd = sv[0], .pid = 0, .uid = 0, .gid = 0};
-		session_accept(d, &peer);
+		session_accept(&d->sockets[i % 2], &peer);
 		peer_fd[i] = sv[1];
 	}
 

@@ -264,13 +264,13 @@ static void expect_config_error(const char *text, const char *msg)
 static void test_config_errors(void **state)
 {
 	(void)state;
-	expect_config_error("readers = 0\n", "line 1: readers must be 1 to 16");
-	expect_config_error("readers = 17\n", "readers must be 1 to 16");
+	expect_config_error("readers = 0\n", "line 1: readers must be 1 to 128");
+	expect_config_error("readers = 129\n", "readers must be 1 to 128");
 	expect_config_error("\nreaders two\n", "line 2: expected key = value");
 	expect_config_error("control = relative.sock\n", "absolute");
 	expect_config_error("control_mode = 999\n", "octal");
 	expect_config_error("fast = maybe\n", "fast must be yes or no");
-	expect_config_error("card.16 = builtin\n", "unknown key 'card.16'");
+	expect_config_error("card.128 = builtin\n", "unknown key 'card.128'");
 	expect_config_error("card.x = builtin\n", "unknown key");
 	expect_config_error("colour = blue\n", "unknown key 'colour'");
 	char long_path[200] = "control = /";

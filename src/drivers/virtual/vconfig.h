@@ -1,7 +1,7 @@
 /*
  * ifd-virtual's configuration file, named by DEVICENAME in reader.conf.d:
  *
- *   readers = 2                      # slots of this reader, 1..16
+ *   readers = 2                      # slots of this reader, 1..128
  *   control = /run/scardd/virtual.sock
  *   control_mode = 0600              # octal permissions of the control socket
  *   fast = no                        # every reader answers 90 00 at once
@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define VCONFIG_MAX_READERS 16
+#define VCONFIG_MAX_READERS 128
 #define VCONFIG_MAX_TEXT 65536
 #define VCONFIG_PATH_MAX 4096
 
