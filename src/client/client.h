@@ -39,6 +39,8 @@
 struct client_conn {
 	int fd;                    /* -1 when not connected */
 	struct wire_params params; /* what was negotiated on this socket */
+	uint32_t legacy_slots;     /* records in this daemon's fixed arrays (16, or
+	                              48 for Fedora's patched pcscd) */
 };
 
 void conn_init(struct client_conn *c);
@@ -61,6 +63,8 @@ LONG conn_call(struct client_conn *c, struct wire_msg *msg);
 /* Waits for the socket to become readable: 1 readable, 0 timed out,
  * CLIENT_CONN_LOST. timeout_ms < 0 waits for ever. */
 LONG conn_wait_readable(struct client_conn *c, int timeout_ms);
+/* Bytes already waiting on the socket (0 if none or on error). */
+size_t conn_pending(struct client_conn *c);
 /* Reads and discards len bytes (an answer the caller has no room for). */
 LONG conn_discard(struct client_conn *c, size_t len);
 
@@ -149,10 +153,16 @@ bool client_no_blocking(void);
 
 /* Connects a context's socket, negotiates and establishes (again). */
 LONG ctx_reconnect(struct client_ctx *c);
-/* Fetches the reader-state array into c->states. */
+/* Fetches the reader-state array into c->states (0x16+0x17, or 0x12). */
 LONG ctx_fetch_states(struct client_ctx *c);
-/* Reads one reader-state array of the connection's size into c->states. */
-LONG ctx_read_states(struct client_ctx *c);
+/* The two halves of that: the 4:6 length query, then the array itself. */
+LONG ctx_fetch_state_count(struct client_ctx *c);
+LONG ctx_fetch_array(struct client_ctx *c);
+/* Reads one array into c->states: a fixed-size one (legacy: 0x12, 4:4/4:5
+ * WAIT) or the length the last 0x16 announced. */
+LONG ctx_read_states(struct client_ctx *c, bool legacy);
+/* True if the connection speaks 4:6's variable-length arrays. */
+bool ctx_has_sized_arrays(const struct client_ctx *c);
 /* The connection failed: close it so the next context call reconnects. */
 void ctx_lost(struct client_ctx *c);
 const struct wire_reader_state *ctx_find_reader(const struct client_ctx *c, const char *name);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@ void conn_init(struct client_conn *c)
 	wire_params_init(&c->params);
 	/* pcsc-lite's protocol is a dump of native structs: speak our own order. */
 	c->params.order = host_order();
+	c->legacy_slots = WIRE_LEGACY_READER_SLOTS;
 }
 
 void conn_default_path(char out[CLIENT_PATH_MAX])
@@ -147,6 +149,15 @@ LONG conn_recv_raw(struct client_conn *c, void *buf, size_t len)
 		len -= (size_t)got;
 	}
 	return SCARD_S_SUCCESS;
+}
+
+size_t conn_pending(struct client_conn *c)
+{
+	int n = 0;
+
+	if (c->fd < 0 || ioctl(c->fd, FIONREAD, &n) < 0 || n < 0)
+		return 0;
+	return (size_t)n;
 }
 
 LONG conn_discard(struct client_conn *c, size_t len)

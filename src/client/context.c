@@ -72,56 +72,118 @@ static LONG ensure_states_room(struct client_ctx *c, size_t bytes, size_t record
 	return SCARD_S_SUCCESS;
 }
 
-LONG ctx_read_states(struct client_ctx *c)
+/*
+ * A fixed-size array (0x12, the 4:4/4:5 WAIT answer) is 16 records for
+ * upstream daemons and 48 for Fedora's patched pcscd, with nothing in the
+ * handshake to say which. The daemon writes the array at once, so records
+ * still queued after ours are the rest of a longer array: take them, and
+ * expect that length from this daemon from now on. (An 8-byte event signal
+ * may already follow the array; it is left where it is.)
+ */
+static size_t extra_legacy_records(struct client_ctx *c)
 {
-	size_t bytes = wire_reader_array_size(&c->conn.params);
-	size_t records = c->conn.params.reader_slots;
+	size_t record = wire_reader_record_size(&c->conn.params);
+	size_t pending = conn_pending(&c->conn);
+
+	if (record == 0 || pending < record)
+		return 0;
+	if (pending % record != 0 && pending % record != 8)
+		return 0;
+	if (c->conn.legacy_slots + pending / record > MAX_READER_SLOTS)
+		return 0;
+	return pending / record;
+}
+
+static LONG read_records(struct client_ctx *c, size_t first, size_t records)
+{
+	size_t record = wire_reader_record_size(&c->conn.params);
+	size_t total = first + records;
 	LONG rv;
 
-	if (bytes == 0 && records > 0)
-		return SCARD_F_INTERNAL_ERROR;
-	rv = ensure_states_room(c, bytes, records);
+	c->conn.params.reader_slots = (uint32_t)total;
+	rv = ensure_states_room(c, total * record, total);
 	if (rv == SCARD_E_NO_MEMORY) {
 		/* The bytes are on their way regardless: keep the stream in step. */
-		rv = conn_discard(&c->conn, bytes);
+		rv = conn_discard(&c->conn, records * record);
 		return rv == SCARD_S_SUCCESS ? SCARD_E_NO_MEMORY : rv;
 	}
-	rv = conn_recv_raw(&c->conn, c->array_buf, bytes);
+	return conn_recv_raw(&c->conn, c->array_buf + first * record, records * record);
+}
+
+LONG ctx_read_states(struct client_ctx *c, bool legacy)
+{
+	size_t records = legacy ? c->conn.legacy_slots : c->conn.params.reader_slots;
+	LONG rv;
+
+	if (wire_reader_record_size(&c->conn.params) == 0)
+		return SCARD_F_INTERNAL_ERROR;
+	rv = read_records(c, 0, records);
+	if (rv == SCARD_S_SUCCESS && legacy) {
+		size_t extra = extra_legacy_records(c);
+
+		if (extra > 0) {
+			rv = read_records(c, records, extra);
+			records += extra;
+			c->conn.legacy_slots = (uint32_t)records;
+		}
+	}
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
-	c->n_states = wire_decode_reader_states(&c->conn.params, c->array_buf, bytes, c->states,
+	c->conn.params.reader_slots = (uint32_t)records;
+	c->n_states = wire_decode_reader_states(&c->conn.params, c->array_buf,
+						wire_reader_array_size(&c->conn.params), c->states,
 						records);
 	return SCARD_S_SUCCESS;
 }
 
-LONG ctx_fetch_states(struct client_ctx *c)
+/* Asks a 4:6 daemon how many records its array holds now. */
+LONG ctx_fetch_state_count(struct client_ctx *c)
 {
-	const struct wire_proto *proto = c->conn.params.proto;
+	struct wire_msg msg = { .cmd = WIRE_GET_READERS_STATE_SIZE };
+	LONG rv = conn_call(&c->conn, &msg);
+
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	if (msg.u.count < 0 || (uint32_t)msg.u.count > MAX_READER_SLOTS) {
+		ctx_lost(c);
+		return CLIENT_CONN_LOST;
+	}
+	c->conn.params.reader_slots = (uint32_t)msg.u.count;
+	return SCARD_S_SUCCESS;
+}
+
+/* Asks for the array (after ctx_fetch_state_count on 4:6) and reads it. */
+LONG ctx_fetch_array(struct client_ctx *c)
+{
+	bool sized = ctx_has_sized_arrays(c);
 	struct wire_msg msg;
 	LONG rv;
 
 	memset(&msg, 0, sizeof(msg));
-	if (wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_SIZE) != NULL &&
-	    wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_ARRAY) != NULL) {
-		/* Variable-length array (4:6): ask the length, then the records. */
-		msg.cmd = WIRE_GET_READERS_STATE_SIZE;
-		rv = conn_call(&c->conn, &msg);
-		if (rv != SCARD_S_SUCCESS)
-			return rv;
-		if (msg.u.count < 0 || (uint32_t)msg.u.count > MAX_READER_SLOTS) {
-			ctx_lost(c);
-			return CLIENT_CONN_LOST;
-		}
-		c->conn.params.reader_slots = (uint32_t)msg.u.count;
-		msg.cmd = WIRE_GET_READERS_STATE_ARRAY;
-	} else {
-		c->conn.params.reader_slots = WIRE_LEGACY_READER_SLOTS;
-		msg.cmd = WIRE_GET_READERS_STATE;
-	}
+	msg.cmd = sized ? WIRE_GET_READERS_STATE_ARRAY : WIRE_GET_READERS_STATE;
 	rv = conn_send(&c->conn, &msg, NULL, 0);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
-	return ctx_read_states(c);
+	return ctx_read_states(c, !sized);
+}
+
+bool ctx_has_sized_arrays(const struct client_ctx *c)
+{
+	const struct wire_proto *proto = c->conn.params.proto;
+
+	return wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_SIZE) != NULL &&
+	       wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_ARRAY) != NULL;
+}
+
+LONG ctx_fetch_states(struct client_ctx *c)
+{
+	if (ctx_has_sized_arrays(c)) {
+		LONG rv = ctx_fetch_state_count(c);
+
+		if (rv != SCARD_S_SUCCESS)
+			return rv;
+	}
+	return ctx_fetch_array(c);
 }
 
 const struct wire_reader_state *ctx_find_reader(const struct client_ctx *c, const char *name)

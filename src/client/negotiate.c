@@ -15,8 +15,14 @@
  *
  * Speaking more versions is a matter of adding rows: the rest of the library
  * asks the wire table (wire_cmd_lookup) what each command looks like.
+ *
+ * "4:2" names two layouts (100-byte reader names up to pcsc-lite 1.8.3,
+ * 128 after); a 4:2 daemon is asked for its reader array once, and the
+ * array's length tells which.
  */
 #include "client.h"
+
+#include <poll.h>
 
 struct version_offer {
 	int32_t major;
@@ -24,7 +30,7 @@ struct version_offer {
 };
 
 static const struct version_offer offers[] = {
-	{ 4, 4 },
+	{ 4, 6 }, { 4, 5 }, { 4, 4 }, { 4, 3 }, { 4, 2 },
 };
 
 #define N_OFFERS (sizeof(offers) / sizeof(offers[0]))
@@ -53,6 +59,39 @@ static LONG send_version(struct client_conn *c, int32_t major, int32_t minor,
 	return rv;
 }
 
+/*
+ * A 4:2 daemon of pcsc-lite <= 1.8.3 sends 16 records of 156 bytes, a later
+ * one 16 of 184. Both come in one write, so what is left after the shorter
+ * length (waiting a moment for it) tells them apart.
+ */
+static LONG probe_4_2_layout(struct client_conn *c)
+{
+	struct wire_params short_params = c->params;
+	struct wire_msg msg = { .cmd = WIRE_GET_READERS_STATE };
+	size_t short_len, long_len;
+	uint8_t buf[16 * 184];
+	LONG rv;
+
+	short_params.proto = wire_proto_4_2_short_names();
+	short_params.reader_slots = WIRE_LEGACY_READER_SLOTS;
+	c->params.reader_slots = WIRE_LEGACY_READER_SLOTS;
+	short_len = wire_reader_array_size(&short_params);
+	long_len = wire_reader_array_size(&c->params);
+	if (long_len > sizeof(buf) || short_len >= long_len)
+		return SCARD_F_INTERNAL_ERROR;
+	rv = conn_send(c, &msg, NULL, 0);
+	if (rv == SCARD_S_SUCCESS)
+		rv = conn_recv_raw(c, buf, short_len);
+	if (rv != SCARD_S_SUCCESS)
+		return rv == CLIENT_CONN_LOST ? SCARD_E_NO_SERVICE : rv;
+	if (conn_wait_readable(c, 200) == 1 && conn_pending(c) >= long_len - short_len) {
+		rv = conn_recv_raw(c, buf + short_len, long_len - short_len);
+		return rv == CLIENT_CONN_LOST ? SCARD_E_NO_SERVICE : rv;
+	}
+	c->params.proto = short_params.proto;
+	return SCARD_S_SUCCESS;
+}
+
 LONG negotiate_version(struct client_conn *c)
 {
 	bool tried[N_OFFERS] = { false };
@@ -76,6 +115,8 @@ LONG negotiate_version(struct client_conn *c)
 		if (reply.rv == SCARD_S_SUCCESS) {
 			if (named > next)
 				c->params.proto = wire_proto_find(offers[named].major, offers[named].minor);
+			if (c->params.proto->major == 4 && c->params.proto->minor == 2)
+				return probe_4_2_layout(c);
 			return SCARD_S_SUCCESS;
 		}
 		last_rv = (LONG)reply.rv;

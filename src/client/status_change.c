@@ -18,6 +18,8 @@
 #define PNP_READER "\\\\?PnP?\\Notification"
 /* pcsc-lite waits for INFINITE in 60 s slices; so do we. */
 #define WAIT_SLICE_MS 60000
+/* how often a 4:2/4:3 wait re-reads the array (see run()) */
+#define LEGACY_RECHECK_MS 1000
 
 #define COMPARED_STATES                                                          \
 	(SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE | SCARD_STATE_EMPTY |      \
@@ -63,32 +65,119 @@ static LONG fetch_reader_events(struct gsc *g)
 	return rv;
 }
 
+/* How this connection's version registers for events and takes its snapshot. */
+enum wait_style {
+	WAIT_WITH_ARRAY,  /* 4:4/4:5: WAIT answers the array at once */
+	WAIT_THEN_FETCH,  /* 4:6: WAIT, then 0x16 and 0x17 */
+	FETCH_THEN_WAIT,  /* 4:2/4:3: 0x12, then WAIT with its 8-byte body */
+};
+
+static enum wait_style wait_style(const struct client_ctx *c)
+{
+	const struct wire_cmd_spec *spec =
+		wire_cmd_lookup(c->conn.params.proto, WIRE_WAIT_READER_STATE_CHANGE);
+
+	if (spec != NULL && spec->reply == WIRE_REPLY_ARRAY_AND_WAIT)
+		return WAIT_WITH_ARRAY;
+	return ctx_has_sized_arrays(c) ? WAIT_THEN_FETCH : FETCH_THEN_WAIT;
+}
+
+static LONG send_wait(struct gsc *g)
+{
+	struct wire_msg msg;
+	LONG rv;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.cmd = WIRE_WAIT_READER_STATE_CHANGE;
+	rv = conn_send(&g->c->conn, &msg, NULL, 0);
+	if (rv == SCARD_S_SUCCESS)
+		g->registered = true;
+	return rv;
+}
+
+/*
+ * 4:6 after WAIT: a daemon may send an event signal before its 0x16 answer
+ * (pcsc-lite 2.5 does; scardd holds it back). A signal starts with a zero
+ * word and no daemon announces a zero-length array, so a zero here is a
+ * signal: its rv follows, then the real answer. *signalled tells the caller
+ * that the registration is used up.
+ */
+static LONG fetch_count_after_wait(struct gsc *g, bool *signalled, LONG *signal_rv)
+{
+	struct client_ctx *c = g->c;
+	uint8_t word[4];
+	LONG rv;
+
+	*signalled = false;
+	for (int i = 0; i < 2; i++) {
+		struct wire_msg msg = { .cmd = WIRE_GET_READERS_STATE_SIZE };
+
+		if (i == 0) {
+			rv = conn_send(&c->conn, &msg, NULL, 0);
+			if (rv != SCARD_S_SUCCESS)
+				return rv;
+		}
+		rv = conn_recv_raw(&c->conn, word, sizeof(word));
+		if (rv != SCARD_S_SUCCESS)
+			return rv;
+		if (wire_get_u32(c->conn.params.order, word) != 0 || *signalled) {
+			uint32_t n = wire_get_u32(c->conn.params.order, word);
+
+			if (n > 4096u) {
+				ctx_lost(c);
+				return CLIENT_CONN_LOST;
+			}
+			c->conn.params.reader_slots = n;
+			return SCARD_S_SUCCESS;
+		}
+		rv = conn_recv_raw(&c->conn, word, sizeof(word));
+		if (rv != SCARD_S_SUCCESS)
+			return rv;
+		*signalled = true;
+		*signal_rv = (LONG)wire_get_u32(c->conn.params.order, word);
+		g->registered = false;
+	}
+	return SCARD_S_SUCCESS;
+}
+
 /* Registers for the next event and refreshes the snapshot. */
 static LONG do_register(struct gsc *g)
 {
 	struct client_ctx *c = g->c;
-	const struct wire_cmd_spec *spec;
-	struct wire_msg msg;
 	LONG rv;
 
 	/* Asked before registering, so no event signal can overtake its reply. */
 	rv = fetch_reader_events(g);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
-	spec = wire_cmd_lookup(c->conn.params.proto, WIRE_WAIT_READER_STATE_CHANGE);
-	if (spec == NULL)
-		return SCARD_F_INTERNAL_ERROR;
-	memset(&msg, 0, sizeof(msg));
-	msg.cmd = WIRE_WAIT_READER_STATE_CHANGE;
-	rv = conn_send(&c->conn, &msg, NULL, 0);
-	if (rv != SCARD_S_SUCCESS)
-		return rv;
-	g->registered = true;
-	if (spec->reply == WIRE_REPLY_ARRAY_AND_WAIT) {
-		c->conn.params.reader_slots = WIRE_LEGACY_READER_SLOTS;
-		rv = ctx_read_states(c);
-	} else {
+	switch (wait_style(c)) {
+	case WAIT_WITH_ARRAY:
+		rv = send_wait(g);
+		if (rv == SCARD_S_SUCCESS)
+			rv = ctx_read_states(c, true);
+		break;
+	case WAIT_THEN_FETCH:
+		for (int tries = 0; tries < 4; tries++) {
+			bool signalled;
+			LONG signal_rv = SCARD_S_SUCCESS;
+
+			rv = send_wait(g);
+			if (rv == SCARD_S_SUCCESS)
+				rv = fetch_count_after_wait(g, &signalled, &signal_rv);
+			if (rv == SCARD_S_SUCCESS)
+				rv = ctx_fetch_array(c);
+			if (rv != SCARD_S_SUCCESS || !signalled)
+				break;
+			if (signal_rv != SCARD_S_SUCCESS)
+				return signal_rv; /* cancelled meanwhile */
+			/* the change is in this array; register again for the next */
+		}
+		break;
+	case FETCH_THEN_WAIT:
 		rv = ctx_fetch_states(c);
+		if (rv == SCARD_S_SUCCESS)
+			rv = send_wait(g);
+		break;
 	}
 	if (rv == CLIENT_CONN_LOST)
 		g->registered = false;
@@ -201,25 +290,63 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Leaves the daemon's wait list; a racing signal's rv is what we return
- * instead of a timeout (a cancel that crossed the timeout wins). */
-static LONG stop_waiting(struct gsc *g, LONG rv)
+/*
+ * Leaves the daemon's wait list. The answer is one 8-byte message: the STOP
+ * reply, or an event signal that crossed it (then the daemon had already
+ * dropped us and, from pcsc-lite 1.8.20 on, sends nothing more). Daemons up
+ * to 1.8.19 (all of 4:2, early 4:3) answer STOP even then, with
+ * SCARD_F_INTERNAL_ERROR; they echo the request's timeout field, which we
+ * mark so that their answer is told from a signal. *signal_rv gets a
+ * crossing signal's rv (0 if none). Returns the I/O result.
+ */
+#define STOP_MARK 0x53544F50u
+
+static LONG unregister(struct gsc *g, LONG *signal_rv)
 {
+	const struct wire_cmd_spec *spec =
+		wire_cmd_lookup(g->c->conn.params.proto, WIRE_STOP_WAITING_READER_STATE_CHANGE);
+	bool always_answered = spec != NULL && spec->body == WIRE_BODY_STRUCT;
 	struct wire_msg msg = { .cmd = WIRE_STOP_WAITING_READER_STATE_CHANGE };
 	LONG io;
 
+	*signal_rv = SCARD_S_SUCCESS;
 	if (!g->registered)
-		return rv;
+		return SCARD_S_SUCCESS;
 	g->registered = false;
+	msg.u.wait.timeout = always_answered ? STOP_MARK : 0;
 	io = conn_send(&g->c->conn, &msg, NULL, 0);
 	if (io == SCARD_S_SUCCESS)
 		io = conn_recv_reply(&g->c->conn, &msg);
+	if (io != SCARD_S_SUCCESS)
+		return io;
+	if (!always_answered) {
+		*signal_rv = (LONG)msg.u.wait.rv;
+		return SCARD_S_SUCCESS;
+	}
+	if (msg.u.wait.timeout == STOP_MARK || msg.u.wait.rv == SCARD_F_INTERNAL_ERROR)
+		return SCARD_S_SUCCESS; /* the STOP answer itself */
+	/* A signal (or a STOP answer without the echo): an answer may follow. */
+	*signal_rv = (LONG)msg.u.wait.rv;
+	if (conn_wait_readable(&g->c->conn, 250) == 1 &&
+	    conn_pending(&g->c->conn) >= spec->reply_size) {
+		msg.cmd = WIRE_STOP_WAITING_READER_STATE_CHANGE;
+		io = conn_recv_reply(&g->c->conn, &msg);
+	}
+	return io;
+}
+
+/* Ends the call with rv; a cancel that crossed a timeout wins. */
+static LONG stop_waiting(struct gsc *g, LONG rv)
+{
+	LONG signal_rv;
+	LONG io = unregister(g, &signal_rv);
+
 	if (io != SCARD_S_SUCCESS) {
 		ctx_lost(g->c);
 		return rv == SCARD_S_SUCCESS ? rv : SCARD_E_NO_SERVICE;
 	}
-	if (rv == SCARD_E_TIMEOUT && msg.u.wait.rv != SCARD_S_SUCCESS)
-		return (LONG)msg.u.wait.rv;
+	if (rv == SCARD_E_TIMEOUT && signal_rv != SCARD_S_SUCCESS)
+		return signal_rv;
 	return rv;
 }
 
@@ -228,6 +355,9 @@ static LONG run(struct gsc *g, DWORD timeout)
 {
 	bool infinite = timeout == INFINITE || timeout == (DWORD)-1;
 	int64_t deadline = now_ms() + (infinite ? 0 : (int64_t)timeout);
+	/* 4:2/4:3 take the snapshot before registering: an event in between
+	 * sends no signal, so look again now and then. */
+	int64_t slice = wait_style(g->c) == FETCH_THEN_WAIT ? LEGACY_RECHECK_MS : WAIT_SLICE_MS;
 	struct wire_msg msg;
 	LONG rv;
 
@@ -243,21 +373,29 @@ static LONG run(struct gsc *g, DWORD timeout)
 		do {
 			if (ctx_cancel_pending(g->c))
 				return stop_waiting(g, SCARD_E_CANCELLED);
-			left = infinite ? WAIT_SLICE_MS : deadline - now_ms();
+			left = infinite ? slice : deadline - now_ms();
 			if (left <= 0)
 				return stop_waiting(g, SCARD_E_TIMEOUT);
-			ready = conn_wait_readable(&g->c->conn,
-						   (int)(left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS));
-		} while (ready == 0);
+			ready = conn_wait_readable(&g->c->conn, (int)(left < slice ? left : slice));
+		} while (ready == 0 && slice == WAIT_SLICE_MS);
 		if (ready == 1) {
 			memset(&msg, 0, sizeof(msg));
 			msg.cmd = WIRE_WAIT_READER_STATE_CHANGE;
 			ready = conn_recv_reply(&g->c->conn, &msg);
+			/* The daemon dropped us from its list when it signalled. */
+			g->registered = false;
+			if (ready == SCARD_S_SUCCESS && msg.u.wait.rv != SCARD_S_SUCCESS)
+				return (LONG)msg.u.wait.rv;
+		} else if (ready == 0) {
+			LONG signal_rv;
+
+			if (unregister(g, &signal_rv) != SCARD_S_SUCCESS)
+				g->registered = false; /* recovery below notices the loss */
+			else if (signal_rv != SCARD_S_SUCCESS)
+				return signal_rv;
+		} else {
+			g->registered = false;
 		}
-		/* The daemon dropped us from its list when it signalled (or died). */
-		g->registered = false;
-		if (ready == SCARD_S_SUCCESS && msg.u.wait.rv != SCARD_S_SUCCESS)
-			return (LONG)msg.u.wait.rv;
 		rv = register_with_recovery(g);
 		if (rv != SCARD_S_SUCCESS)
 			return stop_waiting(g, rv == CLIENT_CONN_LOST ? SCARD_E_NO_SERVICE : rv);
@@ -271,8 +409,7 @@ LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
 	DWORD ignored = 0;
 	LONG rv;
 
-	/* Protocols up to 4:5 carry at most 16 readers; 4:6 lifts the limit. */
-	if ((rgReaderStates == NULL && cReaders > 0) || cReaders > PCSCLITE_MAX_READERS_CONTEXTS)
+	if (rgReaderStates == NULL && cReaders > 0)
 		return SCARD_E_INVALID_PARAMETER;
 	for (DWORD j = 0; j < cReaders; j++) {
 		if (rgReaderStates[j].szReader == NULL)
@@ -286,6 +423,13 @@ LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
 	g.c = ctx_enter(hContext);
 	if (g.c == NULL)
 		return SCARD_E_INVALID_HANDLE;
+	/* Protocols up to 4:5 carry at most 16 readers (our arrays may hold more,
+	 * but applications written for them expect this answer); 4:6 lifts it. */
+	if (cReaders > PCSCLITE_MAX_READERS_CONTEXTS && !ctx_has_sized_arrays(g.c) &&
+	    g.c->conn.fd >= 0) {
+		ctx_leave(g.c);
+		return SCARD_E_INVALID_PARAMETER;
+	}
 	g.rs = rgReaderStates;
 	g.n = cReaders;
 	ctx_set_waiting(g.c, true);

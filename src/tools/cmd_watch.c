@@ -257,11 +257,12 @@ int cmd_watch(int argc, char **argv)
 			}
 			w[i].state = now;
 		}
-		if (st[nw].dwEventState & SCARD_STATE_CHANGED) {
-			if (pnp_state != SCARD_STATE_UNAWARE)
-				relist = true;
-			pnp_state = st[nw].dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
-		}
+		/* Hand the reader-events counter back every time: from 4:5 on the
+		 * library then reports any reader added or removed since, even
+		 * between two of our calls. */
+		if ((st[nw].dwEventState & SCARD_STATE_CHANGED) && !first)
+			relist = true;
+		pnp_state = st[nw].dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
 		first = false;
 		if (count > 0 && events >= count)
 			break;

@@ -147,6 +147,16 @@ def test_probe_same_answers_as_debian(daemon):
     assert r_deb.returncode == 0, r_deb.stderr.decode()[-3000:]
     ours, deb = json.loads(r_ours.stdout), json.loads(r_deb.stdout)
     assert ours.pop("groups_null_len") == ["0x80100004"]  # pcsc-lite: NULL dereference
+    if daemon.kind == "scardd":
+        # Debian's library speaks 4:4; with scardd ours speaks 4:6, which
+        # lifts the 16-reader limit and (from 4:5) gives the PnP entry the
+        # daemon's reader-events counter. Elsewhere the answers must match.
+        assert deb.pop("gsc_too_many") == ["0x80100004"]
+        assert ours.pop("gsc_too_many") == ["0x00000000"]
+        d_rv, d_state = deb.pop("gsc_pnp_timeout0")
+        o_rv, o_state = ours.pop("gsc_pnp_timeout0")
+        assert d_rv == o_rv == "0x8010000A" and d_state == 0
+        assert o_state >> 16 != 0 and o_state & 0xFFFF == 0, hex(o_state)
     diff = {k: (deb.get(k), ours.get(k)) for k in set(ours) | set(deb) if ours.get(k) != deb.get(k)}
     assert sorted(diff) == [], "(debian, ours): %s" % json.dumps(diff)
     # the comparison means something only if the calls did real work

@@ -5,6 +5,10 @@ driver through its control directories (see fault_driver.py). No timing is
 asserted: waits are bounded only so that a broken daemon fails the test
 instead of hanging it.
 """
+import json
+import os
+import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fault_driver import (  # noqa: E402
+    DRIVER,
     LIST_READERS, SCARD_E_TIMEOUT, SCARD_E_UNSUPPORTED_FEATURE, SCARD_STATE_CHANGED,
     SCARD_STATE_EMPTY, SCARD_STATE_MUTE, SCARD_STATE_PRESENT, SCARD_W_UNPOWERED_CARD, Rig,
     hx, skip_unless_built, wait_for)
@@ -427,3 +432,69 @@ def test_card_offering_t0_and_t1_gets_t1(rig):
     assert res["connected"] == 0, hx(res["connected"])
     assert res["proto"] == 2, "active protocol %d, want SCARD_PROTOCOL_T1 (2)" % res["proto"]
 
+
+
+# --- a reader that appears while the daemon already serves --------------------
+
+SCARD_TOOL = Path(os.environ.get("SCARDD_BUILD", Path(__file__).resolve().parents[2] / "build")) \
+    / "src" / "tools" / "scard"
+
+
+def read_json_lines(proc, until, timeout):
+    """Reads `scard --json watch` lines until until(event) or the deadline,
+    without ever blocking past it. Returns every event read."""
+    seen, buf = [], b""
+    deadline = time.monotonic() + timeout
+    fd = proc.stdout.fileno()
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            ev = json.loads(line)
+            seen.append(ev)
+            if until(ev):
+                return seen
+    return seen
+
+
+def test_reader_opening_late_appears_to_scard_watch(rig):
+    """scardd serves once its readers are open or after 5 s; a reader whose
+    driver is still opening then appears later: SCardListReaders shows it,
+    and `scard watch` (through our library, which follows the daemon's
+    reader-events counter) reports it added."""
+    if not SCARD_TOOL.exists():
+        pytest.skip("scard not built")
+    quick = rig.reader("Quick", cards=[0])
+    late = rig.reader("Late", cards=[0])
+    # A driver is not known to be thread-safe before it has opened, so calls
+    # into one library wait for each other until then: give Late its own copy.
+    late.lib = late.dir / "libifd_fault_copy.so"
+    shutil.copy(DRIVER, late.lib)
+    late.hang_open()
+    d = rig.daemon([quick, late], wait=[quick.reader()])  # serves after its 5 s wait
+    assert late.reader() not in d.wait_readers([quick.reader()])
+
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=d.socket)
+    watch = subprocess.Popen([str(SCARD_TOOL), "--json", "watch"], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    try:
+        first = read_json_lines(watch, lambda ev: True, 20)
+        assert first and first[0]["reader"] == quick.reader(), first
+        late.hang_open(on=False)
+        d.wait_readers([quick.reader(), late.reader()])
+        seen = read_json_lines(watch, lambda ev: ev["event"] == "reader added", 20)
+        assert any(e["event"] == "reader added" and e["reader"] == late.reader()
+                   for e in seen), seen
+    finally:
+        watch.terminate()
+        try:
+            watch.wait(5)
+        except subprocess.TimeoutExpired:
+            watch.kill()
+            watch.wait()
