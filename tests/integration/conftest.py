@@ -197,6 +197,19 @@ def _watchdog(request):
                     pytrace=False)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _client_lib_in_use():
+    """SCARDD_TEST_CLIENT_LIB=DIR (with LD_LIBRARY_PATH=DIR): the run is meant
+    to drive pyscard through that libpcsclite.so.1; prove it really does."""
+    want = os.environ.get("SCARDD_TEST_CLIENT_LIB")
+    if want:
+        from smartcard import scard  # noqa: F401  (loads libpcsclite.so.1)
+        loaded = {line.split()[-1] for line in open("/proc/self/maps") if "libpcsclite" in line}
+        assert loaded and all(Path(p).resolve().parent == Path(want).resolve() for p in loaded), \
+            "pyscard loaded %s, not the library in %s" % (sorted(loaded), want)
+    yield
+
+
 # --- ports -------------------------------------------------------------------
 _used_ports = set()
 
