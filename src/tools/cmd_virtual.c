@@ -422,7 +422,7 @@ int cmd_virtual(int argc, char **argv)
 	struct target *t = &targets[0];
 	bool is_insert = !strcmp(action, "insert"), is_remove = !strcmp(action, "remove");
 	bool is_mute = !strcmp(action, "mute"), is_unmute = !strcmp(action, "unmute");
-	DWORD before = (wait && have_ctx && t->reader && !strcmp(action, "fast") == 0)
+	DWORD before = (wait && have_ctx && t->reader && strcmp(action, "fast") != 0)
 			       ? reader_state(ctx, t->reader) : 0;
 	/* what the daemon will show once it has seen the change, if anything */
 	bool expect = is_insert || ((is_remove || is_mute || is_unmute) &&
