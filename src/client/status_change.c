@@ -323,7 +323,7 @@ static LONG unregister(struct gsc *g, LONG *signal_rv)
 		*signal_rv = (LONG)msg.u.wait.rv;
 		return SCARD_S_SUCCESS;
 	}
-	if (msg.u.wait.timeout == STOP_MARK || msg.u.wait.rv == SCARD_F_INTERNAL_ERROR)
+	if (msg.u.wait.timeout == STOP_MARK || msg.u.wait.rv == (uint32_t)SCARD_F_INTERNAL_ERROR)
 		return SCARD_S_SUCCESS; /* the STOP answer itself */
 	/* A signal (or a STOP answer without the echo): an answer may follow. */
 	*signal_rv = (LONG)msg.u.wait.rv;

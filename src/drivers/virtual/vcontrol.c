@@ -146,7 +146,8 @@ struct vcontrol *vcontrol_start(const char *path, unsigned mode, vcontrol_handle
 {
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(addr.sun_path)) {
-		snprintf(err, errlen, "control socket path too long: %s", path);
+		snprintf(err, errlen, "control socket path too long (%zu bytes, %zu at most)", strlen(path),
+			 sizeof(addr.sun_path) - 1);
 		return NULL;
 	}
 	strcpy(addr.sun_path, path);
