@@ -6,6 +6,7 @@
 
 #include <pcsclite.h>
 
+#include "client_build.h"
 #include "daemon.h"
 #include "log.h"
 #include "peer_info.h"
@@ -20,10 +21,25 @@ static enum dispatch_result reply(struct session *s, const struct wire_msg *msg)
 	return DISPATCH_DONE;
 }
 
-/* Records for the fixed-size arrays of a 4:2 - 4:5 client on this socket. */
+/*
+ * Records for the fixed-size arrays (0x12, the 4:4/4:5 WAIT answer) of this
+ * client: the socket's setting, or with readers=auto the length its own
+ * libpcsclite was built with when that can be read (16 upstream, 48 in
+ * Fedora's builds), else 16. A 4:6 client asks for the length instead.
+ */
 static uint32_t legacy_slots(const struct session *s)
 {
-	return s->sock->readers ? s->sock->readers : WIRE_LEGACY_READER_SLOTS;
+	uint32_t guess;
+
+	if (s->sock->readers)
+		return s->sock->readers;
+	if (wire_cmd_lookup(s->params.proto, WIRE_GET_READERS_STATE_ARRAY))
+		return WIRE_LEGACY_READER_SLOTS;
+	guess = client_build_guess_slots(s->pid);
+	if (guess && guess != WIRE_LEGACY_READER_SLOTS)
+		log_info("client %" PRIu64 " (pid %d): its libpcsclite holds %u readers; "
+			 "serving it %u-record arrays", s->id, (int)s->pid, guess, guess);
+	return guess ? guess : WIRE_LEGACY_READER_SLOTS;
 }
 
 /*
