@@ -1,0 +1,607 @@
+"""Real pcsc-lite releases as test peers (test_real_pcsclite.py,
+test_fedora_readers.py).
+
+tests/peers/build-pcsc-lite builds, from Debian's source pool, the client
+library and pcscd of pcsc-lite 1.9.9 patched to 48 readers as Fedora does,
+2.3.3 and 2.5.x; Debian 12's own 1.9.9 (libpcsclite1, pcscd) is the fourth
+peer. This module builds them once per session, runs their daemons and ours
+with ifd-virtual readers, and drives their client libraries through pyscard
+(tests/integration/pcsc_peer.py) in child processes whose LD_LIBRARY_PATH
+picks the library.
+
+Every pcscd binds the compiled-in /run/pcscd/pcscd.comm; each runs in a
+private mount namespace with its own temporary directory bind-mounted on
+/run/pcscd (as conftest.py runs Debian's pcscd), so several coexist with each
+other and with a system pcscd. Processes are started with conftest.spawn and
+stopped by PID with conftest.stop_process.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+from conftest import spawn, stop_process  # noqa: E402
+
+PYTHON = "/usr/bin/python3"
+BUILD = Path(os.environ.get("SCARDD_BUILD", REPO / "build"))
+if not BUILD.is_absolute():
+    BUILD = REPO / BUILD
+SCARDD = BUILD / "src" / "daemon" / "scardd"
+OUR_LIBDIR = BUILD / "src" / "client"
+DRIVER = BUILD / "src" / "drivers" / "virtual" / "libifd-virtual.so"
+PEERS_SCRIPT = REPO / "tests" / "peers" / "build-pcsc-lite"
+PEERS_DIR = Path(os.environ.get("SCARDD_PEERS_DIR", BUILD / "peers"))
+PEERS_BUILD_TIMEOUT = float(os.environ.get("SCARDD_PEERS_BUILD_TIMEOUT", "1800"))
+DEBIAN_PCSCD = "/usr/sbin/pcscd"
+DEBIAN_LIB = "/usr/lib/x86_64-linux-gnu/libpcsclite.so.1"
+START_TIMEOUT = 30.0
+WAIT = 20.0  # bound of every wait for an answer that should come
+
+# the built-in ifd-virtual card (CARD-FORMAT.md)
+BUILTIN_ATR = bytes.fromhex("3B88800176636172642D303147")
+SELECT_AID = "00A4040007F073636172646400"  # DF 5000 by name, FCI wanted
+SELECT_FCI = "6F13820138830250008407F07363617264648A01059000"
+READ_SFI1 = "00B0810000"                   # EF 5001 by SFI, whole file
+READ_SFI1_ANSWER = b"Hello from ifd-virtual".hex().upper() + "9000"
+
+# WinSCard values (wire-protocol.md section 7)
+SCARD_S_SUCCESS = 0
+SCARD_E_TIMEOUT = 0x8010000A
+SCARD_E_UNKNOWN_READER = 0x80100009
+SCARD_SCOPE_USER = 0
+SCARD_SHARE_SHARED = 2
+SCARD_PROTOCOL_T1 = 2
+SCARD_LEAVE_CARD = 0
+SCARD_STATE_UNAWARE = 0
+SCARD_STATE_CHANGED = 0x2
+SCARD_STATE_EMPTY = 0x10
+SCARD_STATE_PRESENT = 0x20
+SCARD_PRESENT = 0x04
+RECORD = 184
+
+
+def hx(v):
+    return "0x%08X" % (v & 0xFFFFFFFF)
+
+
+# --- the peers -------------------------------------------------------------------
+class PeerBuild:
+    """One pcsc-lite release built by tests/peers/build-pcsc-lite."""
+
+    def __init__(self, ident, version, protocol, readers, libdir, pcscd):
+        self.id = ident
+        self.version = version
+        self.protocol = protocol
+        self.readers = int(readers)
+        self.libdir = Path(libdir)
+        self.pcscd = Path(pcscd)
+
+    def __repr__(self):
+        return "pcsc-lite %s (%s)" % (self.version, self.id)
+
+
+def build_peers():
+    """Runs the build script (it skips work already done) and returns
+    {id: PeerBuild}. Skips the calling tests when the peers cannot be built
+    here (offline, a build tool missing); fails on any other error."""
+    if not PEERS_SCRIPT.exists():
+        pytest.fail("%s missing" % PEERS_SCRIPT, pytrace=False)
+    env = dict(os.environ, SCARDD_BUILD=str(BUILD), SCARDD_PEERS_DIR=str(PEERS_DIR))
+    try:
+        r = subprocess.run(["bash", str(PEERS_SCRIPT)], env=env, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=PEERS_BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("building the pcsc-lite peers took over %.0f s" % PEERS_BUILD_TIMEOUT, pytrace=False)
+    if r.returncode in (3, 4):
+        pytest.skip("real pcsc-lite peers cannot be built here: %s"
+                    % (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1])
+    if r.returncode != 0:
+        pytest.fail("tests/peers/build-pcsc-lite failed (exit %d):\n%s"
+                    % (r.returncode, r.stderr[-4000:]), pytrace=False)
+    peers = {}
+    for line in (PEERS_DIR / "peers.tsv").read_text().splitlines():
+        if line.strip():
+            p = PeerBuild(*line.split("\t"))
+            peers[p.id] = p
+    for want in ("fedora48", "trixie", "sid"):
+        if want not in peers:
+            pytest.fail("build-pcsc-lite did not report peer %s" % want, pytrace=False)
+    return peers
+
+
+@pytest.fixture(scope="session")
+def real_peers():
+    """{id: PeerBuild} for fedora48 (1.9.9, 48 readers), trixie (2.3.3), sid (2.5.x)."""
+    if not SCARDD.exists():
+        pytest.fail("scardd not built: %s missing (set SCARDD_BUILD)" % SCARDD, pytrace=False)
+    return build_peers()
+
+
+def debian_libdir(workdir):
+    """A directory whose libpcsclite.so.1 is Debian's, for LD_LIBRARY_PATH."""
+    d = Path(workdir) / "debian-lib"
+    d.mkdir(exist_ok=True)
+    link = d / "libpcsclite.so.1"
+    if not link.exists():
+        link.symlink_to(DEBIAN_LIB)
+    return d
+
+
+# --- the raw protocol, just enough to watch a daemon ------------------------------
+def _recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("daemon closed the connection")
+        buf += chunk
+    return buf
+
+
+def probe_readers(path, minor, timeout=5.0):
+    """Reader names and states over a raw connection speaking 4:<minor>:
+    4:6 asks the array's length (0x16) and then the array (0x17); older
+    versions take what the daemon sends for 0x12, whatever its length."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(str(path))
+        s.sendall(struct.pack("<II", 12, 0x11) + struct.pack("<iiI", 4, minor, 0))
+        major, dminor, rv = struct.unpack("<iiI", _recv_exact(s, 12))
+        if rv != 0:
+            raise ConnectionError("version 4:%d refused: daemon %d:%d rv %s" % (minor, major, dminor, hx(rv)))
+        if minor >= 6:
+            s.sendall(struct.pack("<II", 0, 0x16))
+            n = struct.unpack("<i", _recv_exact(s, 4))[0]
+            s.sendall(struct.pack("<II", 0, 0x17))
+            blob = _recv_exact(s, n * RECORD)
+        else:
+            s.sendall(struct.pack("<II", 0, 0x12))
+            blob = _recv_exact(s, 16 * RECORD)
+            s.settimeout(0.3)  # a 48-reader daemon sends more: take it all
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    blob += chunk
+            except socket.timeout:
+                pass
+    finally:
+        s.close()
+    out = []
+    for i in range(len(blob) // RECORD):
+        rec = blob[i * RECORD:(i + 1) * RECORD]
+        name = rec[:128].split(b"\0", 1)[0].decode(errors="replace")
+        if name:
+            _, state = struct.unpack_from("<II", rec, 128)
+            out.append((name, state))
+    return out
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            r = pred()
+            if r:
+                return r
+        except (OSError, ConnectionError) as e:
+            last = e
+        time.sleep(0.1)
+    raise TimeoutError("timed out after %.0f s waiting for %s (last error: %s)" % (timeout, what, last))
+
+
+# --- daemons ------------------------------------------------------------------------
+class VirtualReaders:
+    """ifd-virtual instances, each with its own configuration file and control
+    socket, as stanzas of one reader.conf file (one file keeps their order:
+    pcscd reads a reader.conf.d directory in readdir order)."""
+
+    def __init__(self, workdir):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.confdir = self.dir / "reader.conf"  # daemons' -c / --config-dir take a file too
+        self.confdir.write_text("")
+        self.instances = []
+
+    def add(self, friendly, readers, cards=None):
+        idx = len(self.instances)
+        conf = self.dir / ("virtual%d.conf" % idx)
+        ctl = self.dir / ("ctl%d.sock" % idx)
+        lines = ["readers = %d" % readers, "control = %s" % ctl]
+        lines += ["card.%d = %s" % (slot, card) for slot, card in (cards or {}).items()]
+        conf.write_text("\n".join(lines) + "\n")
+        with open(self.confdir, "a") as f:
+            f.write('FRIENDLYNAME "%s"\nDEVICENAME %s\nLIBPATH %s\n\n' % (friendly, conf, DRIVER))
+        self.instances.append({"friendly": friendly, "readers": readers, "control": str(ctl)})
+        return self
+
+    def names(self):
+        """Reader names in configuration order: "<friendly> XX YY", XX the
+        instance's number among the readers of the same library, YY the slot."""
+        return [self.reader(slot, i) for i in range(len(self.instances))
+                for slot in range(self.instances[i]["readers"])]
+
+    def reader(self, slot, instance=0):
+        return "%s %02X %02X" % (self.instances[instance]["friendly"], instance, slot)
+
+    def control(self, line, instance=0):
+        """One command on the driver's control socket; returns its answer."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        try:
+            s.connect(self.instances[instance]["control"])
+            s.sendall(line.encode() + b"\n")
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+                last = data.decode(errors="replace").rstrip("\n").split("\n")[-1]
+                if data.endswith(b"\n") and (last.startswith("ok") or last.startswith("error")):
+                    break
+        finally:
+            s.close()
+        text = data.decode(errors="replace")
+        assert text.rstrip().split("\n")[-1].startswith("ok"), "control %r: %s" % (line, text)
+        return text
+
+    def insert(self, slot, instance=0):
+        return self.control("insert %d builtin" % slot, instance)
+
+    def remove(self, slot, instance=0):
+        return self.control("remove %d" % slot, instance)
+
+
+class RunningDaemon:
+    """A daemon process (pcscd of some release, or scardd) serving the
+    readers of `readers` on one or more sockets."""
+
+    def __init__(self, name, argv, sockets, probe_minor, workdir, readers):
+        self.name = name
+        self.argv = argv
+        self.sockets = [str(s) for s in sockets]
+        self.socket = self.sockets[0]
+        self.probe_minor = probe_minor
+        self.dir = Path(workdir)
+        self.readers = readers
+        self.log = self.dir / ("%s.log" % name.replace(" ", "_"))
+        self.proc = None
+        self.started = False
+        self.must_exit_0 = False  # scardd: a clean SIGTERM exit (sanitizer builds report otherwise)
+
+    def start(self):
+        with open(self.log, "ab") as logf:
+            self.proc = spawn(self.argv, stdout=logf, stderr=subprocess.STDOUT)
+        want = self.readers.names()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited (%s) during start-up:\n%s"
+                                   % (self.name, self.proc.returncode, self.log_tail()))
+            names = [n for n, _ in probe_readers(self.socket, self.probe_minor)]
+            visible = len(want) if self.probe_minor >= 6 else min(len(want), 16)
+            return set(names) <= set(want) and len(names) >= visible
+        try:
+            wait_for(ready, START_TIMEOUT, "%s serving readers %s" % (self.name, want))
+        except TimeoutError as e:
+            self.stop()
+            raise RuntimeError("%s\n%s" % (e, self.log_tail()))
+        self.started = True
+        return self
+
+    def wait_state(self, reader, present, timeout=WAIT):
+        def check():
+            for n, state in probe_readers(self.socket, self.probe_minor):
+                if n == reader:
+                    return bool(state & SCARD_PRESENT) == present
+            return False
+        wait_for(check, timeout, "%s %s in %s" % (reader, "present" if present else "absent", self.name))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_size(self):
+        try:
+            return self.log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def accepted_versions(self, since=0):
+        """pcscd -d logs each CMD_VERSION as "Client is protocol version M:N",
+        followed by "Communication protocol mismatch!" when it is not its own
+        version; 2.5 then logs "Enable backward compatibility" when it accepts
+        it all the same (4:4, 4:5). Returns the versions it accepted, in its
+        log after byte `since`."""
+        with open(self.log, "rb") as f:
+            f.seek(since)
+            lines = f.read().decode(errors="replace").splitlines()
+        out = []
+        for i, line in enumerate(lines):
+            if "Client is protocol version" in line:
+                v = line.rsplit(" ", 1)[1].strip()
+                after = lines[i + 1:i + 6]
+                refused = (any("protocol mismatch" in nxt for nxt in after[:2])
+                           and not any("Enable backward compatibility" in nxt for nxt in after))
+                if not refused:
+                    out.append(v)
+        return out
+
+    def stop(self):
+        if self.proc is None:
+            return None
+        rc = stop_process(self.proc, signal.SIGTERM, timeout=10)
+        return rc
+
+    def log_tail(self, n=40):
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+def pcscd_daemon(pcscd, name, readers, workdir, probe_minor):
+    """pcscd (Debian's or a built one) in a private mount namespace whose
+    /run/pcscd is <workdir>/run-<name>: its socket is <that>/pcscd.comm."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("running a pcscd beside others needs root and unshare (private mount namespace)")
+    rundir = Path(workdir) / ("run-%s" % name.replace(" ", "_"))
+    rundir.mkdir()
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mkdir -p /run/pcscd && mount --bind "$0" /run/pcscd && exec "$@"', str(rundir),
+            str(pcscd), "-f", "-d", "-c", str(readers.confdir)]
+    return RunningDaemon(name, argv, [rundir / "pcscd.comm"], probe_minor, workdir, readers)
+
+
+def scardd_daemon(readers, workdir, sockets=None, name="scardd"):
+    """scardd; sockets are --socket values (PATH[:OPTIONS]), default one socket."""
+    if sockets is None:
+        sockets = [str(Path(workdir) / "scardd.comm")]
+    argv = [str(SCARDD), "--foreground", "--debug", "--config-dir", str(readers.confdir)]
+    for spec in sockets:
+        argv += ["--socket", spec]
+    paths = [spec.split(":", 1)[0] for spec in sockets]
+    d = RunningDaemon(name, argv, paths, 4, workdir, readers)
+    d.must_exit_0 = True
+    return d
+
+
+# --- clients --------------------------------------------------------------------------
+class LibClient:
+    """A pyscard process (pcsc_peer.py) whose libpcsclite.so.1 comes from
+    libdir, talking to the daemon socket `socket_path`. call() runs one
+    operation and returns its result; start()/result() let a call block
+    while the test does something else. Every wait is bounded."""
+
+    def __init__(self, libdir, socket_path, logdir, name):
+        env = dict(os.environ)
+        env["PCSCLITE_CSOCK_NAME"] = str(socket_path)
+        env["LD_LIBRARY_PATH"] = str(libdir)
+        env.pop("LD_PRELOAD", None)
+        env.pop("LIBPCSCLITE_DELEGATE", None)
+        self.name = name
+        self.libdir = Path(libdir)
+        self.stderr_path = Path(logdir) / ("%s.stderr" % name.replace(" ", "_"))
+        self.stderr = open(self.stderr_path, "ab")
+        self.proc = spawn([PYTHON, str(HERE / "pcsc_peer.py")], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=self.stderr, env=env)
+        self._next = 0
+        self._results = {}
+        self._cv = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            with self._cv:
+                self._results[msg["id"]] = msg
+                self._cv.notify_all()
+        with self._cv:
+            self._cv.notify_all()
+
+    def start(self, op, *args):
+        self._next += 1
+        rid = self._next
+        self.proc.stdin.write((json.dumps({"id": rid, "op": op, "args": list(args)}) + "\n").encode())
+        self.proc.stdin.flush()
+        return rid
+
+    def result(self, rid, timeout=WAIT):
+        """The result dict, or None if none came within timeout (blocked)."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while rid not in self._results:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if self.proc.poll() is not None and not self._reader.is_alive():
+                    raise RuntimeError("%s died (exit %s): %s" % (self.name, self.proc.returncode,
+                                                                  self.stderr_text()))
+                self._cv.wait(min(left, 0.5))
+            r = self._results.pop(rid)
+        if "error" in r:
+            raise RuntimeError("%s: %s" % (self.name, r["error"]))
+        return r
+
+    def call(self, op, *args, timeout=WAIT):
+        r = self.result(self.start(op, *args), timeout)
+        assert r is not None, "%s: %s%r gave no answer in %.0f s" % (self.name, op, args, timeout)
+        return r
+
+    def mapped_libs(self):
+        with open("/proc/%d/maps" % self.proc.pid) as f:
+            return sorted({line.split()[-1] for line in f if "libpcsclite" in line})
+
+    def stderr_text(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def close(self):
+        """Ends the process: politely if it is idle, by SIGKILL if a call
+        still blocks in it."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(b'{"id": 0, "op": "exit"}\n')
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                pass
+        stop_process(self.proc, signal.SIGKILL)
+        self.stderr.close()
+
+
+class Session:
+    """Everything one test starts; stop() ends it all, by PID, and removes
+    the temporary directory."""
+
+    def __init__(self, request=None):
+        self.dir = Path(tempfile.mkdtemp(prefix="real-pcsclite-"))
+        self.daemons = []
+        self.clients = []
+
+    def readers(self):
+        return VirtualReaders(self.dir / ("readers%d" % len(self.daemons)))
+
+    def daemon(self, d):
+        self.daemons.append(d)
+        d.start()
+        return d
+
+    def client(self, libdir, socket_path, name):
+        c = LibClient(libdir, socket_path, self.dir, name)
+        self.clients.append(c)
+        return c
+
+    def stop(self):
+        problems = []
+        for c in self.clients:
+            c.close()
+        for d in self.daemons:
+            if not d.started:
+                d.stop()  # its start already failed the test
+                continue
+            crashed = d.proc.poll() is not None
+            rc = d.stop()
+            if crashed:
+                problems.append("%s died during the test (exit %s):\n%s" % (d.name, rc, d.log_tail()))
+            elif d.must_exit_0 and rc != 0:
+                problems.append("%s exited %s on SIGTERM:\n%s" % (d.name, rc, d.log_tail()))
+        keep = os.environ.get("SCARDD_TEST_LOGS")
+        if keep:
+            shutil.copytree(self.dir, Path(keep) / self.dir.name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.comm", "*.sock"))
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return problems
+
+
+@pytest.fixture
+def peer_run():
+    """A Session for one test: stopped, and its directory removed, at teardown."""
+    s = Session()
+    try:
+        yield s
+    finally:
+        problems = s.stop()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+# --- the scenario every peer-vs-us pairing runs ----------------------------------------------
+def basic_scenario(client, readers, daemon, insert_slot=1):
+    """Establish; list readers; SCardGetStatusChange sees a card inserted
+    into the empty reader `insert_slot`; connect T=1, transmit two APDUs with
+    checked answers; status; disconnect; release. Returns what was seen."""
+    seen = {}
+    r = client.call("establish", SCARD_SCOPE_USER)
+    assert r["hr"] == 0, "SCardEstablishContext: %s" % hx(r["hr"])
+    ctx = r["ctx"]
+    seen["libs"] = client.mapped_libs()
+
+    r = client.call("list_readers", ctx)
+    assert r["hr"] == 0, "SCardListReaders: %s" % hx(r["hr"])
+    seen["readers"] = r["readers"]
+    assert r["readers"] == readers.names(), r["readers"]
+
+    reader = readers.reader(insert_slot)
+    r = client.call("gsc", ctx, 0, [[reader, SCARD_STATE_UNAWARE]])
+    assert r["hr"] == 0, "SCardGetStatusChange (unaware): %s" % hx(r["hr"])
+    state = r["states"][0][1]
+    assert state & SCARD_STATE_EMPTY and not state & SCARD_STATE_PRESENT, hx(state)
+
+    wait = client.start("gsc", ctx, int(WAIT * 1000), [[reader, state & ~SCARD_STATE_CHANGED]])
+    assert client.result(wait, timeout=0.5) is None, "SCardGetStatusChange returned before the insertion"
+    readers.insert(insert_slot)
+    r = client.result(wait, timeout=WAIT + 5)
+    assert r is not None, "SCardGetStatusChange did not return after the insertion"
+    assert r["hr"] == 0, "SCardGetStatusChange (insertion): %s" % hx(r["hr"])
+    _, ev, atr = r["states"][0]
+    assert ev & SCARD_STATE_CHANGED and ev & SCARD_STATE_PRESENT, hx(ev)
+    assert bytes.fromhex(atr) == BUILTIN_ATR, atr
+    assert (ev >> 16) > (state >> 16), "event counter did not move: %s -> %s" % (hx(state), hx(ev))
+
+    r = client.call("connect", ctx, reader, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T1)
+    assert r["hr"] == 0, "SCardConnect: %s" % hx(r["hr"])
+    card = r["card"]
+    assert r["proto"] == SCARD_PROTOCOL_T1
+    r = client.call("transmit", card, SCARD_PROTOCOL_T1, SELECT_AID)
+    assert r["hr"] == 0, "SCardTransmit: %s" % hx(r["hr"])
+    assert r["resp"].upper() == SELECT_FCI
+    r = client.call("transmit", card, SCARD_PROTOCOL_T1, READ_SFI1)
+    assert r["hr"] == 0, "SCardTransmit: %s" % hx(r["hr"])
+    assert r["resp"].upper() == READ_SFI1_ANSWER
+
+    r = client.call("status", card)
+    assert r["hr"] == 0, "SCardStatus: %s" % hx(r["hr"])
+    assert r["reader"] == reader
+    assert r["proto"] == SCARD_PROTOCOL_T1
+    assert bytes.fromhex(r["atr"]) == BUILTIN_ATR
+    assert r["state"] & 0xFFFF & SCARD_PRESENT, hx(r["state"])
+    seen["status"] = r
+
+    assert client.call("disconnect", card, SCARD_LEAVE_CARD)["hr"] == 0
+    assert client.call("release", ctx)["hr"] == 0
+    return seen
+
+
+# How each release is named in the compatibility matrix, and its protocol.
+#   id: (as a client, as a daemon, as the "against" of a client row, protocol)
+LABELS = {
+    "debian": ("pcsc-lite 1.9.9 libpcsclite (Debian 12)", "pcsc-lite 1.9.9 pcscd (Debian 12)",
+               "pcscd 1.9.9 (Debian 12)", "4:4"),
+    "fedora48": ("pcsc-lite 1.9.9 libpcsclite, 48 readers (Fedora)",
+                 "pcsc-lite 1.9.9 pcscd, 48 readers (Fedora)",
+                 "pcscd 1.9.9, 48 readers (Fedora)", "4:4"),
+    "trixie": ("pcsc-lite 2.3.3 libpcsclite", "pcsc-lite 2.3.3 pcscd", "pcscd 2.3.3", "4:5"),
+    "sid": ("pcsc-lite 2.5 libpcsclite", "pcsc-lite 2.5 pcscd", "pcscd 2.5", "4:6"),
+}
+
+
+def compat(peer, role, against, protocol):
+    """The compatibility-matrix marker (collected into the README by a plugin)."""
+    return pytest.mark.compat(peer=peer, role=role, against=against, protocol=protocol,
+                              order="little-endian", word="64-bit")
