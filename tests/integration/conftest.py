@@ -34,6 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import pcsc_raw  # noqa: E402
 
+from compat_matrix import pytest_configure  # noqa: E402,F401  (the compatibility matrix)
+
 REPO = HERE.parents[1]
 DAEMON_KIND = os.environ.get("SCARDD_TEST_DAEMON", "scardd")
 if DAEMON_KIND not in ("scardd", "pcscd"):
