@@ -43,11 +43,11 @@ def test_two_instances_one_library(kind):
 def test_bad_configuration_is_reported(kind):
     d = VirtualDaemon(kind, readers=1, friendly="Good")
     d.add_instance("Broken", readers=1)
-    d.instances[1]["conf"].write_text("readers = 99\n")
+    d.instances[1]["conf"].write_text("readers = 999\n")
     with d.start(expect_readers=1):
         names = [r["name"] for r in d.scard_json("list")["readers"]]
         assert names == ["Good 00 00"]
-        assert "readers must be 1 to 16" in d.log
+        assert "readers must be 1 to 128" in d.log
 
 
 @pytest.mark.parametrize("kind", DAEMONS)
