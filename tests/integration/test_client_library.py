@@ -192,9 +192,11 @@ def test_opensc_tool_list_and_atr(daemon):
 
 def test_opensc_tool_names_cryptoflex(daemon):
     """vicc's cryptoflex card in READER0 (iso card swapped out, then back).
-    Debian's OpenSC 0.23 no longer auto-detects Cryptoflex ATRs, so plain -n
-    says "Unsupported card" with either library; its flex driver, forced
-    with -c cyberflex, talks to the card and names it."""
+    Debian's OpenSC 0.23 leaves its old drivers (flex among them) out by
+    default, so plain -n says "Unsupported card" with either library; with
+    them enabled in opensc.conf (card_drivers = old, internal) plain -n
+    detects and names the card, and so does the flex driver forced with
+    -c cyberflex."""
     iso = daemon.cards[0]
     iso.remove(wait=True)  # else vpcd may still show the old card for a moment
     flex = E.Card(daemon, 0, "cryptoflex")
@@ -214,6 +216,15 @@ def test_opensc_tool_names_cryptoflex(daemon):
         deb = E.run(["opensc-tool", "-n"], daemon.env(ours=False), timeout=60)
         assert r.returncode == deb.returncode == 0, log.read_text()
         assert r.stdout == deb.stdout and b"Unsupported card" in r.stdout
+        assert_ours_loaded(r)
+        conf = daemon.dir / "opensc-old-drivers.conf"
+        conf.write_text("app default {\n\tcard_drivers = old, internal;\n}\n")
+        r = E.run(["opensc-tool", "-n"], dict(debug_env(daemon), OPENSC_CONF=str(conf)), timeout=60)
+        deb = E.run(["opensc-tool", "-n"], dict(daemon.env(ours=False), OPENSC_CONF=str(conf)),
+                    timeout=60)
+        assert r.returncode == deb.returncode == 0, r.stderr.decode()[-2000:] + log.read_text()
+        name = r.stdout.decode().strip()
+        assert r.stdout == deb.stdout and "flex" in name.lower() and "Unsupported" not in name, name
         assert_ours_loaded(r)
         r = E.run(["opensc-tool", "-a"], daemon.env(ours=True), timeout=60)
         assert CRYPTOFLEX_ATR.hex(":") in r.stdout.decode()
