@@ -483,3 +483,47 @@ def test_raw_client_against_fake(fakes, release, version):
     backward mode): both were written from wire-protocol.md, so this checks
     them against each other."""
     run_session(FakeTarget(fakes(release)), version, "little")
+
+
+# --- one process, daemons of different versions -----------------------------------
+MIXED = r'''
+import json, os, sys
+from smartcard import scard as s
+
+ctxs = []
+for path in sys.argv[1:]:
+    os.environ["PCSCLITE_CSOCK_NAME"] = path  # read at each SCardEstablishContext
+    hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+    ctxs.append((hr & 0xFFFFFFFF, ctx))
+out = {"pid": os.getpid(), "establish": [hr for hr, _ in ctxs], "rounds": []}
+for _ in range(2):  # interleaved, twice: each context stays in its own version
+    for hr, ctx in ctxs:
+        h, readers = s.SCardListReaders(ctx, [])
+        h2 = -1
+        if h == 0:
+            h2, _ = s.SCardGetStatusChange(ctx, 0, [(readers[0], s.SCARD_STATE_UNAWARE)])
+        out["rounds"].append([h & 0xFFFFFFFF, list(readers) if h == 0 else [], h2 & 0xFFFFFFFF])
+print(json.dumps(out), flush=True)
+'''
+
+
+@pytest.mark.parametrize("releases", [pytest.param(("1.8.23", "2.5.1", "2.2.3"), id="4:3+4:6+4:4",
+                                                   marks=compat("1.8.23", OURS))])
+def test_each_context_keeps_its_own_version(fakes, releases):
+    """One process, one context per daemon (4:3, 4:6, 4:4), used in turns:
+    every context negotiated with its own daemon and keeps that version."""
+    our_lib_available()
+    fks = [fakes(r) for r in releases]
+    env = dict(os.environ, LD_LIBRARY_PATH=str(OUR_LIB_DIR))
+    env.pop("LD_PRELOAD", None)
+    r = subprocess.run([PYTHON, "-c", MIXED] + [f.socket for f in fks], env=env,
+                       capture_output=True, timeout=RUN_TIMEOUT)
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    res = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    assert res["establish"] == [0] * len(fks), res
+    assert len(res["rounds"]) == 2 * len(fks)
+    for h, readers, h2 in res["rounds"]:
+        assert h == 0 and readers == [R0, R1] and h2 == 0, res["rounds"]
+    for f, release in zip(fks, releases):
+        hs = f.handshakes(res["pid"])
+        assert [(v, ok) for _, v, ok in hs] == OUR_HANDSHAKE[release], (release, hs)
