@@ -524,23 +524,40 @@ class Peer:
     p.pending(id, t) is True if no result arrived within t seconds.
     Each operation runs in its own thread in the peer, so a blocked call does
     not stop the next one (e.g. SCardCancel while SCardGetStatusChange waits).
+
+    real_pcsclite.LibClient is one too, with its own environment (env()),
+    lines that are not JSON skipped, a result() that returns None when
+    nothing came, and shorter waits.
     """
 
+    skip_non_json = False  # False: a line that is not JSON ends the reading thread
+    close_wait = 5.0       # close(): how long the peer may take to exit before SIGKILL
+
     def __init__(self, socket_path, logdir, name="peer"):
-        env = dict(os.environ)
-        env["PCSCLITE_CSOCK_NAME"] = socket_path
-        self.stderr = open(Path(logdir) / ("%s.stderr" % name), "ab")
+        self.name = name
+        self.stderr_path = Path(logdir) / ("%s.stderr" % name.replace(" ", "_"))
+        self.stderr = open(self.stderr_path, "ab")
         self.proc = spawn([PYTHON, str(HERE / "pcsc_peer.py")], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=self.stderr, env=env)
+                          stdout=subprocess.PIPE, stderr=self.stderr, env=self.env(socket_path))
         self._next = 0
         self._results = {}
         self._cv = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
+    def env(self, socket_path):
+        env = dict(os.environ)
+        env["PCSCLITE_CSOCK_NAME"] = str(socket_path)
+        return env
+
     def _read(self):
         for line in self.proc.stdout:
-            msg = json.loads(line)
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                if self.skip_non_json:
+                    continue
+                raise
             with self._cv:
                 self._results[msg["id"]] = msg
                 self._cv.notify_all()
@@ -554,19 +571,28 @@ class Peer:
         self.proc.stdin.flush()
         return rid
 
-    def result(self, rid, timeout=30.0):
+    def wait_result(self, rid, timeout):
+        """The result dict of op `rid`, or None if none came within timeout.
+        Raises RuntimeError if the peer died or the op failed."""
         deadline = time.monotonic() + timeout
         with self._cv:
             while rid not in self._results:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError("peer op %d gave no result in %.0fs" % (rid, timeout))
+                    return None
                 if self.proc.poll() is not None and not self._reader.is_alive():
-                    raise RuntimeError("peer died (exit %s)" % self.proc.returncode)
+                    raise RuntimeError("%s died (exit %s): %s" % (self.name, self.proc.returncode,
+                                                                  self.stderr_text()))
                 self._cv.wait(min(left, 0.5))
             r = self._results.pop(rid)
         if "error" in r:
-            raise RuntimeError("peer op failed: %s" % r["error"])
+            raise RuntimeError("%s: op failed: %s" % (self.name, r["error"]))
+        return r
+
+    def result(self, rid, timeout=30.0):
+        r = self.wait_result(rid, timeout)
+        if r is None:
+            raise TimeoutError("peer op %d gave no result in %.0fs" % (rid, timeout))
         return r
 
     def pending(self, rid, t):
@@ -582,17 +608,26 @@ class Peer:
     def call(self, op, *args, timeout=30.0):
         return self.result(self.start(op, *args), timeout)
 
+    def stderr_text(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
     def kill(self):
         stop_process(self.proc, signal.SIGKILL)
 
     def close(self):
+        """Ends the process: politely if it is idle, by SIGKILL if a call
+        still blocks in it."""
         if self.proc.poll() is None:
             try:
+                self.proc.stdin.write(b'{"id": 0, "op": "exit"}\n')
                 self.proc.stdin.close()
             except OSError:
                 pass
             try:
-                self.proc.wait(5)
+                self.proc.wait(self.close_wait)
             except subprocess.TimeoutExpired:
                 pass
         stop_process(self.proc, signal.SIGKILL)

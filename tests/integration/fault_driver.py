@@ -154,7 +154,21 @@ class FaultReader:
 
 # --- scardd ------------------------------------------------------------------
 
-class Daemon:
+class LogFile:
+    """log() and log_tail() of a process whose output goes to self.log_path
+    (also test_protocol_clients.Scardd's)."""
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, n=40):
+        return "\n".join(self.log().splitlines()[-n:])
+
+
+class Daemon(LogFile):
     def __init__(self, rig, readers, extra_args=()):
         self.rig = rig
         self.readers = readers
@@ -173,15 +187,6 @@ class Daemon:
     @property
     def pid(self):
         return self.proc.pid
-
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=40):
-        return "\n".join(self.log().splitlines()[-n:])
 
     def wait_readers(self, names=(), count=0, timeout=TIMEOUT):
         """Waits until the daemon lists every reader in names and at least count

@@ -36,6 +36,8 @@ CMD_GET_READERS_STATE = 0x12
 CMD_WAIT_READER_STATE_CHANGE = 0x13
 CMD_STOP_WAITING_READER_STATE_CHANGE = 0x14
 CMD_GET_READER_EVENTS = 0x15
+CMD_GET_READERS_STATE_SIZE = 0x16   # 4:6
+CMD_GET_READERS_STATE_ARRAY = 0x17  # 4:6
 
 # --- sizes -------------------------------------------------------------------
 MAX_READERNAME = 128
@@ -111,21 +113,24 @@ class Closed(Exception):
 
 
 class ReaderState:
-    __slots__ = ("name", "event_counter", "state", "sharing", "atr", "protocol")
+    """One reader-state record; fmt is its layout (proto_client.Record
+    passes those of other versions and byte orders)."""
+    __slots__ = ("name", "event_counter", "state", "sharing", "atr", "atr_len", "protocol")
 
-    def __init__(self, raw):
-        name, self.event_counter, self.state, self.sharing, atr, atrlen, self.protocol = \
-            struct.unpack(READER_STATE_FMT, raw)
+    def __init__(self, raw, fmt=READER_STATE_FMT):
+        name, self.event_counter, self.state, self.sharing, atr, self.atr_len, self.protocol = \
+            struct.unpack(fmt, raw)
         self.name = name.split(b"\0", 1)[0].decode("utf-8", "replace")
-        self.atr = atr[:min(atrlen, MAX_ATR_SIZE)]
+        self.atr = atr[:min(self.atr_len, MAX_ATR_SIZE)]
 
     @property
     def present(self):
         return bool(self.state & SCARD_PRESENT)
 
     def __repr__(self):
-        return "ReaderState(%r, ev=%d, state=0x%x, sharing=%d, atr=%s, proto=%d)" % (
-            self.name, self.event_counter, self.state, self.sharing, self.atr.hex(), self.protocol)
+        return "%s(%r, ev=%d, state=0x%x, sharing=%d, atr=%s, proto=%d)" % (
+            type(self).__name__, self.name, self.event_counter, self.state, self.sharing,
+            self.atr.hex(), self.protocol)
 
 
 def parse_readers(blob):
@@ -151,9 +156,17 @@ def message(cmd, *fields):
     return header(cmd, len(body)) + body
 
 
-class RawClient:
-    """One connection to the daemon. Methods mirror the daemon commands and
-    return decoded replies; rv is returned as an unsigned 32-bit number."""
+class Connection:
+    """One connection to the daemon: the socket, the byte level, and the
+    requests whose layout is the same in every protocol version. Byte order
+    and struct formats come from `e` and fmt(): this class packs the 4:4
+    layouts little-endian; proto_client.ProtoClient overrides them for every
+    version and both byte orders and inherits the rest. Methods mirror the
+    daemon commands and return decoded replies; rv is returned as an unsigned
+    32-bit number."""
+
+    e = "<"        # byte order of every field, headers included
+    quiet = 0.5    # how long nothing_received() waits by default
 
     def __init__(self, path, timeout=10.0, connect=True):
         self.path = path
@@ -165,14 +178,21 @@ class RawClient:
             # fails with EAGAIN while the listen backlog is full (pcscd uses a
             # backlog of 1). libpcsclite connects blocking; so do we, in effect.
             deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    self.sock.connect(path)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.005)
+            try:
+                while True:
+                    try:
+                        self.sock.connect(path)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.005)
+            except BaseException:
+                self.sock.close()  # no socket left for the garbage collector to warn about
+                raise
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__, self.path)
 
     def close(self):
         try:
@@ -186,6 +206,20 @@ class RawClient:
     def __exit__(self, *exc):
         self.close()
 
+    # --- formats ------------------------------------------------------------
+    def fmt(self, cmd):
+        return FMT[cmd]
+
+    def size(self, cmd):
+        return struct.calcsize(self.fmt(cmd))
+
+    def header(self, cmd, size):
+        return struct.pack(self.e + "II", size, cmd)
+
+    def message(self, cmd, *fields):
+        body = struct.pack(self.fmt(cmd), *fields)
+        return self.header(cmd, len(body)) + body
+
     # --- byte level ---------------------------------------------------------
     def send(self, data):
         self.sock.sendall(data)
@@ -198,6 +232,9 @@ class RawClient:
                 chunk = self.sock.recv(n - len(buf))
             except ConnectionResetError:
                 raise Closed("connection reset after %d of %d bytes" % (len(buf), n))
+            except socket.timeout:
+                raise TimeoutError("%r: %d of %d bytes after %.1fs" % (
+                    self, len(buf), n, self.sock.gettimeout()))
             if not chunk:
                 raise Closed("EOF after %d of %d bytes" % (len(buf), n))
             buf += chunk
@@ -222,36 +259,43 @@ class RawClient:
             raise AssertionError("daemon sent %d unexpected bytes: %r" % (len(data), data[:32]))
         return True
 
-    def nothing_received(self, timeout=0.5):
-        """True if no byte (and no EOF) arrives within timeout."""
-        self.sock.settimeout(timeout)
+    def nothing_received(self, timeout=None):
+        """True if no byte (and no EOF) is waiting or arrives within timeout
+        (default: `quiet`)."""
+        self.sock.settimeout(self.quiet if timeout is None else timeout)
         try:
-            data = self.sock.recv(1, socket.MSG_PEEK)
+            self.sock.recv(1, socket.MSG_PEEK)  # data or EOF: something arrived
         except socket.timeout:
             return True
         except OSError:
             return False
         return False
 
+    def pending_bytes(self, timeout=0.3):
+        """Everything that arrives within timeout, until EOF or silence."""
+        self.sock.settimeout(timeout)
+        out = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except (socket.timeout, OSError):
+            pass
+        return out
+
     def call(self, cmd, *fields, trailing=b""):
-        self.send(message(cmd, *fields) + trailing)
-        return struct.unpack(FMT[cmd], self.recv_exact(SIZE[cmd]))
+        self.send(self.message(cmd, *fields) + trailing)
+        return struct.unpack(self.fmt(cmd), self.recv_exact(self.size(cmd)))
 
-    # --- commands -----------------------------------------------------------
-    def version(self, major=4, minor=4):
-        return self.call(CMD_VERSION, major, minor, 0)  # (major, minor, rv)
-
+    # --- commands (one layout in every version) --------------------------------
     def establish(self, scope=0):
         _, ctx, rv = self.call(SCARD_ESTABLISH_CONTEXT, scope, 0, 0)
         return rv, ctx
 
     def release(self, ctx):
         return self.call(SCARD_RELEASE_CONTEXT, ctx, 0)[1]
-
-    def connect(self, ctx, reader, share=SCARD_SHARE_SHARED,
-                protocols=SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1):
-        r = self.call(SCARD_CONNECT, ctx, reader.encode(), share, protocols, 0, 0, 0)
-        return r[6], r[4], r[5]  # rv, hCard, activeProtocol
 
     def reconnect(self, card, share, protocols, init):
         r = self.call(SCARD_RECONNECT, card, share, protocols, init, 0, 0)
@@ -273,18 +317,17 @@ class RawClient:
         return self.call(SCARD_CANCEL, ctx, 0)[1]
 
     def transmit(self, card, apdu, protocol=SCARD_PROTOCOL_T1, recv_len=MAX_BUFFER_SIZE_EXTENDED):
-        self.send(message(SCARD_TRANSMIT, card, protocol, 16, len(apdu), 0, 16, recv_len, 0) + apdu)
-        r = struct.unpack(FMT[SCARD_TRANSMIT], self.recv_exact(SIZE[SCARD_TRANSMIT]))
+        self.send(self.message(SCARD_TRANSMIT, card, protocol, 16, len(apdu), 0, 16, recv_len, 0)
+                  + bytes(apdu))
+        r = struct.unpack(self.fmt(SCARD_TRANSMIT), self.recv_exact(self.size(SCARD_TRANSMIT)))
         rv, n = r[7], r[6]
-        data = self.recv_exact(n) if rv == 0 else b""
-        return rv, data
+        return rv, (self.recv_exact(n) if rv == 0 else b"")
 
     def control(self, card, code, data=b"", recv_len=MAX_BUFFER_SIZE_EXTENDED):
-        self.send(message(SCARD_CONTROL, card, code, len(data), recv_len, 0, 0) + data)
-        r = struct.unpack(FMT[SCARD_CONTROL], self.recv_exact(SIZE[SCARD_CONTROL]))
+        self.send(self.message(SCARD_CONTROL, card, code, len(data), recv_len, 0, 0) + data)
+        r = struct.unpack(self.fmt(SCARD_CONTROL), self.recv_exact(self.size(SCARD_CONTROL)))
         rv, n = r[5], r[4]
-        out = self.recv_exact(n) if rv == 0 else b""
-        return rv, out
+        return rv, (self.recv_exact(n) if rv == 0 else b"")
 
     def get_attrib(self, card, attr, length=MAX_BUFFER_SIZE):
         r = self.call(SCARD_GET_ATTRIB, card, attr, b"", length, 0)
@@ -293,6 +336,19 @@ class RawClient:
 
     def set_attrib(self, card, attr, value):
         return self.call(SCARD_SET_ATTRIB, card, attr, value, len(value), 0)[4]
+
+
+class RawClient(Connection):
+    """Protocol 4:4, little-endian: the version, CONNECT with 128-byte
+    names and the 16-record reader array of pcsc-lite 1.8.24 - 2.2.3."""
+
+    def version(self, major=4, minor=4):
+        return self.call(CMD_VERSION, major, minor, 0)  # (major, minor, rv)
+
+    def connect(self, ctx, reader, share=SCARD_SHARE_SHARED,
+                protocols=SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1):
+        r = self.call(SCARD_CONNECT, ctx, reader.encode(), share, protocols, 0, 0, 0)
+        return r[6], r[4], r[5]  # rv, hCard, activeProtocol
 
     def readers_state(self):
         self.send(header(CMD_GET_READERS_STATE, 0))

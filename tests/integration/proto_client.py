@@ -22,58 +22,27 @@ peers alike.
 
 Nothing is clever on purpose: tests can also send things wrong.
 """
-import errno
-import socket
 import struct
-import time
 
-# --- command codes ---------------------------------------------------------------
-SCARD_ESTABLISH_CONTEXT = 0x01
-SCARD_RELEASE_CONTEXT = 0x02
-SCARD_CONNECT = 0x04
-SCARD_RECONNECT = 0x05
-SCARD_DISCONNECT = 0x06
-SCARD_BEGIN_TRANSACTION = 0x07
-SCARD_END_TRANSACTION = 0x08
-SCARD_TRANSMIT = 0x09
-SCARD_CONTROL = 0x0A
-SCARD_STATUS = 0x0B
-SCARD_CANCEL = 0x0D
-SCARD_GET_ATTRIB = 0x0F
-SCARD_SET_ATTRIB = 0x10
-CMD_VERSION = 0x11
-CMD_GET_READERS_STATE = 0x12
-CMD_WAIT_READER_STATE_CHANGE = 0x13
-CMD_STOP_WAITING_READER_STATE_CHANGE = 0x14
-CMD_GET_READER_EVENTS = 0x15
-CMD_GET_READERS_STATE_SIZE = 0x16
-CMD_GET_READERS_STATE_ARRAY = 0x17
+# what every version shares: the command codes, WinSCard's values, the socket
+# and the requests laid out alike (pcsc_raw.Connection), the record's fields
+# (ReaderState) and wait_for
+from pcsc_raw import (  # noqa: F401  (the constants are this module's too)
+    CMD_GET_READER_EVENTS, CMD_GET_READERS_STATE, CMD_GET_READERS_STATE_ARRAY,
+    CMD_GET_READERS_STATE_SIZE, CMD_STOP_WAITING_READER_STATE_CHANGE, CMD_VERSION,
+    CMD_WAIT_READER_STATE_CHANGE, MAX_ATR_SIZE, MAX_BUFFER_SIZE, MAX_BUFFER_SIZE_EXTENDED,
+    SCARD_ABSENT, SCARD_ATTR_ATR_STRING, SCARD_ATTR_DEVICE_FRIENDLY_NAME, SCARD_BEGIN_TRANSACTION,
+    SCARD_CANCEL, SCARD_CONNECT, SCARD_CONTROL, SCARD_DISCONNECT, SCARD_E_CANCELLED,
+    SCARD_E_INSUFFICIENT_BUFFER, SCARD_E_INVALID_HANDLE, SCARD_E_INVALID_VALUE, SCARD_E_NO_SERVICE,
+    SCARD_E_NO_SMARTCARD, SCARD_E_SERVICE_STOPPED, SCARD_E_UNKNOWN_READER,
+    SCARD_E_UNSUPPORTED_FEATURE, SCARD_END_TRANSACTION, SCARD_ESTABLISH_CONTEXT,
+    SCARD_F_INTERNAL_ERROR, SCARD_GET_ATTRIB, SCARD_LEAVE_CARD, SCARD_NEGOTIABLE, SCARD_POWERED,
+    SCARD_PRESENT, SCARD_PROTOCOL_RAW, SCARD_PROTOCOL_T0, SCARD_PROTOCOL_T1, SCARD_RECONNECT,
+    SCARD_RELEASE_CONTEXT, SCARD_RESET_CARD, SCARD_S_SUCCESS, SCARD_SET_ATTRIB,
+    SCARD_SHARE_DIRECT, SCARD_SHARE_EXCLUSIVE, SCARD_SHARE_SHARED, SCARD_SPECIFIC, SCARD_STATUS,
+    SCARD_TRANSMIT, SCARD_UNKNOWN, SCARD_UNPOWER_CARD, SCARD_W_REMOVED_CARD, Closed, Connection,
+    ReaderState, wait_for)
 
-# --- constants -----------------------------------------------------------------------
-SCARD_S_SUCCESS = 0
-SCARD_F_INTERNAL_ERROR = 0x80100001
-SCARD_E_CANCELLED = 0x80100002
-SCARD_E_INVALID_HANDLE = 0x80100003
-SCARD_E_INVALID_VALUE = 0x80100011
-SCARD_E_NO_SMARTCARD = 0x8010000C
-SCARD_E_UNKNOWN_READER = 0x80100009
-SCARD_E_INSUFFICIENT_BUFFER = 0x80100008
-SCARD_E_NO_SERVICE = 0x8010001D
-SCARD_E_SERVICE_STOPPED = 0x8010001E
-SCARD_E_UNSUPPORTED_FEATURE = 0x8010001F  # pcsc-lite's wire value
-SCARD_W_REMOVED_CARD = 0x80100069
-
-SCARD_SHARE_EXCLUSIVE, SCARD_SHARE_SHARED, SCARD_SHARE_DIRECT = 1, 2, 3
-SCARD_PROTOCOL_T0, SCARD_PROTOCOL_T1, SCARD_PROTOCOL_RAW = 1, 2, 4
-SCARD_LEAVE_CARD, SCARD_RESET_CARD, SCARD_UNPOWER_CARD = 0, 1, 2
-SCARD_UNKNOWN, SCARD_ABSENT, SCARD_PRESENT = 0x01, 0x02, 0x04
-SCARD_POWERED, SCARD_NEGOTIABLE, SCARD_SPECIFIC = 0x10, 0x20, 0x40
-SCARD_ATTR_ATR_STRING = 0x00090303
-SCARD_ATTR_DEVICE_FRIENDLY_NAME = 0x7FFF0003
-
-MAX_ATR_SIZE = 33
-MAX_BUFFER_SIZE = 264
-MAX_BUFFER_SIZE_EXTENDED = 65548
 LEGACY_SLOTS = 16
 
 
@@ -126,31 +95,17 @@ ORDERS = ("little", "big")
 ORDER_LABEL = {"little": "little-endian", "big": "big-endian"}
 
 
-class Closed(Exception):
-    """The peer closed the connection (EOF or reset)."""
-
-
-class Record:
-    """One reader-state record."""
-    __slots__ = ("name", "event_counter", "state", "sharing", "atr", "atr_len", "protocol", "raw")
+class Record(ReaderState):
+    """One reader-state record of `version` in `order` (its fields are
+    pcsc_raw.ReaderState's; raw: its bytes)."""
+    __slots__ = ("raw",)
 
     def __init__(self, raw, version, order):
         e = "<" if order == "little" else ">"
         fmt = "%s%dsIIi33s3xII" % (e, version.name_len)
         assert struct.calcsize(fmt) == version.record_size
-        (name, self.event_counter, self.state, self.sharing, atr, self.atr_len,
-         self.protocol) = struct.unpack(fmt, raw)
+        super().__init__(raw, fmt)
         self.raw = raw
-        self.name = name.split(b"\0", 1)[0].decode("utf-8", "replace")
-        self.atr = atr[:min(self.atr_len, MAX_ATR_SIZE)]
-
-    @property
-    def present(self):
-        return bool(self.state & SCARD_PRESENT)
-
-    def __repr__(self):
-        return "Record(%r, ev=%d, state=0x%x, sharing=%d, atr=%s, proto=%d)" % (
-            self.name, self.event_counter, self.state, self.sharing, self.atr.hex(), self.protocol)
 
 
 def names(records):
@@ -162,47 +117,27 @@ def hx(v):
     return "0x%08X" % (v & 0xFFFFFFFF)
 
 
-class ProtoClient:
+class ProtoClient(Connection):
     """One connection speaking `version` in `order`; `readers` is the array
-    size this client expects from 0x12 and from a 4:4/4:5 WAIT."""
+    size this client expects from 0x12 and from a 4:4/4:5 WAIT. The socket,
+    the byte level and the requests every version lays out alike
+    (establish, release, disconnect, transmit, ...) are pcsc_raw.Connection's,
+    packed with this client's fmt() and byte order."""
+
+    quiet = 0.3  # nothing_received()'s default wait
 
     def __init__(self, path, version="4:4", order="little", readers=LEGACY_SLOTS, timeout=10.0,
                  connect=True):
-        self.path = path
         self.v = VERSIONS[version] if isinstance(version, str) else version
         if order not in ORDERS:
             raise ValueError(order)
         self.order = order
         self.e = "<" if order == "little" else ">"
         self.readers = readers
-        self.timeout = timeout
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        if connect:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    self.sock.connect(path)
-                    break
-                except BlockingIOError:  # listen backlog full: retry, like a blocking connect
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.005)
+        super().__init__(path, timeout, connect)
 
     def __repr__(self):
         return "ProtoClient(%s, %s, %d records)" % (self.v.name, self.order, self.readers)
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     # --- formats -----------------------------------------------------------------
     def fmt(self, cmd):
@@ -228,89 +163,12 @@ class ProtoClient:
         }[cmd]
         return self.e + f
 
-    def size(self, cmd):
-        return struct.calcsize(self.fmt(cmd))
-
-    def header(self, cmd, size):
-        return struct.pack(self.e + "II", size, cmd)
-
-    def message(self, cmd, *fields):
-        body = struct.pack(self.fmt(cmd), *fields)
-        return self.header(cmd, len(body)) + body
-
-    # --- bytes ---------------------------------------------------------------------
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def recv_exact(self, n, timeout=None):
-        self.sock.settimeout(self.timeout if timeout is None else timeout)
-        buf = bytearray()
-        while len(buf) < n:
-            try:
-                chunk = self.sock.recv(n - len(buf))
-            except ConnectionResetError:
-                raise Closed("connection reset after %d of %d bytes" % (len(buf), n))
-            except socket.timeout:
-                raise TimeoutError("%r: %d of %d bytes after %.1fs" % (
-                    self, len(buf), n, self.sock.gettimeout()))
-            if not chunk:
-                raise Closed("EOF after %d of %d bytes" % (len(buf), n))
-            buf += chunk
-        return bytes(buf)
-
-    def nothing_received(self, timeout=0.3):
-        """True if no byte (and no EOF) is waiting or arrives within timeout."""
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.recv(1, socket.MSG_PEEK)  # data or EOF: something arrived
-        except socket.timeout:
-            return True
-        except OSError:
-            return False
-        return False
-
-    def pending_bytes(self, timeout=0.3):
-        """Everything that arrives within timeout (for diagnostics)."""
-        self.sock.settimeout(timeout)
-        out = b""
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    break
-                out += chunk
-        except (socket.timeout, OSError):
-            pass
-        return out
-
-    def wait_closed(self, timeout=10.0):
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(65536)
-        except socket.timeout:
-            return False
-        except OSError as e:
-            if e.errno in (errno.ECONNRESET, errno.EPIPE):
-                return True
-            raise
-        if data:
-            raise AssertionError("peer sent %d unexpected bytes: %r" % (len(data), data[:32]))
-        return True
-
-    def call(self, cmd, *fields, trailing=b""):
-        self.send(self.message(cmd, *fields) + trailing)
-        return struct.unpack(self.fmt(cmd), self.recv_exact(self.size(cmd)))
-
-    # --- commands --------------------------------------------------------------------
+    # --- commands (the version-dependent ones) --------------------------------------
     def version(self, major=None, minor=None):
         """CMD_VERSION with our version (or the one given): (major, minor, rv)."""
         if major is None:
             major, minor = self.v.number
         return self.call(CMD_VERSION, major, minor, 0)
-
-    def establish(self, scope=0):
-        _, ctx, rv = self.call(SCARD_ESTABLISH_CONTEXT, scope, 0, 0)
-        return rv, ctx
 
     def hello(self, scope=0):
         major, minor, rv = self.version()
@@ -319,39 +177,10 @@ class ProtoClient:
         assert rv == 0, "%r: ESTABLISH_CONTEXT: %s" % (self, hx(rv))
         return ctx
 
-    def release(self, ctx):
-        return self.call(SCARD_RELEASE_CONTEXT, ctx, 0)[1]
-
     def connect(self, ctx, reader, share=SCARD_SHARE_SHARED, protocols=SCARD_PROTOCOL_T1):
         r = self.call(SCARD_CONNECT, ctx, reader.encode()[:self.v.name_len - 1], share, protocols,
                       0, 0, 0)
         return r[6], r[4], r[5]  # rv, hCard, active protocol
-
-    def disconnect(self, card, disposition=SCARD_LEAVE_CARD):
-        return self.call(SCARD_DISCONNECT, card, disposition, 0)[2]
-
-    def begin(self, card):
-        return self.call(SCARD_BEGIN_TRANSACTION, card, 0)[1]
-
-    def end(self, card, disposition=SCARD_LEAVE_CARD):
-        return self.call(SCARD_END_TRANSACTION, card, disposition, 0)[2]
-
-    def status(self, card):
-        return self.call(SCARD_STATUS, card, 0)[1]
-
-    def cancel(self, ctx):
-        return self.call(SCARD_CANCEL, ctx, 0)[1]
-
-    def transmit(self, card, apdu, protocol=SCARD_PROTOCOL_T1, recv_len=MAX_BUFFER_SIZE_EXTENDED):
-        self.send(self.message(SCARD_TRANSMIT, card, protocol, 16, len(apdu), 0, 16, recv_len, 0)
-                  + bytes(apdu))
-        r = struct.unpack(self.fmt(SCARD_TRANSMIT), self.recv_exact(self.size(SCARD_TRANSMIT)))
-        rv, n = r[7], r[6]
-        return rv, (self.recv_exact(n) if rv == 0 else b"")
-
-    def get_attrib(self, card, attr, length=MAX_BUFFER_SIZE):
-        r = self.call(SCARD_GET_ATTRIB, card, attr, b"", length, 0)
-        return r[4], (r[2][:r[3]] if r[4] == 0 else b"")
 
     # --- reader state ----------------------------------------------------------------
     def parse_array(self, blob):
@@ -418,21 +247,6 @@ class ProtoClient:
     def reader_events(self):
         self.send(self.header(CMD_GET_READER_EVENTS, 0))
         return struct.unpack(self.fmt(CMD_GET_READER_EVENTS), self.recv_exact(8))
-
-
-def wait_for(predicate, timeout, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except (OSError, Closed, TimeoutError) as e:
-            last = e
-        if time.monotonic() >= deadline:
-            raise TimeoutError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
-        time.sleep(interval)
 
 
 # --- a whole session, per version ---------------------------------------------------

@@ -15,17 +15,13 @@ private mount namespace with its own temporary directory bind-mounted on
 other and with a system pcscd. Processes are started with conftest.spawn and
 stopped by PID with conftest.stop_process.
 """
-import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -33,7 +29,10 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
-from conftest import spawn, stop_process  # noqa: E402
+from conftest import Peer, spawn, stop_process  # noqa: E402
+from pcsc_raw import (CMD_GET_READERS_STATE, CMD_GET_READERS_STATE_ARRAY,  # noqa: E402
+                      CMD_GET_READERS_STATE_SIZE, RawClient, parse_readers, wait_for)
+from virtual_env import control_command, reader_stanza, virtual_conf  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 BUILD = Path(os.environ.get("SCARDD_BUILD", REPO / "build"))
@@ -141,69 +140,24 @@ def debian_libdir(workdir):
 
 
 # --- the raw protocol, just enough to watch a daemon ------------------------------
-def _recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("daemon closed the connection")
-        buf += chunk
-    return buf
-
-
 def probe_readers(path, minor, timeout=5.0):
     """Reader names and states over a raw connection speaking 4:<minor>:
     4:6 asks the array's length (0x16) and then the array (0x17); older
     versions take what the daemon sends for 0x12, whatever its length."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    try:
-        s.connect(str(path))
-        s.sendall(struct.pack("<II", 12, 0x11) + struct.pack("<iiI", 4, minor, 0))
-        major, dminor, rv = struct.unpack("<iiI", _recv_exact(s, 12))
+    with RawClient(str(path), timeout=timeout) as c:
+        major, dminor, rv = c.version(4, minor)
         if rv != 0:
             raise ConnectionError("version 4:%d refused: daemon %d:%d rv %s" % (minor, major, dminor, hx(rv)))
         if minor >= 6:
-            s.sendall(struct.pack("<II", 0, 0x16))
-            n = struct.unpack("<i", _recv_exact(s, 4))[0]
-            s.sendall(struct.pack("<II", 0, 0x17))
-            blob = _recv_exact(s, n * RECORD)
+            c.send(c.header(CMD_GET_READERS_STATE_SIZE, 0))
+            n = struct.unpack("<i", c.recv_exact(4))[0]
+            c.send(c.header(CMD_GET_READERS_STATE_ARRAY, 0))
+            blob = c.recv_exact(n * RECORD)
         else:
-            s.sendall(struct.pack("<II", 0, 0x12))
-            blob = _recv_exact(s, 16 * RECORD)
-            s.settimeout(0.3)  # a 48-reader daemon sends more: take it all
-            try:
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    blob += chunk
-            except socket.timeout:
-                pass
-    finally:
-        s.close()
-    out = []
-    for i in range(len(blob) // RECORD):
-        rec = blob[i * RECORD:(i + 1) * RECORD]
-        name = rec[:128].split(b"\0", 1)[0].decode(errors="replace")
-        if name:
-            _, state = struct.unpack_from("<II", rec, 128)
-            out.append((name, state))
-    return out
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            r = pred()
-            if r:
-                return r
-        except (OSError, ConnectionError) as e:
-            last = e
-        time.sleep(0.1)
-    raise TimeoutError("timed out after %.0f s waiting for %s (last error: %s)" % (timeout, what, last))
+            c.send(c.header(CMD_GET_READERS_STATE, 0))
+            blob = c.recv_exact(16 * RECORD)
+            blob += c.pending_bytes(0.3)  # a 48-reader daemon sends more: take it all
+    return [(r.name, r.state) for r in parse_readers(blob)]
 
 
 # --- daemons ------------------------------------------------------------------------
@@ -223,11 +177,9 @@ class VirtualReaders:
         idx = len(self.instances)
         conf = self.dir / ("virtual%d.conf" % idx)
         ctl = self.dir / ("ctl%d.sock" % idx)
-        lines = ["readers = %d" % readers, "control = %s" % ctl]
-        lines += ["card.%d = %s" % (slot, card) for slot, card in (cards or {}).items()]
-        conf.write_text("\n".join(lines) + "\n")
+        conf.write_text(virtual_conf(readers, ctl, cards))
         with open(self.confdir, "a") as f:
-            f.write('FRIENDLYNAME "%s"\nDEVICENAME %s\nLIBPATH %s\n\n' % (friendly, conf, DRIVER))
+            f.write(reader_stanza(friendly, conf, DRIVER) + "\n")
         self.instances.append({"friendly": friendly, "readers": readers, "control": str(ctl)})
         return self
 
@@ -242,25 +194,7 @@ class VirtualReaders:
 
     def control(self, line, instance=0):
         """One command on the driver's control socket; returns its answer."""
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        try:
-            s.connect(self.instances[instance]["control"])
-            s.sendall(line.encode() + b"\n")
-            data = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-                last = data.decode(errors="replace").rstrip("\n").split("\n")[-1]
-                if data.endswith(b"\n") and (last.startswith("ok") or last.startswith("error")):
-                    break
-        finally:
-            s.close()
-        text = data.decode(errors="replace")
-        assert text.rstrip().split("\n")[-1].startswith("ok"), "control %r: %s" % (line, text)
-        return text
+        return control_command(self.instances[instance]["control"], line, check=True)
 
     def insert(self, slot, instance=0):
         return self.control("insert %d builtin" % slot, instance)
@@ -299,7 +233,7 @@ class RunningDaemon:
             visible = len(want) if self.probe_minor >= 6 else min(len(want), 16)
             return set(names) <= set(want) and len(names) >= visible
         try:
-            wait_for(ready, START_TIMEOUT, "%s serving readers %s" % (self.name, want))
+            wait_for(ready, START_TIMEOUT, interval=0.1, what="%s serving readers %s" % (self.name, want))
         except TimeoutError as e:
             self.stop()
             raise RuntimeError("%s\n%s" % (e, self.log_tail()))
@@ -312,7 +246,8 @@ class RunningDaemon:
                 if n == reader:
                     return bool(state & SCARD_PRESENT) == present
             return False
-        wait_for(check, timeout, "%s %s in %s" % (reader, "present" if present else "absent", self.name))
+        wait_for(check, timeout, interval=0.1,
+                 what="%s %s in %s" % (reader, "present" if present else "absent", self.name))
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -361,6 +296,8 @@ def pcscd_daemon(pcscd, name, readers, workdir, probe_minor):
     /run/pcscd is <workdir>/run-<name>: its socket is <that>/pcscd.comm."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("running a pcscd beside others needs root and unshare (private mount namespace)")
+    if os.environ.get("SCARDD_SANITIZED"):
+        pytest.skip("a sanitizer-built ifd-virtual cannot load into pcscd")
     rundir = Path(workdir) / ("run-%s" % name.replace(" ", "_"))
     rundir.mkdir()
     argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -383,65 +320,30 @@ def scardd_daemon(readers, workdir, sockets=None, name="scardd"):
 
 
 # --- clients --------------------------------------------------------------------------
-class LibClient:
+class LibClient(Peer):
     """A pyscard process (pcsc_peer.py) whose libpcsclite.so.1 comes from
     libdir, talking to the daemon socket `socket_path`. call() runs one
     operation and returns its result; start()/result() let a call block
-    while the test does something else. Every wait is bounded."""
+    while the test does something else. Every wait is bounded. The process
+    and its JSON lines are conftest.Peer's."""
+
+    skip_non_json = True  # whatever else a library prints on stdout
+    close_wait = 3.0
 
     def __init__(self, libdir, socket_path, logdir, name):
-        env = dict(os.environ)
-        env["PCSCLITE_CSOCK_NAME"] = str(socket_path)
-        env["LD_LIBRARY_PATH"] = str(libdir)
+        self.libdir = Path(libdir)
+        super().__init__(socket_path, logdir, name)
+
+    def env(self, socket_path):
+        env = super().env(socket_path)
+        env["LD_LIBRARY_PATH"] = str(self.libdir)
         env.pop("LD_PRELOAD", None)
         env.pop("LIBPCSCLITE_DELEGATE", None)
-        self.name = name
-        self.libdir = Path(libdir)
-        self.stderr_path = Path(logdir) / ("%s.stderr" % name.replace(" ", "_"))
-        self.stderr = open(self.stderr_path, "ab")
-        self.proc = spawn([PYTHON, str(HERE / "pcsc_peer.py")], stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=self.stderr, env=env)
-        self._next = 0
-        self._results = {}
-        self._cv = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            with self._cv:
-                self._results[msg["id"]] = msg
-                self._cv.notify_all()
-        with self._cv:
-            self._cv.notify_all()
-
-    def start(self, op, *args):
-        self._next += 1
-        rid = self._next
-        self.proc.stdin.write((json.dumps({"id": rid, "op": op, "args": list(args)}) + "\n").encode())
-        self.proc.stdin.flush()
-        return rid
+        return env
 
     def result(self, rid, timeout=WAIT):
         """The result dict, or None if none came within timeout (blocked)."""
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while rid not in self._results:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                if self.proc.poll() is not None and not self._reader.is_alive():
-                    raise RuntimeError("%s died (exit %s): %s" % (self.name, self.proc.returncode,
-                                                                  self.stderr_text()))
-                self._cv.wait(min(left, 0.5))
-            r = self._results.pop(rid)
-        if "error" in r:
-            raise RuntimeError("%s: %s" % (self.name, r["error"]))
-        return r
+        return self.wait_result(rid, timeout)
 
     def call(self, op, *args, timeout=WAIT):
         r = self.result(self.start(op, *args), timeout)
@@ -451,28 +353,6 @@ class LibClient:
     def mapped_libs(self):
         with open("/proc/%d/maps" % self.proc.pid) as f:
             return sorted({line.split()[-1] for line in f if "libpcsclite" in line})
-
-    def stderr_text(self):
-        try:
-            return self.stderr_path.read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-    def close(self):
-        """Ends the process: politely if it is idle, by SIGKILL if a call
-        still blocks in it."""
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write(b'{"id": 0, "op": "exit"}\n')
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                pass
-        stop_process(self.proc, signal.SIGKILL)
-        self.stderr.close()
 
 
 class Session:
@@ -493,6 +373,8 @@ class Session:
         return d
 
     def client(self, libdir, socket_path, name):
+        if os.environ.get("SCARDD_SANITIZED") and Path(libdir).resolve() == OUR_LIBDIR.resolve():
+            pytest.skip("an instrumented libpcsclite cannot load into Debian's python")
         c = LibClient(libdir, socket_path, self.dir, name)
         self.clients.append(c)
         return c

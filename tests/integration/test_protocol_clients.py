@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from proto_client import (  # noqa: E402
     ORDER_LABEL, SCARD_ABSENT, SCARD_E_SERVICE_STOPPED, SCARD_PROTOCOL_T1, VERSIONS, WAIT,
     ProtoClient, Target, check_snapshot, check_stop_unregistered, check_wait_now, fetch_after_wait,
     hx, names, run_session, wait_for)
+from fault_driver import LogFile  # noqa: E402
+from virtual_env import control_command, reader_stanza, virtual_conf  # noqa: E402
 
 pytestmark = pytest.mark.skipif(conftest.IS_PCSCD, reason="scardd-only: protocol peers for scardd")
 
@@ -61,7 +62,7 @@ def vo_params(versions, orders=("little", "big")):
 
 
 # --- scardd with ifd-virtual (or fault) readers ------------------------------------
-class Scardd(Target):
+class Scardd(Target, LogFile):
     """scardd with one or more reader stanzas and one or more sockets.
 
     instances: [{"friendly": str, "readers": n, "cards": {slot: "builtin"}}] for
@@ -76,16 +77,14 @@ class Scardd(Target):
         for i, inst in enumerate(instances):
             inst = dict(inst)
             if "fault" in inst:
-                stanzas.append('FRIENDLYNAME "%s"\nDEVICENAME %s\nLIBPATH %s\nCHANNELID 0\n'
-                               % (inst["friendly"], inst["fault"], inst.get("lib", FAULT)))
+                stanzas.append(reader_stanza(inst["friendly"], inst["fault"], inst.get("lib", FAULT),
+                                             channel=0))
             else:
                 conf = self.dir / ("virtual%d.conf" % i)
                 inst["control"] = str(self.dir / ("ctl%d.sock" % i))
-                lines = ["readers = %d" % inst["readers"], "control = %s" % inst["control"]]
-                lines += ["card.%d = %s" % kv for kv in sorted(inst.get("cards", {}).items())]
-                conf.write_text("\n".join(lines) + "\n")
-                stanzas.append('FRIENDLYNAME "%s"\nDEVICENAME %s\nLIBPATH %s\n'
-                               % (inst["friendly"], conf, VIRTUAL))
+                conf.write_text(virtual_conf(inst["readers"], inst["control"],
+                                             dict(sorted(inst.get("cards", {}).items()))))
+                stanzas.append(reader_stanza(inst["friendly"], conf, VIRTUAL))
             self.instances.append(inst)
         self.confdir = self.dir / "reader.conf.d"
         self.confdir.mkdir()
@@ -181,23 +180,7 @@ class Scardd(Target):
 
     # -- the driver's control channel --
     def ctl(self, line, instance=0):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(self.instances[instance]["control"])
-        s.sendall(line.encode() + b"\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-            last = data.decode(errors="replace").rstrip("\n").split("\n")[-1]
-            if data.endswith(b"\n") and (last.startswith("ok") or last.startswith("error")):
-                break
-        s.close()
-        text = data.decode(errors="replace")
-        assert text.rstrip("\n").split("\n")[-1].startswith("ok"), (line, text)
-        return text
+        return control_command(self.instances[instance]["control"], line, check=True)
 
     def card_state(self, slot, instance=0):
         name = self.reader(slot, instance)
@@ -226,16 +209,7 @@ class Scardd(Target):
         for slot, want in cards.items():
             self.wait_card(slot, want, instance)
 
-    # -- life cycle --
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, n=40):
-        return "\n".join(self.log().splitlines()[-n:])
-
+    # -- life cycle (log() and log_tail() are LogFile's) --
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 

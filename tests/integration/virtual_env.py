@@ -100,6 +100,55 @@ def driver_is_sanitized():
         return False
 
 
+# --- ifd-virtual's configuration and control channel ------------------------------
+# (also used by real_pcsclite.py and test_protocol_clients.py)
+def virtual_conf(readers, control=None, cards=None, fast=None):
+    """The text of one ifd-virtual configuration file: `readers` slots, the
+    control socket path, {slot: card} inserted at start, fast (True/False;
+    None leaves the driver's default)."""
+    lines = ["readers = %d" % readers]
+    if fast is not None:
+        lines.append("fast = %s" % ("yes" if fast else "no"))
+    if control:
+        lines.append("control = %s" % control)
+    lines += ["card.%d = %s" % (slot, card) for slot, card in (cards or {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+def reader_stanza(friendly, device, libpath, channel=None):
+    """One reader.conf stanza (pcscd's format, which scardd reads too)."""
+    text = 'FRIENDLYNAME "%s"\nDEVICENAME %s\nLIBPATH %s\n' % (friendly, device, libpath)
+    if channel is not None:
+        text += "CHANNELID %d\n" % channel
+    return text
+
+
+def control_command(path, line, check=False, timeout=10):
+    """Sends one command line to the ifd-virtual control socket at path and
+    returns its answer, read up to the final "ok..." or "error..." line.
+    check: assert the answer is ok."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(os.fspath(path))
+        s.sendall(line.encode() + b"\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+            last = data.decode(errors="replace").rstrip("\n").split("\n")[-1]
+            if data.endswith(b"\n") and (last.startswith("ok") or last.startswith("error")):
+                break
+    finally:
+        s.close()
+    text = data.decode(errors="replace")
+    if check:
+        assert text.rstrip("\n").split("\n")[-1].startswith("ok"), "control %r: %s" % (line, text)
+    return text
+
+
 class VirtualDaemon:
     """One daemon (scardd or pcscd) with one or more ifd-virtual readers."""
 
@@ -127,12 +176,7 @@ class VirtualDaemon:
         idx = len(self.instances)
         conf = self.dir / ("virtual%d.conf" % idx)
         ctl = str(self.dir / ("ctl%d.sock" % idx)) if control else None
-        lines = ["readers = %d" % readers, "fast = %s" % ("yes" if fast else "no")]
-        if ctl:
-            lines.append("control = %s" % ctl)
-        for slot, card in (cards or {}).items():
-            lines.append("card.%d = %s" % (slot, card))
-        conf.write_text("\n".join(lines) + "\n")
+        conf.write_text(virtual_conf(readers, ctl, cards, fast=bool(fast)))
         inst = {"friendly": friendly, "readers": readers, "conf": conf, "control": ctl}
         self.instances.append(inst)
         if write_stanza:
@@ -141,11 +185,8 @@ class VirtualDaemon:
 
     def write_stanza(self, idx):
         inst = self.instances[idx]
-        (self.confdir / ("virtual%d" % idx)).write_text(textwrap.dedent("""\
-            FRIENDLYNAME "%s"
-            DEVICENAME %s
-            LIBPATH %s
-            """ % (inst["friendly"], inst["conf"], self.driver)))
+        (self.confdir / ("virtual%d" % idx)).write_text(
+            reader_stanza(inst["friendly"], inst["conf"], self.driver))
 
     @property
     def control(self):
@@ -261,21 +302,7 @@ class VirtualDaemon:
 
     def control_cmd(self, line, instance=0):
         """Talks to the driver's control socket directly (no scard involved)."""
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(self.instances[instance]["control"])
-        s.sendall(line.encode() + b"\n")
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-            last = data.decode(errors="replace").rstrip("\n").split("\n")[-1]
-            if data.endswith(b"\n") and (last.startswith("ok") or last.startswith("error")):
-                break
-        s.close()
-        return data.decode()
+        return control_command(self.instances[instance]["control"], line)
 
     def reset_cards(self):
         """Reader 0: built-in card, reader 1 (if any): empty; nothing muted or fast."""
