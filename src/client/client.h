@@ -155,6 +155,9 @@ bool client_no_blocking(void);
 LONG ctx_reconnect(struct client_ctx *c);
 /* Fetches the reader-state array into c->states (0x16+0x17, or 0x12). */
 LONG ctx_fetch_states(struct client_ctx *c);
+/* Takes a 4:6 daemon's announced array length, checked against our bound
+ * (out of bounds: the stream cannot be trusted, CLIENT_CONN_LOST). */
+LONG ctx_set_state_count(struct client_ctx *c, int64_t count);
 /* The two halves of that: the 4:6 length query, then the array itself. */
 LONG ctx_fetch_state_count(struct client_ctx *c);
 LONG ctx_fetch_array(struct client_ctx *c);

@@ -136,6 +136,16 @@ LONG ctx_read_states(struct client_ctx *c, bool legacy)
 	return SCARD_S_SUCCESS;
 }
 
+LONG ctx_set_state_count(struct client_ctx *c, int64_t count)
+{
+	if (count < 0 || count > (int64_t)MAX_READER_SLOTS) {
+		ctx_lost(c);
+		return CLIENT_CONN_LOST;
+	}
+	c->conn.params.reader_slots = (uint32_t)count;
+	return SCARD_S_SUCCESS;
+}
+
 /* Asks a 4:6 daemon how many records its array holds now. */
 LONG ctx_fetch_state_count(struct client_ctx *c)
 {
@@ -144,12 +154,7 @@ LONG ctx_fetch_state_count(struct client_ctx *c)
 
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
-	if (msg.u.count < 0 || (uint32_t)msg.u.count > MAX_READER_SLOTS) {
-		ctx_lost(c);
-		return CLIENT_CONN_LOST;
-	}
-	c->conn.params.reader_slots = (uint32_t)msg.u.count;
-	return SCARD_S_SUCCESS;
+	return ctx_set_state_count(c, msg.u.count);
 }
 
 /* Asks for the array (after ctx_fetch_state_count on 4:6) and reads it. */

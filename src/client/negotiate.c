@@ -22,8 +22,6 @@
  */
 #include "client.h"
 
-#include <poll.h>
-
 struct version_offer {
 	int32_t major;
 	int32_t minor;
@@ -115,7 +113,7 @@ LONG negotiate_version(struct client_conn *c)
 		if (reply.rv == SCARD_S_SUCCESS) {
 			if (named > next)
 				c->params.proto = wire_proto_find(offers[named].major, offers[named].minor);
-			if (c->params.proto->major == 4 && c->params.proto->minor == 2)
+			if (c->params.proto == wire_proto_find(4, 2))
 				return probe_4_2_layout(c);
 			return SCARD_S_SUCCESS;
 		}

@@ -105,39 +105,33 @@ static LONG send_wait(struct gsc *g)
 static LONG fetch_count_after_wait(struct gsc *g, bool *signalled, LONG *signal_rv)
 {
 	struct client_ctx *c = g->c;
+	enum wire_byte_order order = c->conn.params.order;
+	struct wire_msg msg = { .cmd = WIRE_GET_READERS_STATE_SIZE };
 	uint8_t word[4];
+	uint32_t count;
 	LONG rv;
 
 	*signalled = false;
-	for (int i = 0; i < 2; i++) {
-		struct wire_msg msg = { .cmd = WIRE_GET_READERS_STATE_SIZE };
-
-		if (i == 0) {
-			rv = conn_send(&c->conn, &msg, NULL, 0);
-			if (rv != SCARD_S_SUCCESS)
-				return rv;
-		}
+	rv = conn_send(&c->conn, &msg, NULL, 0);
+	if (rv == SCARD_S_SUCCESS)
 		rv = conn_recv_raw(&c->conn, word, sizeof(word));
-		if (rv != SCARD_S_SUCCESS)
-			return rv;
-		if (wire_get_u32(c->conn.params.order, word) != 0 || *signalled) {
-			uint32_t n = wire_get_u32(c->conn.params.order, word);
-
-			if (n > 4096u) {
-				ctx_lost(c);
-				return CLIENT_CONN_LOST;
-			}
-			c->conn.params.reader_slots = n;
-			return SCARD_S_SUCCESS;
-		}
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	count = wire_get_u32(order, word);
+	if (count == 0) {
+		/* the signal's first word: its rv follows, then the real answer */
 		rv = conn_recv_raw(&c->conn, word, sizeof(word));
 		if (rv != SCARD_S_SUCCESS)
 			return rv;
 		*signalled = true;
-		*signal_rv = (LONG)wire_get_u32(c->conn.params.order, word);
+		*signal_rv = (LONG)wire_get_u32(order, word);
 		g->registered = false;
+		rv = conn_recv_raw(&c->conn, word, sizeof(word));
+		if (rv != SCARD_S_SUCCESS)
+			return rv;
+		count = wire_get_u32(order, word);
 	}
-	return SCARD_S_SUCCESS;
+	return ctx_set_state_count(c, count);
 }
 
 /* Registers for the next event and refreshes the snapshot. */

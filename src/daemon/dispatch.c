@@ -21,6 +21,12 @@ static enum dispatch_result reply(struct session *s, const struct wire_msg *msg)
 	return DISPATCH_DONE;
 }
 
+/* 4:6 and up: the client asks the array's length (0x16) and then fetches it. */
+static bool sized_arrays(const struct session *s)
+{
+	return wire_cmd_lookup(s->params.proto, WIRE_GET_READERS_STATE_ARRAY) != NULL;
+}
+
 /*
  * Records for the fixed-size arrays (0x12, the 4:4/4:5 WAIT answer) of this
  * client: the socket's setting, or with readers=auto the length its own
@@ -33,7 +39,7 @@ static uint32_t legacy_slots(const struct session *s)
 
 	if (s->sock->readers)
 		return s->sock->readers;
-	if (wire_cmd_lookup(s->params.proto, WIRE_GET_READERS_STATE_ARRAY))
+	if (sized_arrays(s))
 		return WIRE_LEGACY_READER_SLOTS;
 	guess = client_build_guess_slots(s->pid);
 	if (guess && guess != WIRE_LEGACY_READER_SLOTS)
@@ -175,7 +181,7 @@ static enum dispatch_result cmd_wait(struct session *s, const struct wire_cmd_sp
 	status_waiters_add(s->d, s);
 	if (spec->reply == WIRE_REPLY_ARRAY_AND_WAIT)
 		send_state_array(s, s->legacy_slots);
-	else if (wire_cmd_lookup(s->params.proto, WIRE_GET_READERS_STATE_ARRAY))
+	else if (sized_arrays(s))
 		s->fetch_pending = true;
 	return DISPATCH_DONE;
 }
