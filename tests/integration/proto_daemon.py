@@ -248,6 +248,7 @@ class FakeDaemon:
         self.slots = [None] * self.capacity
         self.reader_events = 1
         self.registered = set()
+        self.early_signals = 0  # control "early-signal": 4:6 WAITs signalled at once
         self.conns = set()
         self.next_id = 0
         self.stopping = False
@@ -578,6 +579,13 @@ class FakeDaemon:
                     conn.send(self.array(r.records))
                 elif r.sized and conn.mode == "backward":
                     conn.send(self.array(16))
+                elif r.sized and self.early_signals > 0:
+                    # pcsc-lite 2.5's race made certain: an event right after
+                    # the registration, before the client's 0x16
+                    self.early_signals -= 1
+                    self.registered.discard(conn)
+                    self.log("conn %d: early signal" % conn.id)
+                    conn.send(struct.pack("<II", 0, 0))
         elif cmd == 0x14:
             with self.lock:
                 if conn in self.registered:
@@ -624,6 +632,10 @@ class FakeDaemon:
                 return ("ok added %s" % rd.name) if rd else "error no free slot"
             if cmd == "del":
                 self.del_reader(int(arg))
+                return "ok"
+            if cmd == "early-signal":
+                with self.lock:
+                    self.early_signals += 1
                 return "ok"
             if cmd == "state":
                 with self.lock:

@@ -527,3 +527,52 @@ def test_each_context_keeps_its_own_version(fakes, releases):
     for f, release in zip(fks, releases):
         hs = f.handshakes(res["pid"])
         assert [(v, ok) for _, v, ok in hs] == OUR_HANDSHAKE[release], (release, hs)
+
+
+EARLY = r'''
+import json, sys
+from smartcard import scard as s
+
+R0 = sys.argv[1]
+hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+hr, states = s.SCardGetStatusChange(ctx, 0, [(R0, s.SCARD_STATE_UNAWARE)])
+current = states[0][1] & ~s.SCARD_STATE_CHANGED
+print("ready", flush=True)
+sys.stdin.readline()  # the test arms the fake's early signal meanwhile
+hr2, states2 = s.SCardGetStatusChange(ctx, 300, [(R0, current)])
+hr3, readers = s.SCardListReaders(ctx, [])
+print(json.dumps({"first": hr & 0xFFFFFFFF, "wait": hr2 & 0xFFFFFFFF,
+                  "state": states2[0][1] if states2 else None, "current": current,
+                  "list": hr3 & 0xFFFFFFFF, "readers": list(readers)}), flush=True)
+'''
+
+
+@pytest.mark.parametrize("release", [pytest.param("2.5.1", id="2.5.1", marks=compat("2.5.1", OURS))])
+def test_our_library_survives_a_signal_before_the_4_6_length(fakes, release):
+    """pcsc-lite 2.5 daemons may signal an event between a client's 0x13 and
+    its 0x16 (the client then reads the signal as the array length). The fake
+    does it every time it is told to: our library recognises the signal,
+    fetches the array, registers again and stays in step."""
+    our_lib_available()
+    fake = fakes(release)
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=fake.socket, LD_LIBRARY_PATH=str(OUR_LIB_DIR))
+    env.pop("LD_PRELOAD", None)
+    p = spawn([PYTHON, "-c", EARLY, R0], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+              stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline().strip() == b"ready", p.stderr.read().decode()[-3000:]
+        assert "ok" in fake.ctl("early-signal")
+        p.stdin.write(b"\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        stop_process(p)
+    assert p.returncode == 0, err.decode()[-3000:]
+    res = json.loads(out.decode().strip().splitlines()[-1])
+    assert "early signal" in fake.log(), fake.log()[-3000:]
+    assert res["first"] == 0 and res["list"] == 0, res
+    # nothing changed: the wait times out with the reader as it was, and the
+    # next call still reads the right answers
+    assert res["wait"] == 0x8010000A, res
+    assert res["state"] & ~SCARD_STATE_CHANGED == res["current"], res
+    assert res["readers"] == [R0, R1], res
