@@ -161,6 +161,9 @@ LONG ctx_set_state_count(struct client_ctx *c, int64_t count);
 /* The two halves of that: the 4:6 length query, then the array itself. */
 LONG ctx_fetch_state_count(struct client_ctx *c);
 LONG ctx_fetch_array(struct client_ctx *c);
+/* ctx_fetch_array on 4:6 while registered: takes out an event signal that
+ * landed inside the array (see context.c). */
+LONG ctx_fetch_array_registered(struct client_ctx *c, bool *signalled, LONG *signal_rv);
 /* Reads one array into c->states: a fixed-size one (legacy: 0x12, 4:4/4:5
  * WAIT) or the length the last 0x16 announced. */
 LONG ctx_read_states(struct client_ctx *c, bool legacy);

@@ -20,6 +20,8 @@
 #define WAIT_SLICE_MS 60000
 /* how often a 4:2/4:3 wait re-reads the array (see run()) */
 #define LEGACY_RECHECK_MS 1000
+/* run(): not waiting on the socket, as no registration is in place */
+#define NOT_REGISTERED ((LONG)-2)
 
 #define COMPARED_STATES                                                          \
 	(SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE | SCARD_STATE_EMPTY |      \
@@ -97,7 +99,7 @@ static LONG send_wait(struct gsc *g)
 
 /*
  * 4:6 after WAIT: a daemon may send an event signal before its 0x16 answer
- * (pcsc-lite 2.5 does; scardd holds it back). A signal starts with a zero
+ * or inside its 0x17 answer (pcsc-lite 2.5 does; scardd holds it back). A signal starts with a zero
  * word and no daemon announces a zero-length array, so a zero here is a
  * signal: its rv follows, then the real answer. *signalled tells the caller
  * that the registration is used up.
@@ -158,13 +160,17 @@ static LONG do_register(struct gsc *g)
 			rv = send_wait(g);
 			if (rv == SCARD_S_SUCCESS)
 				rv = fetch_count_after_wait(g, &signalled, &signal_rv);
-			if (rv == SCARD_S_SUCCESS)
+			if (rv == SCARD_S_SUCCESS && signalled)
 				rv = ctx_fetch_array(c);
+			else if (rv == SCARD_S_SUCCESS)
+				rv = ctx_fetch_array_registered(c, &signalled, &signal_rv);
+			if (signalled)
+				g->registered = false;
 			if (rv != SCARD_S_SUCCESS || !signalled)
 				break;
 			if (signal_rv != SCARD_S_SUCCESS)
 				return signal_rv; /* cancelled meanwhile */
-			/* the change is in this array; register again for the next */
+			/* used up while fetching: register again, fetch afresh */
 		}
 		break;
 	case FETCH_THEN_WAIT:
@@ -363,16 +369,28 @@ static LONG run(struct gsc *g, DWORD timeout)
 			return stop_waiting(g, SCARD_S_SUCCESS);
 		if (timeout == 0)
 			return stop_waiting(g, SCARD_E_TIMEOUT);
-		/* Wait for the signal, in slices, until the deadline. */
-		do {
+		if (!g->registered) {
+			/* signals kept using up the registration (do_register) */
 			if (ctx_cancel_pending(g->c))
 				return stop_waiting(g, SCARD_E_CANCELLED);
-			left = infinite ? slice : deadline - now_ms();
-			if (left <= 0)
+			if (!infinite && deadline - now_ms() <= 0)
 				return stop_waiting(g, SCARD_E_TIMEOUT);
-			ready = conn_wait_readable(&g->c->conn, (int)(left < slice ? left : slice));
-		} while (ready == 0 && slice == WAIT_SLICE_MS);
-		if (ready == 1) {
+			ready = NOT_REGISTERED;
+		} else {
+			/* Wait for the signal, in slices, until the deadline. */
+			do {
+				if (ctx_cancel_pending(g->c))
+					return stop_waiting(g, SCARD_E_CANCELLED);
+				left = infinite ? slice : deadline - now_ms();
+				if (left <= 0)
+					return stop_waiting(g, SCARD_E_TIMEOUT);
+				ready = conn_wait_readable(&g->c->conn,
+							   (int)(left < slice ? left : slice));
+			} while (ready == 0 && slice == WAIT_SLICE_MS);
+		}
+		if (ready == NOT_REGISTERED) {
+			/* nothing to wait for: register again below */
+		} else if (ready == 1) {
 			memset(&msg, 0, sizeof(msg));
 			msg.cmd = WIRE_WAIT_READER_STATE_CHANGE;
 			ready = conn_recv_reply(&g->c->conn, &msg);

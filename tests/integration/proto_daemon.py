@@ -35,7 +35,10 @@ GetAttrib knows ATR_STRING and the device friendly/system names.
 
 Control socket (--control), one command per line, answered "ok ..." or
 "error ...": "insert N", "remove N" (N = reader index in creation order),
-"add NAME" (a new reader), "del N", "state" (a JSON line, then ok).
+"add NAME" (a new reader), "del N", "state" (a JSON line, then ok);
+4:6 only: "early-signal" (the next WAIT is signalled at once, before the
+client's 0x16) and "array-signal K" (the next 0x17 of a registered client
+carries the signal in front of record K), pcsc-lite 2.5's races made certain.
 
 Log (--log): one line per event; the handshake lines read
   conn 3 pid 1234 uid 0 exe /usr/bin/python3.11: CMD_VERSION 4:6 refused: rv 0x8010001E, reply 4:4
@@ -249,6 +252,7 @@ class FakeDaemon:
         self.reader_events = 1
         self.registered = set()
         self.early_signals = 0  # control "early-signal": 4:6 WAITs signalled at once
+        self.array_signals = []  # control "array-signal K": a signal inside the next 0x17
         self.conns = set()
         self.next_id = 0
         self.stopping = False
@@ -599,7 +603,16 @@ class FakeDaemon:
             conn.send(struct.pack("<i", self.capacity))
         elif cmd == 0x17:
             with self.lock:
-                conn.send(self.array(self.capacity))
+                data = self.array(self.capacity)
+                if conn in self.registered and self.array_signals:
+                    # pcsc-lite 2.5 writes the array record by record; an
+                    # event signal may land in front of any of them
+                    k = min(self.array_signals.pop(0), self.capacity)
+                    self.registered.discard(conn)
+                    self.log("conn %d: signal in front of record %d" % (conn.id, k))
+                    at = k * self.r.record_size
+                    data = data[:at] + struct.pack("<II", 0, 0) + data[at:]
+                conn.send(data)
 
     def accept_loop(self, lsock):
         while not self.stopping:
@@ -636,6 +649,10 @@ class FakeDaemon:
             if cmd == "early-signal":
                 with self.lock:
                     self.early_signals += 1
+                return "ok"
+            if cmd == "array-signal":
+                with self.lock:
+                    self.array_signals.append(int(arg))
                 return "ok"
             if cmd == "state":
                 with self.lock:
