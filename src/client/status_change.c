@@ -99,10 +99,11 @@ static LONG send_wait(struct gsc *g)
 
 /*
  * 4:6 after WAIT: a daemon may send an event signal before its 0x16 answer
- * or inside its 0x17 answer (pcsc-lite 2.5 does; scardd holds it back). A signal starts with a zero
- * word and no daemon announces a zero-length array, so a zero here is a
- * signal: its rv follows, then the real answer. *signalled tells the caller
- * that the registration is used up.
+ * or inside its 0x17 answer (pcsc-lite 2.5 does; scardd holds it back; the
+ * array's case is ctx_fetch_array_registered's). A signal starts with a
+ * zero word and no daemon announces a zero-length array, so a zero here is
+ * a signal: its rv follows, then the real answer. *signalled tells the
+ * caller that the registration is used up.
  */
 static LONG fetch_count_after_wait(struct gsc *g, bool *signalled, LONG *signal_rv)
 {
