@@ -110,6 +110,14 @@ static LONG read_records(struct client_ctx *c, size_t first, size_t records)
 	return conn_recv_raw(&c->conn, c->array_buf + first * record, records * record);
 }
 
+/* c->states from the reader_slots records in c->array_buf. */
+static void decode_states(struct client_ctx *c)
+{
+	c->n_states = wire_decode_reader_states(&c->conn.params, c->array_buf,
+						wire_reader_array_size(&c->conn.params), c->states,
+						c->conn.params.reader_slots);
+}
+
 LONG ctx_read_states(struct client_ctx *c, bool legacy)
 {
 	size_t records = legacy ? c->conn.legacy_slots : c->conn.params.reader_slots;
@@ -130,9 +138,7 @@ LONG ctx_read_states(struct client_ctx *c, bool legacy)
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 	c->conn.params.reader_slots = (uint32_t)records;
-	c->n_states = wire_decode_reader_states(&c->conn.params, c->array_buf,
-						wire_reader_array_size(&c->conn.params), c->states,
-						records);
+	decode_states(c);
 	return SCARD_S_SUCCESS;
 }
 
@@ -221,9 +227,7 @@ LONG ctx_fetch_array_registered(struct client_ctx *c, bool *signalled, LONG *sig
 		rv = conn_recv_raw(&c->conn, c->array_buf + records * record - 8, 8);
 		if (rv != SCARD_S_SUCCESS)
 			return rv;
-		c->n_states = wire_decode_reader_states(&c->conn.params, c->array_buf,
-							wire_reader_array_size(&c->conn.params),
-							c->states, records);
+		decode_states(c);
 		break;
 	}
 	return SCARD_S_SUCCESS;
