@@ -55,30 +55,17 @@ import sys
 import threading
 import time
 
-SCARD_S_SUCCESS = 0
-SCARD_F_INTERNAL_ERROR = 0x80100001
-SCARD_E_CANCELLED = 0x80100002
-SCARD_E_INVALID_HANDLE = 0x80100003
-SCARD_E_INSUFFICIENT_BUFFER = 0x80100008
-SCARD_E_UNKNOWN_READER = 0x80100009
-SCARD_E_SHARING_VIOLATION = 0x8010000B
-SCARD_E_NO_SMARTCARD = 0x8010000C
-SCARD_E_PROTO_MISMATCH = 0x8010000F
-SCARD_E_INVALID_VALUE = 0x80100011
-SCARD_E_NOT_TRANSACTED = 0x80100016
-SCARD_E_NO_SERVICE = 0x8010001D
-SCARD_E_SERVICE_STOPPED = 0x8010001E
-SCARD_E_UNSUPPORTED_FEATURE = 0x8010001F
-SCARD_W_REMOVED_CARD = 0x80100069
-
-SCARD_ABSENT, SCARD_PRESENT, SCARD_POWERED, SCARD_NEGOTIABLE = 0x02, 0x04, 0x10, 0x20
-SCARD_SHARE_EXCLUSIVE, SCARD_SHARE_SHARED, SCARD_SHARE_DIRECT = 1, 2, 3
-SCARD_PROTOCOL_T0, SCARD_PROTOCOL_T1, SCARD_PROTOCOL_RAW, SCARD_PROTOCOL_ANY_OLD = 1, 2, 4, 0x1000
-SCARD_ATTR_ATR_STRING = 0x00090303
-SCARD_ATTR_DEVICE_FRIENDLY_NAME = 0x7FFF0003
-SCARD_ATTR_DEVICE_SYSTEM_NAME = 0x7FFF0004
-MAX_BUFFER_SIZE = 264
-MAX_BUFFER_SIZE_EXTENDED = 65548
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pcsc_raw import (MAX_BUFFER_SIZE, MAX_BUFFER_SIZE_EXTENDED, SCARD_ABSENT, SCARD_ATTR_ATR_STRING,  # noqa: E402
+                      SCARD_ATTR_DEVICE_FRIENDLY_NAME, SCARD_ATTR_DEVICE_SYSTEM_NAME,
+                      SCARD_E_CANCELLED, SCARD_E_INSUFFICIENT_BUFFER, SCARD_E_INVALID_HANDLE,
+                      SCARD_E_INVALID_VALUE, SCARD_E_NO_SERVICE, SCARD_E_NO_SMARTCARD,
+                      SCARD_E_NOT_TRANSACTED, SCARD_E_PROTO_MISMATCH, SCARD_E_SERVICE_STOPPED,
+                      SCARD_E_SHARING_VIOLATION, SCARD_E_UNKNOWN_READER,
+                      SCARD_E_UNSUPPORTED_FEATURE, SCARD_F_INTERNAL_ERROR, SCARD_NEGOTIABLE,
+                      SCARD_POWERED, SCARD_PRESENT, SCARD_PROTOCOL_ANY_OLD, SCARD_PROTOCOL_RAW,
+                      SCARD_PROTOCOL_T0, SCARD_PROTOCOL_T1, SCARD_S_SUCCESS, SCARD_SHARE_DIRECT,
+                      SCARD_SHARE_EXCLUSIVE, SCARD_SHARE_SHARED, SCARD_W_REMOVED_CARD)
 
 
 def _atr():
@@ -614,7 +601,8 @@ class FakeDaemon:
                     data = data[:at] + struct.pack("<II", 0, 0) + data[at:]
                 conn.send(data)
 
-    def accept_loop(self, lsock):
+    def accept_loop(self, lsock, accepted):
+        """Calls accepted(socket) for each connection until the daemon stops."""
         while not self.stopping:
             try:
                 s, _ = lsock.accept()
@@ -622,12 +610,18 @@ class FakeDaemon:
                 if self.stopping:
                     return
                 continue
-            with self.lock:
-                self.next_id += 1
-                c = Conn(self, s, self.next_id)
-                self.conns.add(c)
-            self.log("%s: connected" % c.who)
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+            accepted(s)
+
+    def client_accepted(self, s):
+        with self.lock:
+            self.next_id += 1
+            c = Conn(self, s, self.next_id)
+            self.conns.add(c)
+        self.log("%s: connected" % c.who)
+        threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def control_accepted(self, s):
+        threading.Thread(target=self.control_conn, args=(s,), daemon=True).start()
 
     # --- control channel -------------------------------------------------------------
     def control(self, line):
@@ -667,16 +661,6 @@ class FakeDaemon:
             return "error %s" % e
         return "error unknown command %r" % cmd
 
-    def control_loop(self, csock):
-        while not self.stopping:
-            try:
-                s, _ = csock.accept()
-            except OSError:
-                if self.stopping:
-                    return
-                continue
-            threading.Thread(target=self.control_conn, args=(s,), daemon=True).start()
-
     def control_conn(self, s):
         f = s.makefile("rwb")
         try:
@@ -706,11 +690,13 @@ class FakeDaemon:
 
     def run(self):
         lsock = self.listen(self.socket_path)
-        threads = [threading.Thread(target=self.accept_loop, args=(lsock,), daemon=True)]
+        threads = [threading.Thread(target=self.accept_loop, args=(lsock, self.client_accepted),
+                                    daemon=True)]
         csock = None
         if self.control_path:
             csock = self.listen(self.control_path)
-            threads.append(threading.Thread(target=self.control_loop, args=(csock,), daemon=True))
+            threads.append(threading.Thread(target=self.accept_loop,
+                                            args=(csock, self.control_accepted), daemon=True))
         self.log("fake %s (protocol %s, %d-byte names, %s) listening on %s" % (
             DESCRIPTION[self.r.name], self.r.version, self.r.name_len,
             "capacity %d" % self.capacity if self.r.sized else "%d records" % self.r.records,

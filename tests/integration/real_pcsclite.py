@@ -31,7 +31,10 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 from conftest import Peer, spawn, stop_process  # noqa: E402
 from pcsc_raw import (CMD_GET_READERS_STATE, CMD_GET_READERS_STATE_ARRAY,  # noqa: E402
-                      CMD_GET_READERS_STATE_SIZE, RawClient, parse_readers, wait_for)
+                      CMD_GET_READERS_STATE_SIZE, READER_STATE_SIZE, SCARD_LEAVE_CARD,
+                      SCARD_PRESENT, SCARD_PROTOCOL_T1, SCARD_SHARE_SHARED, SCARD_STATE_CHANGED,
+                      SCARD_STATE_EMPTY, SCARD_STATE_PRESENT, SCARD_STATE_UNAWARE, RawClient,
+                      parse_readers, wait_for)
 from virtual_env import control_command, reader_stanza, virtual_conf  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
@@ -56,20 +59,9 @@ SELECT_FCI = "6F13820138830250008407F07363617264648A01059000"
 READ_SFI1 = "00B0810000"                   # EF 5001 by SFI, whole file
 READ_SFI1_ANSWER = b"Hello from ifd-virtual".hex().upper() + "9000"
 
-# WinSCard values (wire-protocol.md section 7)
-SCARD_S_SUCCESS = 0
-SCARD_E_TIMEOUT = 0x8010000A
-SCARD_E_UNKNOWN_READER = 0x80100009
+# WinSCard values beyond pcsc_raw's (wire-protocol.md section 7)
 SCARD_SCOPE_USER = 0
-SCARD_SHARE_SHARED = 2
-SCARD_PROTOCOL_T1 = 2
-SCARD_LEAVE_CARD = 0
-SCARD_STATE_UNAWARE = 0
-SCARD_STATE_CHANGED = 0x2
-SCARD_STATE_EMPTY = 0x10
-SCARD_STATE_PRESENT = 0x20
-SCARD_PRESENT = 0x04
-RECORD = 184
+RECORD = READER_STATE_SIZE
 
 
 def hx(v):

@@ -29,12 +29,12 @@ from real_pcsclite import (BUILTIN_ATR, DEBIAN_PCSCD, LABELS, SCARD_STATE_CHANGE
                            SCARD_STATE_EMPTY, SCARD_STATE_PRESENT, SCARD_STATE_UNAWARE, WAIT, compat,
                            debian_libdir, hx, pcscd_daemon, peer_run, real_peers,  # noqa: F401 (fixtures)
                            scardd_daemon)
+from pcsc_raw import SCARD_E_UNKNOWN_READER  # noqa: E402
 
 FEDORA_CLIENT = LABELS["fedora48"][0]
 DEBIAN_CLIENT = LABELS["debian"][0]
 BLOCKED = 5.0  # a call that has not answered after this long is taken as blocked
 SCARD_E_NO_READERS_AVAILABLE = 0x8010002E
-SCARD_E_UNKNOWN_READER = 0x80100009
 
 
 def twenty_readers(run):

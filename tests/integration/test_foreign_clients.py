@@ -33,6 +33,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from conftest import _can_private_mount, spawn, stop_process  # noqa: E402
+from pcsc_raw import (SCARD_E_CANCELLED, SCARD_E_NO_SERVICE, SCARD_PRESENT,  # noqa: E402
+                      SCARD_PROTOCOL_T1, SCARD_STATE_EMPTY, SCARD_STATE_PRESENT)
 from virtual_env import (BUILD, BUILTIN_ATR, PCSCD, SCARDD, LineReader, VirtualDaemon,  # noqa: E402
                          driver_is_sanitized)
 
@@ -45,13 +47,7 @@ EVENT_TIMEOUT = 20         # a waiting client must see an insertion/removal with
 
 READER0 = "Virtual Reader 00 00"
 READER1 = "Virtual Reader 00 01"
-SCARD_E_CANCELLED = 0x80100002
-SCARD_E_NO_SERVICE = 0x8010001D
 SCARD_W_SECURITY_VIOLATION = 0x8010006A   # pcsc-lite's mapping of ECONNRESET
-SCARD_PROTOCOL_T1 = 2
-SCARD_STATE_EMPTY = 0x10
-SCARD_STATE_PRESENT = 0x20
-SCARD_PRESENT = 0x04       # SCardStatus state bit
 CMD_VERSION_SWAPPED = 0x11000000  # how a little-endian daemon reads a big-endian CMD_VERSION
 
 # what the built-in card answers (T=1): SELECT by AID with FCI, SELECT EF, READ BINARY

@@ -35,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import conftest  # noqa: E402
 from conftest import PYTHON, spawn, stop_process  # noqa: E402
+from pcsc_raw import (SCARD_E_CANCELLED, SCARD_E_NO_SERVICE, SCARD_E_SERVICE_STOPPED,  # noqa: E402
+                      SCARD_STATE_CHANGED, SCARD_STATE_EMPTY, SCARD_STATE_PRESENT)
 from proto_client import VERSIONS, ProtoClient, Target, run_session, wait_for  # noqa: E402
 from proto_daemon import ATR, DESCRIPTION, PROTOCOL, RELEASES as FAKE_RELEASES  # noqa: E402
 
@@ -46,11 +48,6 @@ R0, R1 = "Fake Reader 00 00", "Fake Reader 01 00"
 OURS, DEBIAN = "our libpcsclite", "Debian libpcsclite1 1.9.9"
 RUN_TIMEOUT = 90.0
 
-SCARD_E_UNKNOWN_READER = 0x80100009
-SCARD_E_NO_SERVICE = 0x8010001D
-SCARD_E_SERVICE_STOPPED = 0x8010001E
-SCARD_E_CANCELLED = 0x80100002
-SCARD_STATE_CHANGED, SCARD_STATE_EMPTY, SCARD_STATE_PRESENT = 0x2, 0x10, 0x20
 
 # What our library should end up negotiating: [(version sent, accepted?)...]
 OUR_HANDSHAKE = {
