@@ -58,6 +58,9 @@ struct event_loop {
 	uint32_t *heap;          /* slot numbers ordered as a min-heap */
 	size_t heap_len;
 	uint64_t timer_order;
+
+	el_before_sleep_fn *before_sleep;
+	void *before_sleep_data;
 };
 
 uint64_t el_now_ms(void)
@@ -385,10 +388,17 @@ static void fit_events(struct event_loop *loop)
 	loop->events_cap = want;
 }
 
-static int run_once(struct event_loop *loop)
+void el_set_before_sleep(struct event_loop *loop, el_before_sleep_fn *fn, void *data)
+{
+	loop->before_sleep = fn;
+	loop->before_sleep_data = data;
+}
+
+static int run_once(struct event_loop *loop, bool wait)
 {
 	fit_events(loop);
-	int n = epoll_wait(loop->epfd, loop->events, (int)loop->events_cap, wait_timeout(loop));
+	int n = epoll_wait(loop->epfd, loop->events, (int)loop->events_cap,
+			   wait ? wait_timeout(loop) : 0);
 	if (n < 0)
 		return errno == EINTR ? 0 : -1;
 	for (int i = 0; i < n && !loop->stop; i++)
@@ -401,7 +411,14 @@ int el_run(struct event_loop *loop)
 {
 	loop->stop = false;
 	while (!loop->stop) {
-		if (run_once(loop) < 0)
+		int next = EL_SLEEP;
+		if (loop->before_sleep)
+			next = loop->before_sleep(loop, loop->before_sleep_data);
+		if (next == EL_LEAVE)
+			return EL_RUN_LEFT; /* another thread's loop now: touch nothing */
+		if (loop->stop)
+			break;
+		if (run_once(loop, next == EL_SLEEP) < 0)
 			return -1;
 	}
 	return 0;

@@ -1,7 +1,8 @@
 /*
  * The daemon's event loop: one epoll instance, file events and one-shot
  * timers, a handful of verbs. Nothing else in the daemon knows about epoll.
- * Single-threaded: every verb must be called from the loop's thread.
+ * Single-threaded: every verb must be called from the thread that runs the
+ * loop (which may change between passes, see loop_runner.h).
  */
 #ifndef SCARDD_EVENT_LOOP_H
 #define SCARDD_EVENT_LOOP_H
@@ -19,6 +20,19 @@ enum {
 typedef void el_file_fn(struct event_loop *loop, int fd, void *data, int mask);
 typedef void el_timer_fn(struct event_loop *loop, uint64_t id, void *data);
 
+/* What a before-sleep hook tells the loop. */
+enum {
+	EL_SLEEP,  /* nothing left: wait for events and timers */
+	EL_AGAIN,  /* more work is ready: look for events without waiting, then call again */
+	EL_LEAVE,  /* this thread no longer owns the loop: el_run returns EL_RUN_LEFT at once */
+};
+/*
+ * Called once per pass of the loop, after the pass's events and timers
+ * (and once when el_run starts), before the loop waits: the one place where
+ * work collected during the pass is done (Redis's beforeSleep).
+ */
+typedef int el_before_sleep_fn(struct event_loop *loop, void *data);
+
 struct event_loop *el_new(void);
 void el_free(struct event_loop *loop);
 
@@ -35,7 +49,13 @@ void el_del_fd(struct event_loop *loop, int fd);
 uint64_t el_add_timer(struct event_loop *loop, uint64_t ms, el_timer_fn *fn, void *data);
 void el_del_timer(struct event_loop *loop, uint64_t id);
 
-/* Runs until el_stop; returns 0, or -1 if epoll failed. */
+void el_set_before_sleep(struct event_loop *loop, el_before_sleep_fn *fn, void *data);
+
+enum { EL_RUN_LEFT = 1 };
+/*
+ * Runs until el_stop; returns 0, -1 if epoll failed, or EL_RUN_LEFT when the
+ * before-sleep hook gave the loop away (another thread may call el_run now).
+ */
 int el_run(struct event_loop *loop);
 void el_stop(struct event_loop *loop);
 

@@ -1,19 +1,36 @@
 #include "handles.h"
 
 #include <stdlib.h>
+#include <sys/random.h>
 
 #include <pcsclite.h>
 
-#include "daemon.h"
-#include "dispatch.h"
-#include "event_loop.h"
 #include "readers.h"
-#include "session.h"
 
-bool handle_id_in_use(const struct daemon *d, int32_t id)
+int32_t handles_random_id(void)
 {
-	for (size_t i = 0; i < d->readers.cap; i++) {
-		const struct reader *r = d->readers.slots[i];
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+	/* Fuzzers must be able to guess handles: a few small values, reused. */
+	static uint32_t next;
+	return (int32_t)(next++ % 64u + 1u);
+#endif
+	uint32_t v = 0;
+	while (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		;
+	return (int32_t)(v & 0x7FFFFFFFu);
+}
+
+static bool id_in_list(const struct handle_list *owner, int32_t id)
+{
+	return handle_find(owner, id) != NULL;
+}
+
+static bool id_in_use(const struct readers *rs, const struct handle_list *owner, int32_t id)
+{
+	if (id_in_list(owner, id))
+		return true;
+	for (size_t i = 0; i < rs->cap; i++) {
+		const struct reader *r = rs->slots[i];
 		for (const struct handle *h = r ? r->handles : NULL; h; h = h->next_in_reader)
 			if (h->id == id)
 				return true;
@@ -21,52 +38,70 @@ bool handle_id_in_use(const struct daemon *d, int32_t id)
 	return false;
 }
 
-struct handle *handle_new(struct daemon *d, struct session *s, struct reader *r, uint32_t share_mode)
+/* Sharing is derived from the handles; clients see it. */
+static void recount(struct reader *r)
+{
+	int32_t sharing = 0;
+	for (const struct handle *h = r->handles; h; h = h->next_in_reader) {
+		if (h->share_mode == SCARD_SHARE_EXCLUSIVE) {
+			sharing = -1;
+			break;
+		}
+		sharing++;
+	}
+	if (sharing != r->sharing) {
+		r->sharing = sharing;
+		readers_mark_changed(r->rs);
+	}
+}
+
+struct handle *handle_new(struct handle_list *owner, struct reader *r, uint32_t share_mode)
 {
 	struct handle *h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
 	do
-		h->id = daemon_random_id();
-	while (h->id == 0 || handle_id_in_use(d, h->id));
-	h->session = s;
+		h->id = handles_random_id();
+	while (h->id == 0 || id_in_use(r->rs, owner, h->id));
+	h->owner = owner;
 	h->reader = r;
 	h->share_mode = share_mode;
-	h->next_in_session = s->handles;
-	s->handles = h;
-	s->n_handles++;
+	h->next_in_owner = owner->head;
+	owner->head = h;
+	owner->n++;
 	h->next_in_reader = r->handles;
 	r->handles = h;
-	handles_recount(d, r);
+	reader_ref(r);
+	recount(r);
 	return h;
 }
 
-static void unlink_from(struct handle **list, struct handle *h, bool by_session)
-{
-	for (struct handle **p = list; *p;
-	     p = by_session ? &(*p)->next_in_session : &(*p)->next_in_reader) {
-		if (*p == h) {
-			*p = by_session ? h->next_in_session : h->next_in_reader;
-			return;
-		}
-	}
-}
-
-void handle_free(struct daemon *d, struct handle *h)
+void handle_free(struct handle *h)
 {
 	struct reader *r = h->reader;
-	unlink_from(&h->session->handles, h, true);
-	h->session->n_handles--;
-	unlink_from(&r->handles, h, false);
+	for (struct handle **p = &h->owner->head; *p; p = &(*p)->next_in_owner) {
+		if (*p == h) {
+			*p = h->next_in_owner;
+			break;
+		}
+	}
+	h->owner->n--;
+	for (struct handle **p = &r->handles; *p; p = &(*p)->next_in_reader) {
+		if (*p == h) {
+			*p = h->next_in_reader;
+			break;
+		}
+	}
 	if (r->lock_holder == h)
-		reader_lock_release(d, r);
+		reader_lock_release(r);
 	free(h);
-	handles_recount(d, r);
+	recount(r);
+	reader_unref(r);
 }
 
-struct handle *handle_find(const struct session *s, int32_t id)
+struct handle *handle_find(const struct handle_list *owner, int32_t id)
 {
-	for (struct handle *h = s->handles; h; h = h->next_in_session)
+	for (struct handle *h = owner->head; h; h = h->next_in_owner)
 		if (h->id == id)
 			return h;
 	return NULL;
@@ -81,21 +116,10 @@ long handles_may_share(const struct reader *r, uint32_t share_mode)
 	return SCARD_S_SUCCESS;
 }
 
-/* Sharing is derived from the handles; clients see it, so a change wakes them. */
-void handles_recount(struct daemon *d, struct reader *r)
+void handle_set_share_mode(struct handle *h, uint32_t share_mode)
 {
-	int32_t sharing = 0;
-	for (const struct handle *h = r->handles; h; h = h->next_in_reader) {
-		if (h->share_mode == SCARD_SHARE_EXCLUSIVE) {
-			sharing = -1;
-			break;
-		}
-		sharing++;
-	}
-	if (sharing != r->sharing) {
-		r->sharing = sharing;
-		readers_changed(d);
-	}
+	h->share_mode = share_mode;
+	recount(h->reader);
 }
 
 bool handle_locked_out(const struct handle *h)
@@ -112,40 +136,23 @@ bool handle_lock(struct handle *h)
 	return true;
 }
 
-bool handle_unlock(struct daemon *d, struct handle *h)
+bool handle_unlock(struct handle *h)
 {
 	struct reader *r = h->reader;
 	if (r->lock_holder != h)
 		return false;
 	if (--r->lock_count == 0)
-		reader_lock_release(d, r);
+		reader_lock_release(r);
 	return true;
 }
 
-static void wake_lock_waiters(struct event_loop *loop, uint64_t id, void *data)
+void reader_lock_release(struct reader *r)
 {
-	struct reader *r = data;
-	(void)loop;
-	(void)id;
-	r->wake_timer = 0;
-	/* Retry in arrival order; whoever parks again goes to the back, once. */
-	size_t n = 0;
-	for (struct session *s = r->lock_waiters; s; s = s->lock_next)
-		n++;
-	while (n-- > 0 && r->lock_waiters && !r->lock_holder) {
-		struct session *s = r->lock_waiters;
-		lock_wait_remove(s);
-		if (dispatch_retry_parked(s) != DISPATCH_PARKED)
-			session_resume(s);
-	}
-}
-
-void reader_lock_release(struct daemon *d, struct reader *r)
-{
+	if (!r->lock_holder)
+		return;
 	r->lock_holder = NULL;
 	r->lock_count = 0;
-	if (r->lock_waiters && !r->wake_timer)
-		r->wake_timer = el_add_timer(d->loop, 0, wake_lock_waiters, r);
+	reader_wake_waiters(r);
 }
 
 void handles_flag_all(struct reader *r, enum handle_event ev, const struct handle *except)
@@ -153,42 +160,4 @@ void handles_flag_all(struct reader *r, enum handle_event ev, const struct handl
 	for (struct handle *h = r->handles; h; h = h->next_in_reader)
 		if (h != except)
 			h->event = ev;
-}
-
-void lock_wait_enqueue(struct reader *r, struct session *s)
-{
-	s->park = PARK_LOCK;
-	s->lock_reader = r;
-	s->lock_next = NULL;
-	if (r->lock_waiters_tail)
-		r->lock_waiters_tail->lock_next = s;
-	else
-		r->lock_waiters = s;
-	r->lock_waiters_tail = s;
-}
-
-void lock_wait_remove(struct session *s)
-{
-	struct reader *r = s->lock_reader;
-	if (!r)
-		return;
-	struct session *prev = NULL;
-	for (struct session *w = r->lock_waiters; w; prev = w, w = w->lock_next) {
-		if (w != s)
-			continue;
-		if (prev)
-			prev->lock_next = s->lock_next;
-		else
-			r->lock_waiters = s->lock_next;
-		if (r->lock_waiters_tail == s)
-			r->lock_waiters_tail = prev;
-		break;
-	}
-	s->lock_reader = NULL;
-	s->lock_next = NULL;
-	s->park = PARK_NONE;
-	if (s->lock_timer) {
-		el_del_timer(s->d->loop, s->lock_timer);
-		s->lock_timer = 0;
-	}
 }

@@ -72,7 +72,7 @@ int main(int argc, char **argv)
 	}
 	block_signals();
 
-	struct daemon *d = daemon_new(&opts);
+	struct daemon *d = daemon_new(&opts, true);
 	if (!d) {
 		close_listeners(listeners, opts.n_sockets);
 		return 1;

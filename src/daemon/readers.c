@@ -1,17 +1,13 @@
 #include "readers.h"
 
-#include <stdio.h>
 #include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <pcsclite.h>
 
-#include "daemon.h"
-#include "event_loop.h"
 #include "handles.h"
-#include "log.h"
-#include "status_waiters.h"
 
 void readers_init(struct readers *rs)
 {
@@ -19,13 +15,36 @@ void readers_init(struct readers *rs)
 	rs->reader_events = 1;
 }
 
+static void reader_free(struct reader *r)
+{
+	free(r);
+}
+
 void readers_destroy(struct readers *rs)
 {
+	/* The woken list holds references: drop them before freeing. */
+	while (rs->woken) {
+		struct reader *r = rs->woken;
+		rs->woken = r->next_woken;
+		if (--r->refs == 0)
+			reader_free(r);
+	}
 	for (size_t i = 0; i < rs->cap; i++)
-		free(rs->slots[i]);
+		if (rs->slots[i])
+			reader_free(rs->slots[i]);
 	free(rs->slots);
-	rs->slots = NULL;
-	rs->cap = rs->count = 0;
+	memset(rs, 0, sizeof(*rs));
+}
+
+void reader_ref(struct reader *r)
+{
+	r->refs++;
+}
+
+void reader_unref(struct reader *r)
+{
+	if (--r->refs == 0)
+		reader_free(r);
 }
 
 void readers_make_name(char *out, size_t cap, const char *friendly, unsigned index, unsigned slot)
@@ -36,11 +55,6 @@ void readers_make_name(char *out, size_t cap, const char *friendly, unsigned ind
 	size_t n = strnlen(friendly, room);
 	memcpy(out, friendly, n);
 	memcpy(out + n, suffix, strlen(suffix) + 1);
-}
-
-static bool name_taken(const struct readers *rs, const char *name)
-{
-	return readers_find(rs, name) != NULL;
 }
 
 /* The lowest free position, growing the array when none is free. */
@@ -66,39 +80,57 @@ static void bump_reader_events(struct readers *rs)
 	rs->reader_events = rs->reader_events >= 0x7FFF ? 1 : rs->reader_events + 1;
 }
 
-int readers_add_device(struct daemon *d, struct device *dev, unsigned n_slots)
+void readers_mark_changed(struct readers *rs)
 {
-	struct readers *rs = &d->readers;
-	dev->slots = calloc(n_slots, sizeof(*dev->slots));
-	if (!dev->slots)
-		return -1;
-	for (unsigned i = 0; i < n_slots; i++) {
-		long pos = free_position(rs);
-		struct reader *r = calloc(1, sizeof(*r));
-		if (pos < 0 || !r) {
-			free(r);
-			return -1;
-		}
-		readers_make_name(r->name, sizeof(r->name), dev->friendly_name, dev->index, i);
-		if (name_taken(rs, r->name)) {
-			log_error("reader name %s already in use; slot not added", r->name);
-			free(r);
-			continue;
-		}
-		r->dev = dev;
-		r->slot = i;
-		r->lun = dev->lun_base | i;
-		r->position = (size_t)pos;
-		r->state = SCARD_ABSENT;
-		rs->slots[pos] = r;
-		rs->count++;
-		dev->slots[i] = r;
-		log_info("reader added: %s", r->name);
-	}
-	dev->n_slots = n_slots;
+	rs->changed = true;
+}
+
+bool readers_take_changed(struct readers *rs)
+{
+	bool changed = rs->changed;
+	rs->changed = false;
+	return changed;
+}
+
+struct reader *readers_add(struct readers *rs, const char *name, void *device, unsigned slot)
+{
+	if (readers_find(rs, name))
+		return NULL;
+	long pos = free_position(rs);
+	struct reader *r = pos < 0 ? NULL : calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->rs = rs;
+	r->refs = 1;
+	r->device = device;
+	r->slot = slot;
+	r->position = (size_t)pos;
+	r->state = SCARD_ABSENT;
+	r->waiters.prev = r->waiters.next = &r->waiters;
+	rs->slots[pos] = r;
+	rs->count++;
 	bump_reader_events(rs);
-	readers_changed(d);
-	return 0;
+	readers_mark_changed(rs);
+	return r;
+}
+
+void readers_remove(struct readers *rs, struct reader *r)
+{
+	if (r->removed)
+		return;
+	if (reader_card_present(r))
+		reader_card_removed(r);
+	handles_flag_all(r, HANDLE_EVENT_REMOVED, NULL);
+	reader_lock_release(r);
+	reader_wake_waiters(r);
+	r->removed = true;
+	r->device = NULL;
+	rs->slots[r->position] = NULL;
+	rs->count--;
+	bump_reader_events(rs);
+	readers_mark_changed(rs);
+	reader_unref(r);
 }
 
 struct reader *readers_find(const struct readers *rs, const char *name)
@@ -166,35 +198,41 @@ static void set_atr(struct reader *r, const uint8_t *atr, size_t len)
 	r->atr_len = (uint32_t)len;
 }
 
-void reader_card_inserted(struct daemon *d, struct reader *r, const uint8_t *atr, size_t atr_len,
-			  bool powered)
+bool reader_card_present(const struct reader *r)
+{
+	return (r->state & SCARD_PRESENT) != 0;
+}
+
+bool reader_card_powered(const struct reader *r)
+{
+	return (r->state & SCARD_POWERED) != 0;
+}
+
+void reader_card_inserted(struct reader *r, const uint8_t *atr, size_t atr_len, bool powered)
 {
 	r->state = powered ? SCARD_PRESENT | SCARD_POWERED | SCARD_NEGOTIABLE
 			   : SCARD_PRESENT | SCARD_SWALLOWED;
 	set_atr(r, atr, powered ? atr_len : 0);
 	r->protocol = 0;
 	r->event_counter = (r->event_counter + 1) & 0xFFFFu;
-	log_info("card inserted into %s", r->name);
-	readers_changed(d);
+	readers_mark_changed(r->rs);
 }
 
-void reader_card_removed(struct daemon *d, struct reader *r)
+void reader_card_removed(struct reader *r)
 {
 	r->state = SCARD_ABSENT;
 	set_atr(r, NULL, 0);
 	r->protocol = 0;
 	r->event_counter = (r->event_counter + 1) & 0xFFFFu;
 	handles_flag_all(r, HANDLE_EVENT_REMOVED, NULL);
-	if (r->lock_holder)
-		reader_lock_release(d, r);
-	log_info("card removed from %s", r->name);
-	readers_changed(d);
+	reader_lock_release(r);
+	readers_mark_changed(r->rs);
 }
 
 void reader_card_repowered(struct reader *r, const uint8_t *atr, size_t atr_len,
 			   enum card_power power)
 {
-	if (!(r->state & SCARD_PRESENT))
+	if (!reader_card_present(r))
 		return;
 	switch (power) {
 	case CARD_POWERED:
@@ -211,9 +249,65 @@ void reader_card_repowered(struct reader *r, const uint8_t *atr, size_t atr_len,
 		r->protocol = 0;
 		break;
 	}
+	readers_mark_changed(r->rs);
 }
 
-void readers_changed(struct daemon *d)
+void reader_set_protocol(struct reader *r, uint32_t protocol)
 {
-	status_waiters_wake_all(d);
+	if (r->protocol == protocol)
+		return;
+	r->protocol = protocol;
+	readers_mark_changed(r->rs);
+}
+
+void reader_wait_lock(struct reader *r, struct reader_waiter *w)
+{
+	w->reader = r;
+	w->next = &r->waiters;
+	w->prev = r->waiters.prev;
+	r->waiters.prev->next = w;
+	r->waiters.prev = w;
+	reader_ref(r);
+}
+
+void reader_unwait(struct reader_waiter *w)
+{
+	struct reader *r = w->reader;
+	if (!r)
+		return;
+	w->prev->next = w->next;
+	w->next->prev = w->prev;
+	w->prev = w->next = NULL;
+	w->reader = NULL;
+	reader_unref(r);
+}
+
+struct reader_waiter *reader_first_waiter(const struct reader *r)
+{
+	return r->waiters.next == &r->waiters ? NULL : r->waiters.next;
+}
+
+void reader_wake_waiters(struct reader *r)
+{
+	if (r->woken || !reader_first_waiter(r))
+		return;
+	r->woken = true;
+	r->next_woken = NULL;
+	/* FIFO, so readers are retried in the order their locks came free. */
+	struct reader **tail = &r->rs->woken;
+	while (*tail)
+		tail = &(*tail)->next_woken;
+	*tail = r;
+	reader_ref(r);
+}
+
+struct reader *readers_next_woken(struct readers *rs)
+{
+	struct reader *r = rs->woken;
+	if (!r)
+		return NULL;
+	rs->woken = r->next_woken;
+	r->next_woken = NULL;
+	r->woken = false;
+	return r;
 }

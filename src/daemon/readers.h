@@ -1,11 +1,19 @@
 /*
- * The reader registry: every reader slot the daemon serves, its card state
- * as clients see it, its event counter and who shares or locks it.
+ * The reader model, part one: the registry of readers clients see, each
+ * reader's card state as clients see it, its event counter, and the queue of
+ * requests waiting for its transaction lock. Card handles, sharing and the
+ * lock itself are part two (handles.h).
  *
- * A *device* is one driver channel (a reader.conf.d stanza, later a hotplugged
- * reader); it owns one worker thread. Each slot of a device is a *reader*:
- * one name ("Name 00 01"), one entry in the clients' reader-state array.
- * Everything here is owned by the event loop's thread.
+ * Pure bookkeeping owned by the event loop's thread: it calls nothing in
+ * sessions, commands, devices or the loop. What changed is left for the
+ * daemon to collect once per loop pass: readers_take_changed() (anything
+ * clients can see) and readers_next_woken() (readers whose lock waiters
+ * must try again, because the lock was freed or the reader went away).
+ *
+ * A reader is reference counted: the registry holds one reference until
+ * readers_remove(), and every handle and lock waiter holds one, so a reader
+ * removed at run time stays readable (marked removed) until the last of
+ * them lets go.
  */
 #ifndef SCARDD_READERS_H
 #define SCARDD_READERS_H
@@ -16,41 +24,23 @@
 
 #include "wire.h"
 
-struct daemon;
-struct driver;
-struct worker;
 struct handle;
-struct session;
+struct readers;
 
-struct early_card {
-	bool seen, present, powered;
-	uint8_t atr[WIRE_MAX_ATR_SIZE];
-	size_t atr_len;
-};
-
-struct device {
-	char *friendly_name;
-	char *device_name;      /* NULL when the stanza has none */
-	uint32_t channel_id;
-	struct driver *drv;
-	unsigned index;         /* "XX" in the reader name */
-	unsigned long lun_base; /* index << 16 */
-	unsigned n_slots;
-	struct reader **slots;
-	struct worker *worker;
-	enum { DEVICE_OPENING, DEVICE_OPENED, DEVICE_FAILED } open_state;
-	unsigned opened_slots;  /* slot count the driver reported */
-	struct early_card *early; /* card state seen before the slots were registered */
-	bool ready;             /* slots registered */
-	struct device *next;
+/* A place in a reader's lock queue; embedded by whoever waits. */
+struct reader_waiter {
+	struct reader_waiter *prev, *next;
+	struct reader *reader; /* NULL when not queued */
 };
 
 struct reader {
 	char name[WIRE_MAX_READERNAME];
-	struct device *dev;
+	struct readers *rs;
+	unsigned refs;
+	bool removed;      /* gone from the registry; handles and waiters may remain */
+	size_t position;   /* index in the clients' array while registered */
+	void *device;      /* opaque to the model: who drives this reader */
 	unsigned slot;
-	unsigned long lun;
-	size_t position;        /* index in the clients' array; stable while it lives */
 
 	/* card state as clients see it */
 	uint32_t state;         /* SCARD_ABSENT / SCARD_PRESENT | SCARD_POWERED ... */
@@ -59,14 +49,15 @@ struct reader {
 	uint32_t atr_len;
 	uint32_t protocol;      /* negotiated protocol, 0 until a connect negotiates */
 
-	/* sharing and transactions */
-	struct handle *handles; /* every open handle on this reader */
+	/* sharing and the transaction lock (handles.c) */
+	struct handle *handles;
 	int32_t sharing;        /* -1 exclusive, 0 none, n shared handles */
 	struct handle *lock_holder;
 	unsigned lock_count;
-	struct session *lock_waiters;      /* FIFO of sessions waiting for the lock */
-	struct session *lock_waiters_tail;
-	uint64_t wake_timer;
+	struct reader_waiter waiters; /* sentinel of the lock queue, FIFO */
+
+	bool woken;             /* queued in rs->woken */
+	struct reader *next_woken;
 };
 
 struct readers {
@@ -75,21 +66,35 @@ struct readers {
 	size_t count;
 	uint32_t reader_events; /* counter for CMD_GET_READER_EVENTS, 1..0x7FFF */
 	size_t state_capacity;  /* array length told to 4:6 clients */
-	struct device *devices; /* in configuration order */
-	unsigned next_device_index;
-	bool startup_done;      /* from now on readers register as they open */
+	bool changed;           /* clients' view changed since readers_take_changed */
+	struct reader *woken;   /* readers whose lock waiters must retry */
 };
 
 void readers_init(struct readers *rs);
+/* Frees every reader, registered or not; no handle may remain. */
 void readers_destroy(struct readers *rs);
 
-/* Builds the name pcsc-lite would give slot `slot` of device index `index`. */
+/* Builds the name pcsc-lite would give slot `slot` of driver index `index`. */
 void readers_make_name(char *out, size_t cap, const char *friendly, unsigned index, unsigned slot);
 
-/* Adds a device's slots to the registry (lowest free positions first). */
-int readers_add_device(struct daemon *d, struct device *dev, unsigned n_slots);
+/*
+ * Registers a reader at the lowest free position, with no card. NULL if the
+ * name is taken or memory ran out.
+ */
+struct reader *readers_add(struct readers *rs, const char *name, void *device, unsigned slot);
+
+/*
+ * Takes a reader away at run time: every handle on it learns that the card
+ * is gone, the lock is released, its waiters are woken (to fail), its
+ * position and name are free for a newcomer, and the reader-events counter
+ * moves. The memory lives on while handles or waiters hold it.
+ */
+void readers_remove(struct readers *rs, struct reader *r);
 
 struct reader *readers_find(const struct readers *rs, const char *name);
+
+void reader_ref(struct reader *r);
+void reader_unref(struct reader *r);
 
 /*
  * Fills the array clients receive: every reader in position order (those
@@ -103,22 +108,37 @@ size_t readers_snapshot(const struct readers *rs, struct wire_reader_state *out,
 /*
  * The array length for protocol 4:6 clients: a multiple of 16 that holds
  * every reader. It only grows while the daemon runs, because pcsc-lite 2.5
- * clients fail when the length they were told changes under them, and
- * growing past 16 is then as rare as having more than 16 readers.
+ * clients fail when the length they were told changes under them.
  */
 size_t readers_state_capacity(struct readers *rs);
 
-/* Card events reported by the worker. */
-void reader_card_inserted(struct daemon *d, struct reader *r, const uint8_t *atr, size_t atr_len,
-			  bool powered);
+/* Card events. */
+void reader_card_inserted(struct reader *r, const uint8_t *atr, size_t atr_len, bool powered);
+void reader_card_removed(struct reader *r);
 /* What a request's power action left: powered with an ATR, unpowered, or mute. */
 enum card_power { CARD_POWERED, CARD_UNPOWERED, CARD_MUTE };
-void reader_card_removed(struct daemon *d, struct reader *r);
 /* The card was reset or powered by a request: new ATR, protocol to renegotiate. */
 void reader_card_repowered(struct reader *r, const uint8_t *atr, size_t atr_len,
 			   enum card_power power);
+void reader_set_protocol(struct reader *r, uint32_t protocol);
+bool reader_card_present(const struct reader *r);
+bool reader_card_powered(const struct reader *r);
 
-/* Called whenever anything clients can see changed: wakes status waiters. */
-void readers_changed(struct daemon *d);
+/* Marks the clients' view as changed (sharing, state, registry). */
+void readers_mark_changed(struct readers *rs);
+/* True once after anything clients can see changed. */
+bool readers_take_changed(struct readers *rs);
+
+/* The lock queue: FIFO; a waiter holds a reference to the reader. */
+void reader_wait_lock(struct reader *r, struct reader_waiter *w);
+void reader_unwait(struct reader_waiter *w);
+struct reader_waiter *reader_first_waiter(const struct reader *r);
+/* Queues r for readers_next_woken (its lock is free, or it is gone). */
+void reader_wake_waiters(struct reader *r);
+/*
+ * Pops a reader whose waiters must retry, or NULL. The caller owns one
+ * reference to it (reader_unref when done); it may have been removed.
+ */
+struct reader *readers_next_woken(struct readers *rs);
 
 #endif

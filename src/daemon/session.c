@@ -2,20 +2,21 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <pcsclite.h>
+
 #include "daemon.h"
-#include "dispatch.h"
 #include "event_loop.h"
-#include "handles.h"
+#include "jobs.h"
 #include "listener.h"
 #include "log.h"
-#include "reader_worker.h"
+#include "requests.h"
 #include "socket_spec.h"
-#include "status_waiters.h"
 
 /* Largest request: header, the biggest fixed struct, an extended APDU. */
 #define MAX_REQUEST (WIRE_HEADER_SIZE + 512u + WIRE_MAX_BUFFER_SIZE_EXTENDED)
@@ -24,24 +25,31 @@
 /* A client that lets more than this pile up is not reading: drop it. */
 #define OUT_LIMIT (4u * 1024u * 1024u)
 
-static void on_socket(struct event_loop *loop, int fd, void *data, int mask);
-
 static size_t out_pending(const struct session *s)
 {
 	return s->out_len - s->out_off;
 }
 
-static void update_mask(struct session *s)
+/* Queues the session to be settled before the loop sleeps. */
+static void mark_dirty(struct session *s)
 {
-	if (s->closing)
+	if (s->dirty)
 		return;
-	int want = 0;
-	if (s->park == PARK_NONE && out_pending(s) < OUT_HIGH_WATER)
-		want |= EL_READ;
-	if (out_pending(s) > 0)
-		want |= EL_WRITE;
-	if (want != s->mask && el_mod_fd(s->d->loop, s->fd, want) == 0)
-		s->mask = want;
+	struct daemon *d = s->d;
+	s->dirty = true;
+	s->next_dirty = NULL;
+	if (d->dirty_tail)
+		d->dirty_tail->next_dirty = s;
+	else
+		d->dirty = s;
+	d->dirty_tail = s;
+}
+
+/* Its buffered input may hold a request that can run now. */
+static void wake_input(struct session *s)
+{
+	s->process = true;
+	mark_dirty(s);
 }
 
 void session_fail(struct session *s, const char *why)
@@ -52,6 +60,7 @@ void session_fail(struct session *s, const char *why)
 		log_info("client %" PRIu64 " (pid %d): %s; closing its connection", s->id,
 			 (int)s->pid, why);
 	s->closing = true;
+	mark_dirty(s);
 }
 
 static void flush_output(struct session *s)
@@ -67,7 +76,7 @@ static void flush_output(struct session *s)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
-		s->closing = true; /* peer gone; its hang-up event frees the session */
+		session_fail(s, NULL); /* peer gone */
 	}
 	if (out_pending(s) == 0)
 		s->out_off = s->out_len = 0;
@@ -96,6 +105,19 @@ void session_send(struct session *s, const void *buf, size_t len)
 		session_fail(s, "not reading its replies");
 		return;
 	}
+	/* The common case: nothing queued, and the socket takes it all now. */
+	if (out_pending(s) == 0) {
+		ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n == (ssize_t)len)
+			return;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			session_fail(s, NULL);
+			return;
+		}
+		size_t sent = n > 0 ? (size_t)n : 0;
+		buf = (const uint8_t *)buf + sent;
+		len -= sent;
+	}
 	if (s->out_off > 0 && s->out_off == s->out_len)
 		s->out_off = s->out_len = 0;
 	if (!reserve(&s->out, &s->out_cap, s->out_len + len)) {
@@ -105,7 +127,7 @@ void session_send(struct session *s, const void *buf, size_t len)
 	memcpy(s->out + s->out_len, buf, len);
 	s->out_len += len;
 	flush_output(s);
-	update_mask(s);
+	mark_dirty(s); /* the loop must watch for room */
 }
 
 void session_send_msg(struct session *s, const struct wire_msg *msg)
@@ -119,6 +141,123 @@ void session_send_msg(struct session *s, const struct wire_msg *msg)
 	}
 	session_send(s, buf, n);
 }
+
+/* ---- parking ---- */
+
+static void on_job_finished(struct daemon *d, struct session *s, struct job *job);
+
+static void on_job_timeout(struct event_loop *loop, uint64_t id, void *data)
+{
+	struct session *s = data;
+	struct job *job = s->job;
+	(void)loop;
+	(void)id;
+	s->job_timer = 0;
+	if (!job)
+		return;
+	log_error("client %" PRIu64 " (pid %d): %s got no answer from the driver in %u s", s->id,
+		  (int)s->pid, wire_cmd_name(job->msg.cmd), s->d->opts->driver_timeout_s);
+	s->job = NULL;
+	s->park = PARK_NONE;
+	requests_timed_out(s, job);
+	jobs_abandon(&s->d->jobs, job); /* a late answer still updates the reader */
+	wake_input(s);
+}
+
+static void park_job(struct session *s, struct job *job, const struct wire_msg *msg)
+{
+	job->session = s;
+	job->msg = *msg;
+	job->answer = job->finish;
+	job->finish = on_job_finished;
+	s->park = PARK_JOB;
+	s->job = job;
+	s->job_timer = el_add_timer(s->d->loop, (uint64_t)s->d->opts->driver_timeout_s * 1000,
+				    on_job_timeout, s);
+	jobs_submit(&s->d->jobs, job);
+}
+
+/* Runs on the loop for every job a session parked on, answered or abandoned. */
+static void on_job_finished(struct daemon *d, struct session *s, struct job *job)
+{
+	if (s) {
+		s->park = PARK_NONE;
+		s->job = NULL;
+		el_del_timer(d->loop, s->job_timer);
+		s->job_timer = 0;
+		wake_input(s); /* input may be waiting behind the request */
+	}
+	job->answer(d, s, job);
+}
+
+static void unpark_lock(struct session *s)
+{
+	reader_unwait(&s->lock_wait);
+	s->park = PARK_NONE;
+	if (s->lock_timer) {
+		el_del_timer(s->d->loop, s->lock_timer);
+		s->lock_timer = 0;
+	}
+}
+
+static void on_lock_timeout(struct event_loop *loop, uint64_t id, void *data)
+{
+	struct session *s = data;
+	(void)loop;
+	(void)id;
+	s->lock_timer = 0;
+	struct wire_msg msg = s->parked;
+	unpark_lock(s);
+	reply_rv(s, &msg, SCARD_E_SHARING_VIOLATION);
+	wake_input(s);
+}
+
+static void park_lock(struct session *s, struct reader *r, const struct wire_msg *msg,
+		      unsigned wait_ms)
+{
+	s->park = PARK_LOCK;
+	s->parked = *msg;
+	reader_wait_lock(r, &s->lock_wait);
+	if (wait_ms)
+		s->lock_timer = el_add_timer(s->d->loop, wait_ms, on_lock_timeout, s);
+}
+
+/* Runs one decoded request and does what its outcome asks. */
+static void run_request(struct session *s, struct wire_msg *msg, const uint8_t *data,
+			size_t len)
+{
+	struct request rq = {.s = s, .msg = msg, .data = data, .data_len = len};
+	switch (requests_handle(&rq)) {
+	case OUT_DONE: break;
+	case OUT_JOB: park_job(s, rq.job, msg); break;
+	case OUT_WAIT_LOCK: park_lock(s, rq.lock_reader, msg, rq.lock_wait_ms); break;
+	case OUT_CLOSE: session_fail(s, NULL); break;
+	}
+}
+
+void sessions_retry_lock_waiters(struct daemon *d)
+{
+	struct reader *r;
+	while ((r = readers_next_woken(&d->readers))) {
+		/* In arrival order; whoever parks again goes to the back, once. */
+		size_t n = 0;
+		for (struct reader_waiter *w = reader_first_waiter(r); w && w != &r->waiters;
+		     w = w->next)
+			n++;
+		struct reader_waiter *w;
+		while (n-- > 0 && !r->lock_holder && (w = reader_first_waiter(r))) {
+			struct session *s =
+				(struct session *)((char *)w - offsetof(struct session, lock_wait));
+			struct wire_msg msg = s->parked;
+			unpark_lock(s);
+			run_request(s, &msg, NULL, 0);
+			wake_input(s);
+		}
+		reader_unref(r);
+	}
+}
+
+/* ---- input ---- */
 
 static void consume_input(struct session *s, size_t n)
 {
@@ -146,7 +285,7 @@ static bool adopt_short_names(struct session *s, const struct wire_header *hdr)
 	return true;
 }
 
-/* Parses and dispatches whole requests until one parks or input runs out. */
+/* Parses and runs whole requests until one parks or input runs out. */
 static void process_input(struct session *s)
 {
 	while (!s->closing && s->park == PARK_NONE && out_pending(s) < OUT_HIGH_WATER) {
@@ -196,11 +335,8 @@ static void process_input(struct session *s)
 			goto need_more;
 
 		log_debug("client %" PRIu64 ": %s", s->id, spec->name);
-		enum dispatch_result r =
-			dispatch_request(s, &msg, s->in + WIRE_HEADER_SIZE + body, data_len);
+		run_request(s, &msg, s->in + WIRE_HEADER_SIZE + body, data_len);
 		consume_input(s, need);
-		if (r == DISPATCH_CLOSE)
-			session_fail(s, NULL);
 		continue;
 need_more:
 		if (need > MAX_REQUEST || !reserve(&s->in, &s->in_cap, need))
@@ -222,32 +358,58 @@ static void read_input(struct session *s)
 		ssize_t n = recv(s->fd, s->in + s->in_len, room, MSG_DONTWAIT);
 		if (n > 0) {
 			s->in_len += (size_t)n;
-			if ((size_t)n < room)
-				return;
-			/* Filled the buffer: parse before reading more. */
-			return;
+			return; /* parse before reading more */
 		}
 		if (n == 0) {
-			s->closing = true;
+			session_fail(s, NULL);
 			return;
 		}
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			s->closing = true;
+			session_fail(s, NULL);
 		return;
 	}
+}
+
+static void on_socket(struct event_loop *loop, int fd, void *data, int mask)
+{
+	struct session *s = data;
+	(void)loop;
+	(void)fd;
+	if (mask & EL_HUP)
+		session_fail(s, NULL);
+	if (!s->closing && (mask & EL_WRITE))
+		flush_output(s);
+	if (!s->closing && (mask & EL_READ) && s->park == PARK_NONE)
+		read_input(s);
+	wake_input(s);
+}
+
+/* ---- settling, before the loop sleeps ---- */
+
+static void update_mask(struct session *s)
+{
+	int want = 0;
+	if (s->park == PARK_NONE && out_pending(s) < OUT_HIGH_WATER)
+		want |= EL_READ;
+	if (out_pending(s) > 0)
+		want |= EL_WRITE;
+	if (want != s->mask && el_mod_fd(s->d->loop, s->fd, want) == 0)
+		s->mask = want;
 }
 
 static void session_free(struct session *s)
 {
 	struct daemon *d = s->d;
 
-	status_waiters_remove(d, s);
+	session_stop_waiting(s);
 	if (s->park == PARK_LOCK)
-		lock_wait_remove(s);
-	if (s->job)
-		job_abandon(s->job); /* a late answer is dropped */
+		unpark_lock(s);
+	if (s->job) {
+		s->job->session = NULL;
+		jobs_abandon(&d->jobs, s->job); /* a late answer is dropped */
+	}
 	el_del_timer(d->loop, s->job_timer);
 	session_release_handles(s);
 
@@ -267,33 +429,49 @@ static void session_free(struct session *s)
 	free(s);
 }
 
-bool session_resume(struct session *s)
+bool sessions_process(struct daemon *d)
 {
-	if (!s->closing)
-		process_input(s);
-	if (!s->closing)
-		flush_output(s);
-	if (s->closing) {
-		session_free(s);
-		return false;
+	bool any = false;
+	for (struct session *s = d->dirty; s; s = s->next_dirty) {
+		if (!s->process)
+			continue;
+		s->process = false;
+		any = true;
+		if (!s->closing)
+			process_input(s);
 	}
-	update_mask(s);
-	return true;
+	return any;
 }
 
-static void on_socket(struct event_loop *loop, int fd, void *data, int mask)
+bool sessions_want_processing(const struct daemon *d)
 {
-	struct session *s = data;
-	(void)loop;
-	(void)fd;
-	if (mask & EL_HUP)
-		s->closing = true;
-	if (!s->closing && (mask & EL_WRITE))
-		flush_output(s);
-	if (!s->closing && (mask & EL_READ) && s->park == PARK_NONE)
-		read_input(s);
-	session_resume(s);
+	for (const struct session *s = d->dirty; s; s = s->next_dirty)
+		if (s->process)
+			return true;
+	return false;
 }
+
+bool sessions_settle(struct daemon *d)
+{
+	bool freed = false;
+	struct session *s = d->dirty;
+	d->dirty = d->dirty_tail = NULL;
+	while (s) {
+		struct session *next = s->next_dirty;
+		s->dirty = false;
+		s->next_dirty = NULL;
+		if (s->closing) {
+			session_free(s);
+			freed = true;
+		} else {
+			update_mask(s);
+		}
+		s = next;
+	}
+	return freed;
+}
+
+/* ---- lifecycle ---- */
 
 void session_accept(void *data, const struct peer *peer)
 {
@@ -331,6 +509,7 @@ void session_accept(void *data, const struct peer *peer)
 
 void sessions_free_all(struct daemon *d)
 {
+	d->dirty = d->dirty_tail = NULL;
 	while (d->sessions) {
 		d->sessions->closing = true;
 		session_free(d->sessions);
@@ -343,9 +522,4 @@ struct session *session_by_context(const struct daemon *d, uint32_t ctx)
 		if (s->has_context && s->context == ctx)
 			return s;
 	return NULL;
-}
-
-bool context_in_use(const struct daemon *d, uint32_t ctx)
-{
-	return session_by_context(d, ctx) != NULL;
 }

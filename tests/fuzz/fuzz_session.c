@@ -158,7 +158,7 @@ static void setup(void)
 	    !socket_spec_parse("/nonexistent/b:readers=48,names=100,prefer=Stub*",
 			       &opts.sockets[1], err, sizeof(err)))
 		abort();
-	d = daemon_new(&opts);
+	d = daemon_new(&opts, false);
 	if (!d)
 		abort();
 	for (size_t i = 0; i < opts.n_sockets; i++)
@@ -179,7 +179,7 @@ static void setup(void)
 		.icc_presence = stub_presence,
 		.control_v3 = stub_control,
 	};
-	if (daemon_add_device(d, drv, "Stub Reader", NULL, 0) < 0)
+	if (devices_add(&d->devices, drv, "Stub Reader", NULL, 0) < 0)
 		abort();
 	daemon_wait_devices(d, 5000);
 	for (int i = 0; i < 20; i++)

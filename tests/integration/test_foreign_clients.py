@@ -74,6 +74,15 @@ CLIENTS = {
 }
 
 
+def native_i386():
+    """Whether this kernel executes 32-bit x86 binaries (IA32 emulation on)."""
+    try:
+        r = subprocess.run(["/lib/ld-linux.so.2", "--help"], capture_output=True, timeout=30)
+        return r.returncode == 0
+    except OSError:
+        return False
+
+
 def compat(client, against):
     return pytest.mark.compat(against=against, **compat_keys(client, against))
 
@@ -112,6 +121,7 @@ class Foreign:
         self.skipped = self._parts(out / "skipped")
         self.failed = self._parts(out / "failed")
         self._runs = {}
+        self._launchers = {}
 
     @staticmethod
     def _parts(path):
@@ -143,18 +153,28 @@ class Foreign:
         if self._runs[arch]:
             pytest.skip(self._runs[arch])
 
+    def launcher(self, arch):
+        """What runs an <arch> binary here: nothing for i386 where the kernel
+        runs 32-bit x86 itself, else qemu-user with the host's multiarch
+        root (s390x always; i386 on kernels without IA32 emulation)."""
+        if arch not in self._launchers:
+            prefix = []
+            if arch == "s390x" or not native_i386():
+                qemu = "/usr/bin/qemu-%s" % arch
+                if not os.path.exists(qemu):
+                    pytest.fail("qemu-user (qemu-%s) not installed; scripts/install-deps installs it"
+                                % arch, pytrace=False)
+                prefix = [qemu, "-L", "/"]
+            self._launchers[arch] = prefix
+        return self._launchers[arch]
+
     def probe(self, client, base_env):
         """argv and environment that run pcsc_probe as `client`."""
         c = CLIENTS[client]
         arch = c["arch"]
         self.need("probe-" + arch)
         binary = self.out / arch / "pcsc_probe"
-        argv = [str(binary)]
-        if arch == "s390x":
-            qemu = "/usr/bin/qemu-s390x"
-            if not os.path.exists(qemu):
-                pytest.skip("qemu-user (qemu-s390x) not installed; see scripts/install-deps")
-            argv = [qemu, "-L", "/"] + argv
+        argv = self.launcher(arch) + [str(binary)]
         env = dict(base_env)
         env.pop("LD_LIBRARY_PATH", None)
         env.pop("LD_PRELOAD", None)
@@ -172,7 +192,7 @@ class Foreign:
         head = binary.read_bytes()[:20]
         # ELF, ELFCLASS32, little-endian, e_machine EM_386
         assert head[:4] == b"\x7fELF" and head[4] == 1 and head[5] == 1 and head[18] == 3, head
-        return binary
+        return self.launcher("i386") + [str(binary)]
 
 
 @pytest.fixture(scope="session")
@@ -415,12 +435,12 @@ def test_probe_cancel_on_scardd(foreign, on_scardd, client):
     assert rv(c) == 0 and rv(run.op("release")) == 0 and run.rc == 0, str(run)
 
 
-def pcsc_scan_sees_readers_and_events(binary, d):
+def pcsc_scan_sees_readers_and_events(argv, d):
     """Debian's i386 pcsc_scan -n lists both readers and the card's ATR, then
     reports an insertion and a removal in reader 1 made while it runs."""
     env = d.env()
     env.pop("LD_LIBRARY_PATH", None)
-    p = spawn([str(binary), "-n"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    p = spawn(argv + ["-n"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     atr = " ".join("%02X" % b for b in BUILTIN_ATR)
     current = [None]
 

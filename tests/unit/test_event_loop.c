@@ -1,4 +1,4 @@
-/* Event loop: readiness, hang-ups, deletion and fd reuse inside a batch, timers. */
+/* Event loop: readiness, hang-ups, deletion and fd reuse inside a batch, timers, before-sleep. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -580,6 +580,113 @@ static void test_eintr_tolerated(void **state)
 	el_free(loop);
 }
 
+/* ---- the before-sleep hook ---- */
+
+struct hook_state {
+	int calls;
+	int events_seen_at_call; /* callbacks that had run when the hook last ran */
+	int events;
+	int again;               /* answer EL_AGAIN this many times */
+	int leave_at;            /* answer EL_LEAVE at this call (0: never) */
+};
+
+static void count_event_cb(struct event_loop *loop, int fd, void *data, int mask)
+{
+	struct hook_state *h = data;
+	char buf[16];
+	(void)loop;
+	(void)mask;
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	h->events++;
+}
+
+static int hook(struct event_loop *loop, void *data)
+{
+	struct hook_state *h = data;
+	h->calls++;
+	h->events_seen_at_call = h->events;
+	if (h->leave_at && h->calls == h->leave_at)
+		return EL_LEAVE;
+	if (h->again > 0) {
+		h->again--;
+		return EL_AGAIN;
+	}
+	if (h->events > 0 && h->again == 0 && !h->leave_at)
+		el_stop(loop);
+	return EL_SLEEP;
+}
+
+static void test_before_sleep_after_events(void **state)
+{
+	(void)state;
+	struct event_loop *loop = el_new();
+	struct hook_state h = { 0 };
+	int p[2];
+	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+	assert_int_equal(el_add_fd(loop, p[0], EL_READ, count_event_cb, &h), 0);
+	el_set_before_sleep(loop, hook, &h);
+	assert_int_equal(write(p[1], "x", 1), 1);
+
+	assert_int_equal(run_for(loop, 5000), 0);
+	/* once on entry, then once after the pass that saw the event, which stopped it */
+	assert_int_equal(h.calls, 2);
+	assert_int_equal(h.events, 1);
+	assert_int_equal(h.events_seen_at_call, 1);
+	el_free(loop);
+	close(p[0]);
+	close(p[1]);
+}
+
+static int again_hook(struct event_loop *loop, void *data)
+{
+	struct hook_state *h = data;
+	if (++h->calls == 6) {
+		el_stop(loop);
+		return EL_SLEEP;
+	}
+	return EL_AGAIN;
+}
+
+static void test_before_sleep_again_does_not_wait(void **state)
+{
+	(void)state;
+	struct event_loop *loop = el_new();
+	struct hook_state h = { 0 };
+	el_set_before_sleep(loop, again_hook, &h);
+	/*
+	 * Nothing but the hook's own EL_AGAIN answers brings it back: were the
+	 * loop to wait, only this (far) deadline would end the run, and meson's
+	 * timeout would fail the test first.
+	 */
+	assert_int_equal(run_for(loop, 600000), 0);
+	assert_int_equal(h.calls, 6);
+	el_free(loop);
+}
+
+static void test_before_sleep_leave(void **state)
+{
+	(void)state;
+	struct event_loop *loop = el_new();
+	struct hook_state h = { .leave_at = 2 };
+	int p[2];
+	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+	assert_int_equal(el_add_fd(loop, p[0], EL_READ, count_event_cb, &h), 0);
+	el_set_before_sleep(loop, hook, &h);
+	assert_int_equal(write(p[1], "x", 1), 1);
+
+	/* the second hook call gives the loop away: el_run returns at once */
+	assert_int_equal(el_run(loop), EL_RUN_LEFT);
+	assert_int_equal(h.calls, 2);
+	assert_int_equal(h.events, 1);
+	/* whoever takes it over runs it on (here: until the deadline) */
+	assert_int_equal(run_for(loop, 10), 0);
+	assert_true(h.calls > 2);
+	el_free(loop);
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -596,6 +703,9 @@ int main(void)
 		cmocka_unit_test(test_timer_callbacks_modify),
 		cmocka_unit_test(test_many_timers),
 		cmocka_unit_test(test_eintr_tolerated),
+		cmocka_unit_test(test_before_sleep_after_events),
+		cmocka_unit_test(test_before_sleep_again_does_not_wait),
+		cmocka_unit_test(test_before_sleep_leave),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,13 +1,20 @@
-#include "status_waiters.h"
+/*
+ * Sessions registered for status-change signals
+ * (CMD_WAIT_READER_STATE_CHANGE). Notification is one-shot and broadcast, as
+ * pcsc-lite clients expect: a change sends each registered session one
+ * 8-byte signal and empties the list. The daemon calls sessions_signal_all
+ * once per loop pass in which clients' view of the readers changed.
+ */
+#include "session.h"
 
 #include <pcsclite.h>
 
 #include "daemon.h"
 #include "log.h"
-#include "session.h"
 
-void status_waiters_add(struct daemon *d, struct session *s)
+void session_wait_status(struct session *s)
 {
+	struct daemon *d = s->d;
 	if (s->waiting)
 		return;
 	s->waiting = true;
@@ -19,8 +26,9 @@ void status_waiters_add(struct daemon *d, struct session *s)
 	d->n_waiters++;
 }
 
-bool status_waiters_remove(struct daemon *d, struct session *s)
+bool session_stop_waiting(struct session *s)
 {
+	struct daemon *d = s->d;
 	if (!s->waiting)
 		return false;
 	if (s->wait_prev)
@@ -35,7 +43,7 @@ bool status_waiters_remove(struct daemon *d, struct session *s)
 	return true;
 }
 
-void status_waiter_send(struct session *s, uint32_t rv)
+static void send_signal_now(struct session *s, uint32_t rv)
 {
 	struct wire_msg msg = {.cmd = WIRE_WAIT_READER_STATE_CHANGE};
 	msg.u.wait.timeout = 0;
@@ -51,20 +59,33 @@ static void send_signal(struct session *s, uint32_t rv)
 		s->held_rv = rv;
 		return;
 	}
-	status_waiter_send(s, rv);
+	send_signal_now(s, rv);
 }
 
-void status_waiter_signal(struct daemon *d, struct session *s, uint32_t rv)
+void session_hold_signals(struct session *s)
 {
-	if (status_waiters_remove(d, s))
+	s->fetch_pending = true;
+}
+
+void session_release_signals(struct session *s)
+{
+	s->fetch_pending = false;
+	if (s->signal_held) {
+		s->signal_held = false;
+		send_signal_now(s, s->held_rv);
+	}
+}
+
+void session_signal(struct session *s, uint32_t rv)
+{
+	if (session_stop_waiting(s))
 		send_signal(s, rv);
 }
 
-void status_waiters_wake_all(struct daemon *d)
+void sessions_signal_all(struct daemon *d)
 {
-	size_t n = d->n_waiters;
-	if (n)
-		log_debug("waking %zu status-change waiters", n);
+	if (d->n_waiters)
+		log_debug("waking %zu status-change waiters", d->n_waiters);
 	/* Detach the list first: a send failure must not disturb the walk. */
 	struct session *s = d->waiters;
 	d->waiters = NULL;

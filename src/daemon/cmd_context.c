@@ -1,0 +1,120 @@
+/* Version negotiation, contexts and SCardCancel. */
+#include <inttypes.h>
+
+#include <pcsclite.h>
+
+#include "client_build.h"
+#include "daemon.h"
+#include "log.h"
+#include "peer_info.h"
+#include "requests.h"
+#include "session.h"
+#include "socket_spec.h"
+
+/*
+ * Records for the fixed-size arrays (0x12, the 4:4/4:5 WAIT answer) of this
+ * client: the socket's setting, or with readers=auto the length its own
+ * libpcsclite was built with when that can be read (16 upstream, 48 in
+ * Fedora's builds), else 16. A 4:6 client asks for the length instead.
+ */
+static uint32_t legacy_slots(const struct session *s)
+{
+	if (s->sock->readers)
+		return s->sock->readers;
+	if (wire_cmd_lookup(s->params.proto, WIRE_GET_READERS_STATE_ARRAY))
+		return WIRE_LEGACY_READER_SLOTS;
+	uint32_t guess = client_build_guess_slots(s->pid);
+	if (guess && guess != WIRE_LEGACY_READER_SLOTS)
+		log_info("client %" PRIu64 " (pid %d): its libpcsclite holds %u readers; "
+			 "serving it %u-record arrays", s->id, (int)s->pid, guess, guess);
+	return guess ? guess : WIRE_LEGACY_READER_SLOTS;
+}
+
+/*
+ * Serves every version the table knows, each connection as its own; a newer
+ * minor of our major is served as the highest we know, since minors only
+ * ever added commands. The reply names the version the connection now
+ * speaks. Anything else is refused the way pcsc-lite refuses (the
+ * connection stays open), with one line saying who asked.
+ */
+enum outcome cmd_version(struct request *rq)
+{
+	struct session *s = rq->s;
+	struct wire_version_msg *v = &rq->msg->u.version;
+	const struct wire_proto *proto = wire_proto_find(v->major, v->minor);
+	const struct wire_proto *highest = wire_proto_highest();
+
+	log_debug("Client protocol is %d:%d", v->major, v->minor);
+	if (!proto && v->major == highest->major && v->minor > highest->minor)
+		proto = highest;
+	if (!proto) {
+		char who[512];
+		peer_describe(s->pid, s->uid, who, sizeof(who));
+		log_error("client %" PRIu64 " (%s) speaks protocol %d:%d; scardd serves 4:2 to %d:%d "
+			  "(and newer %d:x); refused",
+			  s->id, who, v->major, v->minor, highest->major, highest->minor,
+			  highest->major);
+		v->major = highest->major;
+		v->minor = highest->minor;
+		v->rv = SCARD_E_SERVICE_STOPPED;
+		return reply(s, rq->msg);
+	}
+	if (proto == wire_proto_find(4, 2) && s->sock->name_len == 100)
+		proto = wire_proto_4_2_short_names();
+	s->params.proto = proto;
+	s->versioned = true;
+	s->legacy_slots = legacy_slots(s);
+	log_debug("Server protocol is %s for this client (%s byte order, %u-record arrays)",
+		  proto->name, s->params.order == WIRE_BIG_ENDIAN ? "big-endian" : "little-endian",
+		  s->legacy_slots);
+	v->major = proto->major;
+	v->minor = proto->minor;
+	v->rv = SCARD_S_SUCCESS;
+	return reply(s, rq->msg);
+}
+
+enum outcome cmd_establish(struct request *rq)
+{
+	struct session *s = rq->s;
+	struct wire_establish *e = &rq->msg->u.establish;
+	if (e->scope > SCARD_SCOPE_GLOBAL) {
+		e->rv = SCARD_E_INVALID_VALUE;
+		return reply(s, rq->msg);
+	}
+	/* A second establish on one connection replaces the first, as in pcsc-lite. */
+	e->context = daemon_new_context_id(s->d);
+	s->context = e->context;
+	s->has_context = true;
+	e->rv = SCARD_S_SUCCESS;
+	return reply(s, rq->msg);
+}
+
+enum outcome cmd_release(struct request *rq)
+{
+	struct session *s = rq->s;
+	struct wire_release *r = &rq->msg->u.release;
+	if (!s->has_context) {
+		r->rv = SCARD_E_INVALID_HANDLE;
+	} else if (r->context != s->context) {
+		r->rv = SCARD_E_INVALID_VALUE;
+	} else {
+		session_release_handles(s);
+		s->has_context = false;
+		r->rv = SCARD_S_SUCCESS;
+	}
+	return reply(s, rq->msg);
+}
+
+enum outcome cmd_cancel(struct request *rq)
+{
+	struct session *s = rq->s;
+	struct wire_cancel *c = &rq->msg->u.cancel;
+	struct session *target = session_by_context(s->d, (uint32_t)c->context);
+	if (!target) {
+		c->rv = SCARD_E_INVALID_HANDLE;
+		return reply(s, rq->msg);
+	}
+	session_signal(target, SCARD_E_CANCELLED);
+	c->rv = SCARD_S_SUCCESS;
+	return reply(s, rq->msg);
+}

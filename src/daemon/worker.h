@@ -1,0 +1,116 @@
+/*
+ * One thread per device owns its driver channel: it opens it, watches card
+ * presence (presence.h), runs the jobs the loop could not run itself, and
+ * closes the channel when told to stop, always on this thread.
+ *
+ * The device is "busy" while exactly one thread is inside its driver: this
+ * worker, or the loop running a quick job inline (worker_try_claim). Jobs of
+ * one device therefore never overlap, and the loop never waits for a busy
+ * device: it queues the job instead.
+ *
+ * The worker reads nothing the loop owns. What it learns goes back as jobs
+ * posted to the completion queue (jobs.h).
+ */
+#ifndef SCARDD_WORKER_H
+#define SCARDD_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "job.h"
+
+struct completions;
+struct device;
+struct driver;
+struct event_thread;
+
+/* What the worker knows of a slot from its own driver calls. */
+struct slot_state {
+	bool present;
+	bool powered;
+	bool mute;          /* present, but the last power-up failed */
+	uint32_t protocol;  /* negotiated, 0 = not yet */
+	uint8_t atr[WIRE_MAX_ATR_SIZE];
+	size_t atr_len;
+};
+
+struct worker_config {
+	struct driver *drv;        /* the worker takes over this reference */
+	const char *name;          /* for log lines: the friendly name */
+	const char *device_name;   /* DEVICENAME, or NULL */
+	uint32_t channel_id;
+	unsigned long lun_base;
+	unsigned poll_ms;
+	struct device *dev;        /* opaque: stamped on the jobs it makes */
+	struct completions *done;
+	job_finish_fn *opened;     /* finish of its JOB_OPEN */
+	job_finish_fn *card_event; /* finish of its JOB_CARD_EVENT */
+};
+
+struct worker {
+	struct worker_config cfg;
+	char *name;
+	char *device_name;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct job *head, *tail;   /* queued jobs, FIFO */
+	bool busy;                 /* a thread is in the driver */
+	bool waiting_idle;         /* the worker waits for busy to clear */
+	bool opened;               /* the channel is open: jobs may run */
+	bool stop;
+	bool exited;
+	bool check_presence;       /* an event thread saw something */
+	bool lib_held;             /* the driver library's lock is held for a whole job */
+	bool serialize;            /* the driver is not thread-safe: take its lock */
+	atomic_uint last_call_us;  /* how long the last job took, wherever it ran */
+
+	/* owned by whichever thread holds busy */
+	struct slot_state *slots;
+	unsigned n_slots;
+	uint8_t *scratch;          /* the driver's receive buffer */
+
+	/* card presence (presence.c) */
+	void *wait_event;          /* the driver's event wait, or NULL */
+	void *stop_wait;
+	bool killable;
+	struct event_thread *events;
+	bool event_driven;
+};
+
+/* Starts the thread; it posts a JOB_OPEN once the channel is open or failed. */
+struct worker *worker_start(const struct worker_config *cfg);
+
+/* Loop: queues a job for the thread. */
+void worker_enqueue(struct worker *w, struct job *job);
+/*
+ * Loop: takes a queued job back. True: the caller owns it again. False: it
+ * is running or done and will be posted.
+ */
+bool worker_cancel(struct worker *w, struct job *job);
+
+/*
+ * Loop: claims the idle device to run a job inline: true when nothing is
+ * queued, nobody is in the driver and its jobs have been quick. The caller
+ * then runs exactly one job (card_ops_run) and calls worker_release.
+ */
+bool worker_try_claim(struct worker *w);
+/* Runs the job on the calling thread, which holds the claim. */
+void worker_run_claimed(struct worker *w, struct job *job);
+void worker_release(struct worker *w);
+
+/*
+ * Asks the thread to close the channel and stop; waits up to timeout_ms.
+ * Returns true when it exited and was freed; false when it is stuck in its
+ * driver and was left running (its memory with it).
+ */
+bool worker_stop(struct worker *w, unsigned timeout_ms);
+
+/* Helpers for the job bodies and presence code, on the thread holding busy. */
+void worker_drv_enter(struct worker *w);
+void worker_drv_leave(struct worker *w);
+unsigned long worker_lun(const struct worker *w, unsigned slot);
+
+#endif
