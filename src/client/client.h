@@ -36,11 +36,16 @@
 
 /* ---- conn.c: one socket to the daemon ---- */
 
+/* Bytes read ahead: a reply struct and the data after it come in one read. */
+#define CLIENT_READ_AHEAD 512u
+
 struct client_conn {
 	int fd;                    /* -1 when not connected */
 	struct wire_params params; /* what was negotiated on this socket */
 	uint32_t legacy_slots;     /* records in this daemon's fixed arrays (16, or
 	                              48 for Fedora's patched pcscd) */
+	uint8_t ahead[CLIENT_READ_AHEAD]; /* read from the socket, not yet consumed */
+	size_t ahead_off, ahead_len;
 };
 
 void conn_init(struct client_conn *c);

@@ -32,6 +32,7 @@ static enum wire_byte_order host_order(void)
 void conn_init(struct client_conn *c)
 {
 	c->fd = -1;
+	c->ahead_off = c->ahead_len = 0;
 	wire_params_init(&c->params);
 	/* pcsc-lite's protocol is a dump of native structs: speak our own order. */
 	c->params.order = host_order();
@@ -76,6 +77,7 @@ void conn_close(struct client_conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	c->ahead_off = c->ahead_len = 0;
 }
 
 static LONG lost(struct client_conn *c)
@@ -132,6 +134,11 @@ LONG conn_send(struct client_conn *c, const struct wire_msg *msg, const void *da
 	return send_all(c, iov, len > 0 ? 2 : 1);
 }
 
+/*
+ * Reads exactly len bytes. Small reads go through the read-ahead buffer, so
+ * that a reply struct and the data after it (sent together by the daemon)
+ * cost one system call; large ones go straight to the caller's buffer.
+ */
 LONG conn_recv_raw(struct client_conn *c, void *buf, size_t len)
 {
 	uint8_t *p = buf;
@@ -139,8 +146,28 @@ LONG conn_recv_raw(struct client_conn *c, void *buf, size_t len)
 	if (c->fd < 0)
 		return CLIENT_CONN_LOST;
 	while (len > 0) {
-		ssize_t got = recv(c->fd, p, len, MSG_WAITALL);
+		size_t have = c->ahead_len - c->ahead_off;
+		ssize_t got;
 
+		if (have > 0) {
+			size_t n = have < len ? have : len;
+
+			memcpy(p, c->ahead + c->ahead_off, n);
+			c->ahead_off += n;
+			p += n;
+			len -= n;
+			continue;
+		}
+		if (len >= sizeof(c->ahead)) {
+			got = recv(c->fd, p, len, MSG_WAITALL);
+		} else {
+			got = recv(c->fd, c->ahead, sizeof(c->ahead), 0);
+			if (got > 0) {
+				c->ahead_off = 0;
+				c->ahead_len = (size_t)got;
+				continue;
+			}
+		}
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got <= 0)
@@ -154,10 +181,11 @@ LONG conn_recv_raw(struct client_conn *c, void *buf, size_t len)
 size_t conn_pending(struct client_conn *c)
 {
 	int n = 0;
+	size_t have = c->ahead_len - c->ahead_off;
 
 	if (c->fd < 0 || ioctl(c->fd, FIONREAD, &n) < 0 || n < 0)
-		return 0;
-	return (size_t)n;
+		return have;
+	return have + (size_t)n;
 }
 
 LONG conn_discard(struct client_conn *c, size_t len)
@@ -208,6 +236,8 @@ LONG conn_wait_readable(struct client_conn *c, int timeout_ms)
 
 	if (c->fd < 0)
 		return CLIENT_CONN_LOST;
+	if (c->ahead_len > c->ahead_off)
+		return 1; /* already read ahead */
 	pfd.fd = c->fd;
 	pfd.events = POLLIN;
 	{

@@ -22,9 +22,7 @@ static void transmit_done(struct daemon *d, struct session *s, struct job *job)
 	t->recv_pci_protocol = t->send_pci_protocol;
 	if (log_apdu_enabled() && job->rv == SCARD_S_SUCCESS)
 		log_hex("RAPDU", job->rx, job->rx_len);
-	session_send_msg(s, &job->msg);
-	if (job->rv == SCARD_S_SUCCESS)
-		session_send(s, job->rx, job->rx_len);
+	session_send_msg_data(s, &job->msg, job->rx, job->rv == SCARD_S_SUCCESS ? job->rx_len : 0);
 }
 
 static struct job *job_with_data(enum job_kind kind, struct reader *r, job_finish_fn *finish,
@@ -77,9 +75,7 @@ static void control_done(struct daemon *d, struct session *s, struct job *job)
 	struct wire_control *c = &job->msg.u.control;
 	c->rv = (uint32_t)job->rv;
 	c->bytes_returned = job->rv == SCARD_S_SUCCESS ? (uint32_t)job->rx_len : 0;
-	session_send_msg(s, &job->msg);
-	if (job->rv == SCARD_S_SUCCESS)
-		session_send(s, job->rx, job->rx_len);
+	session_send_msg_data(s, &job->msg, job->rx, job->rv == SCARD_S_SUCCESS ? job->rx_len : 0);
 }
 
 enum outcome cmd_control(struct request *rq)

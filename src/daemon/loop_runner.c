@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -21,9 +22,11 @@ struct loop_runner {
 	pthread_mutex_t m;
 	pthread_cond_t monitor_cv; /* on CLOCK_MONOTONIC */
 	pthread_cond_t spare_cv;   /* spares wait for the loop, main for its end */
-	struct runner_call *current;
-	uint64_t seq;
-	bool monitor_idle;
+	/* the call the loop's owner is in (its seq), 0 for none; whoever
+	 * clears it first, the caller or the monitor, decides who owns the loop */
+	_Atomic uint64_t current;
+	_Atomic uint64_t seq;      /* calls begun */
+	atomic_bool monitor_idle;
 	bool monitor_quit;
 	bool monitor_started;
 	pthread_t monitor;
@@ -35,34 +38,37 @@ struct loop_runner {
 	struct runner_thread *threads;
 };
 
-/* Runs the loop; when it is handed over, waits as a spare to run it again. */
+/*
+ * A runner thread: waits as a spare until the loop is handed to it, runs it,
+ * and when it loses it inside a driver call, becomes a spare again.
+ */
 static void *runner_thread_main(void *arg)
 {
 	struct loop_runner *r = arg;
+	pthread_mutex_lock(&r->m);
 	for (;;) {
+		while (!r->loop_done && r->wanted == 0)
+			pthread_cond_wait(&r->spare_cv, &r->m);
+		if (r->loop_done)
+			break;
+		r->wanted--;
+		r->spares--;
+		pthread_mutex_unlock(&r->m);
 		int rc = el_run(r->loop);
 		pthread_mutex_lock(&r->m);
 		if (rc != EL_RUN_LEFT) {
 			r->loop_done = true;
 			r->loop_rc = rc;
 			pthread_cond_broadcast(&r->spare_cv);
-			pthread_mutex_unlock(&r->m);
-			return NULL;
+			break;
 		}
 		r->spares++;
-		while (!r->loop_done && r->wanted == 0)
-			pthread_cond_wait(&r->spare_cv, &r->m);
-		r->spares--;
-		bool done = r->loop_done;
-		if (!done)
-			r->wanted--;
-		pthread_mutex_unlock(&r->m);
-		if (done)
-			return NULL;
 	}
+	pthread_mutex_unlock(&r->m);
+	return NULL;
 }
 
-/* With r->m held. */
+/* With r->m held: one more spare thread. */
 static int spawn(struct loop_runner *r)
 {
 	struct runner_thread *t = calloc(1, sizeof(*t));
@@ -74,24 +80,24 @@ static int spawn(struct loop_runner *r)
 	}
 	t->next = r->threads;
 	r->threads = t;
+	r->spares++;
 	return 0;
 }
 
-/* With r->m held: the current call overran; another thread takes the loop. */
-static void hand_off(struct loop_runner *r)
+/* With r->m held: call `seq` overran; a spare takes the loop. */
+static void hand_off(struct loop_runner *r, uint64_t seq)
 {
-	if (r->spares > r->wanted) {
-		r->wanted++;
-		pthread_cond_broadcast(&r->spare_cv);
-	} else if (spawn(r) < 0) {
-		/* Nobody can take over: the loop waits for the call, as before. */
+	/* A thread must be ready before the caller loses the loop. */
+	if (r->spares <= r->wanted && spawn(r) < 0) {
 		log_error("cannot start a thread to take over the event loop; "
 			  "clients wait for a slow driver");
 		return;
 	}
-	r->current->lost = true;
-	r->current = NULL;
+	if (!atomic_compare_exchange_strong(&r->current, &seq, 0))
+		return; /* the call came back meanwhile: the loop stays where it is */
 	r->handoffs++;
+	r->wanted++;
+	pthread_cond_broadcast(&r->spare_cv);
 }
 
 static void deadline_after(struct timespec *ts, unsigned ms)
@@ -112,10 +118,13 @@ static void *monitor_main(void *arg)
 
 	pthread_mutex_lock(&r->m);
 	while (!r->monitor_quit) {
-		if (!r->current && quiet >= IDLE_PERIODS) {
-			r->monitor_idle = true;
-			while (!r->monitor_quit && r->monitor_idle)
+		if (quiet >= IDLE_PERIODS) {
+			atomic_store(&r->monitor_idle, true);
+			/* a call begun since sees the flag and wakes us (it takes the lock) */
+			while (!r->monitor_quit && atomic_load(&r->monitor_idle) &&
+			       atomic_load(&r->current) == 0)
 				pthread_cond_wait(&r->monitor_cv, &r->m);
+			atomic_store(&r->monitor_idle, false);
 			quiet = 0;
 			continue;
 		}
@@ -127,11 +136,13 @@ static void *monitor_main(void *arg)
 		if (r->monitor_quit)
 			break;
 		/* The same call in the driver at two checks: it overran a whole period. */
-		if (r->current && r->current->seq == seen_call)
-			hand_off(r);
-		seen_call = r->current ? r->current->seq : 0;
-		quiet = r->seq == seen_seq ? quiet + 1 : 0;
-		seen_seq = r->seq;
+		uint64_t call = atomic_load(&r->current);
+		if (call && call == seen_call)
+			hand_off(r, call);
+		seen_call = call;
+		uint64_t seq = atomic_load(&r->seq);
+		quiet = seq == seen_seq && !call ? quiet + 1 : 0;
+		seen_seq = seq;
 	}
 	pthread_mutex_unlock(&r->m);
 	return NULL;
@@ -150,7 +161,6 @@ struct loop_runner *runner_new(struct event_loop *loop)
 	pthread_cond_init(&r->monitor_cv, &attr);
 	pthread_condattr_destroy(&attr);
 	pthread_cond_init(&r->spare_cv, NULL);
-	r->monitor_idle = false;
 	if (pthread_create(&r->monitor, NULL, monitor_main, r) != 0) {
 		runner_free(r, 0);
 		return NULL;
@@ -169,6 +179,8 @@ int runner_run(struct loop_runner *r)
 		pthread_mutex_unlock(&r->m);
 		return el_run(r->loop) == 0 ? 0 : -1;
 	}
+	r->wanted++;
+	pthread_cond_broadcast(&r->spare_cv);
 	while (!r->loop_done)
 		pthread_cond_wait(&r->spare_cv, &r->m);
 	int rc = r->loop_rc;
@@ -219,29 +231,25 @@ bool runner_free(struct loop_runner *r, unsigned timeout_ms)
 
 void runner_call_begin(struct loop_runner *r, struct runner_call *c)
 {
-	c->lost = false;
+	c->seq = 0;
 	if (!r)
 		return;
-	pthread_mutex_lock(&r->m);
-	c->seq = ++r->seq;
-	r->current = c;
-	if (r->monitor_idle) {
-		r->monitor_idle = false;
+	c->seq = atomic_fetch_add(&r->seq, 1) + 1;
+	atomic_store(&r->current, c->seq);
+	if (atomic_load(&r->monitor_idle)) {
+		pthread_mutex_lock(&r->m);
+		atomic_store(&r->monitor_idle, false);
 		pthread_cond_signal(&r->monitor_cv);
+		pthread_mutex_unlock(&r->m);
 	}
-	pthread_mutex_unlock(&r->m);
 }
 
 bool runner_call_end(struct loop_runner *r, struct runner_call *c)
 {
 	if (!r)
 		return true;
-	pthread_mutex_lock(&r->m);
-	bool lost = c->lost;
-	if (!lost)
-		r->current = NULL;
-	pthread_mutex_unlock(&r->m);
-	return !lost;
+	uint64_t seq = c->seq;
+	return atomic_compare_exchange_strong(&r->current, &seq, 0);
 }
 
 unsigned runner_handoffs(struct loop_runner *r)

@@ -8,8 +8,10 @@
  * learns it when its call returns (runner_call_end is false), posts its
  * result as a worker would, and becomes the next spare.
  *
- * The monitor sleeps for good after a second without calls, and is woken by
- * the next one, so an idle daemon has no timer running.
+ * The bracket costs two atomic operations, no lock: the hot path stays free
+ * of system calls. The monitor sleeps for good after a second without
+ * calls, and is woken by the next one, so an idle daemon has no timer
+ * running.
  */
 #ifndef SCARDD_LOOP_RUNNER_H
 #define SCARDD_LOOP_RUNNER_H
@@ -24,7 +26,6 @@ struct loop_runner;
 
 struct runner_call {
 	uint64_t seq;
-	bool lost;
 };
 
 struct loop_runner *runner_new(struct event_loop *loop);

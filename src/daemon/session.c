@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <pcsclite.h>
@@ -97,27 +99,11 @@ static bool reserve(uint8_t **buf, size_t *cap, size_t need)
 	return true;
 }
 
-void session_send(struct session *s, const void *buf, size_t len)
+/* Keeps what the socket did not take, and watches for room. */
+static void queue_output(struct session *s, const uint8_t *buf, size_t len)
 {
-	if (s->closing || len == 0)
+	if (len == 0)
 		return;
-	if (out_pending(s) + len > OUT_LIMIT) {
-		session_fail(s, "not reading its replies");
-		return;
-	}
-	/* The common case: nothing queued, and the socket takes it all now. */
-	if (out_pending(s) == 0) {
-		ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n == (ssize_t)len)
-			return;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-			session_fail(s, NULL);
-			return;
-		}
-		size_t sent = n > 0 ? (size_t)n : 0;
-		buf = (const uint8_t *)buf + sent;
-		len -= sent;
-	}
 	if (s->out_off > 0 && s->out_off == s->out_len)
 		s->out_off = s->out_len = 0;
 	if (!reserve(&s->out, &s->out_cap, s->out_len + len)) {
@@ -127,10 +113,48 @@ void session_send(struct session *s, const void *buf, size_t len)
 	memcpy(s->out + s->out_len, buf, len);
 	s->out_len += len;
 	flush_output(s);
-	mark_dirty(s); /* the loop must watch for room */
+	mark_dirty(s);
 }
 
-void session_send_msg(struct session *s, const struct wire_msg *msg)
+/*
+ * Sends head and then tail (either may be empty) as one message: a reply
+ * struct and the data after it reach the client together, in one system
+ * call, so it wakes once.
+ */
+static void send_parts(struct session *s, const uint8_t *head, size_t head_len,
+		       const uint8_t *tail, size_t tail_len)
+{
+	if (s->closing || head_len + tail_len == 0)
+		return;
+	if (out_pending(s) + head_len + tail_len > OUT_LIMIT) {
+		session_fail(s, "not reading its replies");
+		return;
+	}
+	size_t sent = 0;
+	if (out_pending(s) == 0) {
+		/* The common case: nothing queued, and the socket takes it all now. */
+		struct iovec iov[2] = {{(void *)head, head_len}, {(void *)tail, tail_len}};
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = tail_len ? 2 : 1};
+		ssize_t n = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			session_fail(s, NULL);
+			return;
+		}
+		sent = n > 0 ? (size_t)n : 0;
+	}
+	if (sent < head_len)
+		queue_output(s, head + sent, head_len - sent);
+	size_t tail_sent = sent > head_len ? sent - head_len : 0;
+	queue_output(s, tail + tail_sent, tail_len - tail_sent);
+}
+
+void session_send(struct session *s, const void *buf, size_t len)
+{
+	send_parts(s, buf, len, NULL, 0);
+}
+
+void session_send_msg_data(struct session *s, const struct wire_msg *msg, const void *data,
+			   size_t len)
 {
 	uint8_t buf[512];
 	size_t n = wire_encode_body(&s->params, msg, buf, sizeof(buf));
@@ -139,7 +163,12 @@ void session_send_msg(struct session *s, const struct wire_msg *msg)
 		session_fail(s, NULL);
 		return;
 	}
-	session_send(s, buf, n);
+	send_parts(s, buf, n, data, len);
+}
+
+void session_send_msg(struct session *s, const struct wire_msg *msg)
+{
+	session_send_msg_data(s, msg, NULL, 0);
 }
 
 /* ---- parking ---- */
@@ -285,6 +314,38 @@ static bool adopt_short_names(struct session *s, const struct wire_header *hdr)
 	return true;
 }
 
+/*
+ * pcsc-lite's client library writes a request's header and its body with
+ * two system calls, and the loop often wakes between them. The body is then
+ * a few microseconds away: reading it for a short moment costs less than
+ * going back to sleep and being woken again.
+ */
+#define REST_WAIT_US 40u
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* True once in_len reaches need; false when the rest did not come quickly. */
+static bool await_rest(struct session *s, size_t need)
+{
+	uint64_t start = now_us();
+	do {
+		ssize_t n = recv(s->fd, s->in + s->in_len, s->in_cap - s->in_len, MSG_DONTWAIT);
+		if (n > 0) {
+			s->in_len += (size_t)n;
+			if (s->in_len >= need)
+				return true;
+		} else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			return false; /* the read in on_socket sees the hang-up */
+		}
+	} while (now_us() - start < REST_WAIT_US);
+	return false;
+}
+
 /* Parses and runs whole requests until one parks or input runs out. */
 static void process_input(struct session *s)
 {
@@ -335,13 +396,21 @@ static void process_input(struct session *s)
 			goto need_more;
 
 		log_debug("client %" PRIu64 ": %s", s->id, spec->name);
+		s->rest_awaited = false;
 		run_request(s, &msg, s->in + WIRE_HEADER_SIZE + body, data_len);
 		consume_input(s, need);
 		continue;
 need_more:
-		if (need > MAX_REQUEST || !reserve(&s->in, &s->in_cap, need))
+		if (need > MAX_REQUEST || !reserve(&s->in, &s->in_cap, need)) {
 			session_fail(s, "request too large");
-		return;
+			return;
+		}
+		/* once per request, so that a client trickling bytes cannot keep the loop here */
+		if (s->rest_awaited || !await_rest(s, need)) {
+			s->rest_awaited = true;
+			return;
+		}
+		s->rest_awaited = true;
 	}
 }
 

@@ -60,6 +60,7 @@ struct session {
 	size_t in_len, in_cap;
 	uint8_t *out;           /* unsent reply bytes: out[out_off, out_len) */
 	size_t out_off, out_len, out_cap;
+	bool rest_awaited;      /* the request being read already had its short wait */
 	int mask;               /* what the loop watches now */
 
 	/* what it waits for (session code only) */
@@ -88,6 +89,9 @@ void session_accept(void *data, const struct peer *peer);
 /* Queues reply bytes and sends what the socket takes now. */
 void session_send(struct session *s, const void *buf, size_t len);
 void session_send_msg(struct session *s, const struct wire_msg *msg);
+/* A reply struct and the bytes that follow it (transmit, control), sent together. */
+void session_send_msg_data(struct session *s, const struct wire_msg *msg, const void *data,
+			   size_t len);
 
 /* Marks the session dead (why: logged, or NULL); it is freed before the loop sleeps. */
 void session_fail(struct session *s, const char *why);
