@@ -104,6 +104,12 @@ struct wire_proto {
 	uint32_t reader_name_len;  /* 128, or 100 for 4:2 before pcsc-lite 1.8.4 */
 	const struct wire_cmd_spec *cmds;
 	size_t n_cmds;
+	/* The same major:minor as older libraries laid it out, or NULL: 4:2 has
+	 * 100-byte reader names up to pcsc-lite 1.8.3. Never a row of its own
+	 * (wire_proto_find gives the newer layout); a connection moves to it
+	 * through wire_proto_with_name_len or wire_proto_adopt_layout, and a
+	 * client that finds one probes which layout its daemon uses. */
+	const struct wire_proto *older_layout;
 };
 
 /* Per-connection parameters: everything the codec needs to know about a peer. */
@@ -114,11 +120,40 @@ struct wire_params {
 };
 
 /* Version table access. */
+struct wire_header;
 const struct wire_proto *wire_proto_find(int32_t major, int32_t minor);
 const struct wire_proto *wire_proto_default(void); /* 4:4: used before CMD_VERSION */
 const struct wire_proto *wire_proto_highest(void);
-/* 4:2 as spoken by pcsc-lite <= 1.8.3 (100-byte reader names); never returned
- * by wire_proto_find, which gives the 1.8.4 - 1.8.8 layout for 4:2. */
+const struct wire_proto *wire_proto_lowest(void);
+/* The rows, lowest version first: i < wire_proto_count(), else NULL. */
+size_t wire_proto_count(void);
+const struct wire_proto *wire_proto_at(size_t i);
+
+/*
+ * The row a daemon serves a client that asks for major:minor: that version,
+ * the highest one for a newer minor of the highest major (minors only ever
+ * added commands), or NULL (refuse).
+ */
+const struct wire_proto *wire_proto_serve(int32_t major, int32_t minor);
+
+/*
+ * proto's version with name_len-byte reader names (a socket's names=100),
+ * or proto itself when the version has no such layout.
+ */
+const struct wire_proto *wire_proto_with_name_len(const struct wire_proto *proto,
+						  uint32_t name_len);
+
+/*
+ * A request that does not fit proto may show that the client uses the
+ * version's older layout (a 124-byte SCARD_CONNECT on a 4:2 connection is
+ * pcsc-lite <= 1.8.3's): returns that layout when hdr fits it and not proto,
+ * else NULL. The connection then stays in that layout.
+ */
+const struct wire_proto *wire_proto_adopt_layout(const struct wire_proto *proto,
+						 const struct wire_header *hdr);
+
+/* 4:2 with 100-byte reader names. Superseded by wire_proto_with_name_len();
+ * kept until the daemon's two callers move, then to be removed. */
 const struct wire_proto *wire_proto_4_2_short_names(void);
 const struct wire_cmd_spec *wire_cmd_lookup(const struct wire_proto *proto, uint32_t cmd);
 const char *wire_cmd_name(uint32_t cmd); /* any version; "UNKNOWN" if none */

@@ -97,7 +97,7 @@ static void check_encode_raw(const struct wire_params *base, const uint8_t *data
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct wire_proto *protos[] = {
-		wire_proto_4_2_short_names(), wire_proto_find(4, 4), wire_proto_find(4, 6),
+		wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 4), wire_proto_find(4, 6),
 	};
 	/* Fewer slots than records, the legacy 16, and a few odd sizes. */
 	const uint32_t slot_counts[] = { 1, 2, 3, 16, MAX_RECORDS };
