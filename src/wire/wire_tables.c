@@ -14,7 +14,7 @@
 #define CONNECT_SIZE(name_len) (4u + (name_len) + 5u * 4u)
 #define SHORT_READER_NAME 100u /* MAX_READERNAME up to pcsc-lite 1.8.3 */
 
-#define WAIT_SIGNAL_SIZE 8u
+#define WAIT_SIGNAL_SIZE WIRE_EVENT_SIGNAL_SIZE
 
 /* A command whose request and reply are the same fixed struct. */
 #define STRUCT_CMD(code, label, size)                                            \

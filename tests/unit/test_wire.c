@@ -707,6 +707,37 @@ static void test_version_adopt_layout(void **state)
 	assert_null(wire_proto_adopt_layout(p42, NULL));
 }
 
+/* The constants callers size buffers with agree with the table. */
+static void test_size_constants(void **state)
+{
+	size_t largest = 0;
+
+	(void)state;
+	for (size_t v = 0; v <= wire_proto_count(); v++) {
+		const struct wire_proto *proto =
+			v < wire_proto_count() ? wire_proto_at(v) : wire_proto_find(4, 2)->older_layout;
+		struct wire_params p;
+
+		for (size_t i = 0; i < proto->n_cmds; i++) {
+			const struct wire_cmd_spec *spec = &proto->cmds[i];
+
+			assert_true(spec->body_size <= WIRE_MAX_STRUCT_SIZE);
+			assert_true(spec->reply_size <= WIRE_MAX_STRUCT_SIZE);
+			if (spec->body_size > largest)
+				largest = spec->body_size;
+		}
+		assert_int_equal(wire_cmd_lookup(proto, WIRE_WAIT_READER_STATE_CHANGE)->reply_size,
+				 WIRE_EVENT_SIGNAL_SIZE);
+		wire_params_init(&p);
+		p.proto = proto;
+		if (proto->reader_name_len == WIRE_MAX_READERNAME)
+			assert_int_equal(wire_reader_record_size(&p), WIRE_READER_RECORD_SIZE);
+		else
+			assert_true(wire_reader_record_size(&p) < WIRE_READER_RECORD_SIZE);
+	}
+	assert_int_equal(largest, WIRE_MAX_STRUCT_SIZE);
+}
+
 /* Every row agrees with itself and with the names list. */
 static void test_table_consistency(void **state)
 {
@@ -1100,6 +1131,7 @@ int main(void)
 		cmocka_unit_test(test_version_serve),
 		cmocka_unit_test(test_version_name_len),
 		cmocka_unit_test(test_version_adopt_layout),
+		cmocka_unit_test(test_size_constants),
 		cmocka_unit_test(test_table_consistency),
 		cmocka_unit_test(test_cmd_names),
 		cmocka_unit_test(test_version_differences),
