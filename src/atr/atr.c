@@ -14,25 +14,21 @@
 static uint32_t protocol_bit(unsigned t)
 {
 	switch (t) {
-	case 0:
-		return SCARD_PROTOCOL_T0;
-	case 1:
-		return SCARD_PROTOCOL_T1;
-	case 15:
-		return SCARD_PROTOCOL_T15;
-	default:
-		return 0; /* RFU or proprietary (T=14): nothing we can drive */
+	case 0: return SCARD_PROTOCOL_T0;
+	case 1: return SCARD_PROTOCOL_T1;
+	case 15: return SCARD_PROTOCOL_T15;
+	default: return 0; /* RFU or proprietary (T=14): nothing we can drive */
 	}
 }
 
 /* What walking T0 and the TDi found, beyond what atr_info reports. */
 struct walk {
-	size_t end;        /* offset just past the announced interface bytes */
-	bool td_missing;   /* a TDi is announced past the end of the ATR */
+	size_t end;      /* offset just past the announced interface bytes */
+	bool td_missing; /* a TDi is announced past the end of the ATR */
 	unsigned td_count;
-	bool tck_needed;   /* a TDi names a protocol other than T=0 */
-	bool named_t0t1;   /* a TDi names T=0 or T=1 */
-	int first_t;       /* the first protocol a TDi names, T=15 aside; -1 if none */
+	bool tck_needed; /* a TDi names a protocol other than T=0 */
+	bool named_t0t1; /* a TDi names T=0 or T=1 */
+	int first_t;     /* the first protocol a TDi names, T=15 aside; -1 if none */
 };
 
 /* Fills out's protocol fields from TA1..TDn; never reads past len. */

@@ -51,8 +51,7 @@ static int feed_count(const struct wire_params *p, const uint8_t *stream, size_t
 	size_t have = 0, need = 0;
 	int rc;
 
-	while ((rc = wire_decode_count_after_wait(p, stream, have, &need, out)) ==
-	       WIRE_NEED_MORE) {
+	while ((rc = wire_decode_count_after_wait(p, stream, have, &need, out)) == WIRE_NEED_MORE) {
 		assert_true(need > have);
 		assert_true(need <= WIRE_COUNT_AFTER_WAIT_MAX);
 		assert_true(need <= stream_len);
@@ -149,8 +148,8 @@ static size_t make_array(const struct wire_params *p, const bool named[SLOTS], u
 
 /* The array as a 2.5 daemon writes it with the signal in front of record k,
  * cut to the array's length (the rest is still on the socket). */
-static void splice_signal(const struct wire_params *p, const uint8_t *array, size_t total,
-			  size_t k, uint32_t rv, uint8_t *out)
+static void splice_signal(const struct wire_params *p, const uint8_t *array, size_t total, size_t k,
+			  uint32_t rv, uint8_t *out)
 {
 	size_t record = wire_reader_record_size(p);
 
