@@ -17,8 +17,8 @@
 
 #include "config.h"
 
-/* The largest fixed request: header + the 280-byte get/set attribute struct. */
-#define REQUEST_MAX (WIRE_HEADER_SIZE + 288u)
+/* The largest fixed message: a header and the largest struct. */
+#define REQUEST_MAX (WIRE_HEADER_SIZE + WIRE_MAX_STRUCT_SIZE)
 
 static enum wire_byte_order host_order(void)
 {

@@ -87,7 +87,7 @@ static size_t extra_legacy_records(struct client_ctx *c)
 
 	if (record == 0 || pending < record)
 		return 0;
-	if (pending % record != 0 && pending % record != 8)
+	if (pending % record != 0 && pending % record != WIRE_EVENT_SIGNAL_SIZE)
 		return 0;
 	if (c->conn.legacy_slots + pending / record > MAX_READER_SLOTS)
 		return 0;
@@ -179,57 +179,34 @@ LONG ctx_fetch_array(struct client_ctx *c)
 }
 
 /*
- * Does this record start with an event signal instead? A signal is a zero
- * word and an rv (0, or SCARD_E_CANCELLED after a cancel); a record that
- * begins with a zero word is an unused slot, whose name keeps either
- * nothing or the tail of an old reader's name right after the NUL. A
- * reader name starting 8 bytes in is neither: it is a record pushed back by
- * the signal in front of it.
- */
-static bool signal_in_front(const struct client_ctx *c, const uint8_t *rec)
-{
-	enum wire_byte_order order = c->conn.params.order;
-	uint32_t rv = wire_get_u32(order, rec + 4);
-
-	return wire_get_u32(order, rec) == 0 &&
-	       (rv == SCARD_S_SUCCESS || rv == (uint32_t)SCARD_E_CANCELLED) &&
-	       rec[8] >= 0x20 && rec[8] != 0x7F;
-}
-
-/*
  * 4:6 array (0x17) asked for while registered for events. pcsc-lite 2.5
  * writes it record by record from one thread and event signals from
  * another, so the signal that ends the registration may sit in front of any
- * record. It is taken out and the array completed from the stream. (A
- * signal in front of an all-zero slot moves that slot's zeros and is found
- * at the next named record; with none after it, it stays at the end, where
- * it is read as the signal it is.) *signal_rv gets its rv.
+ * record. The wire codec finds it and takes it out
+ * (wire_take_array_signal); the array is completed from the stream.
+ * *signal_rv gets its rv.
  */
 LONG ctx_fetch_array_registered(struct client_ctx *c, bool *signalled, LONG *signal_rv)
 {
-	size_t record = wire_reader_record_size(&c->conn.params);
-	size_t records;
+	size_t total;
+	size_t missing;
+	uint32_t rv_in_array;
 	LONG rv;
 
 	*signalled = false;
 	rv = ctx_fetch_array(c);
-	if (rv != SCARD_S_SUCCESS || record < 9)
+	if (rv != SCARD_S_SUCCESS)
 		return rv;
-	records = c->conn.params.reader_slots;
-	for (size_t k = 0; k < records; k++) {
-		uint8_t *rec = c->array_buf + k * record;
-
-		if (!signal_in_front(c, rec))
-			continue;
-		*signalled = true;
-		*signal_rv = (LONG)wire_get_u32(c->conn.params.order, rec + 4);
-		memmove(rec, rec + 8, (records - k) * record - 8);
-		rv = conn_recv_raw(&c->conn, c->array_buf + records * record - 8, 8);
-		if (rv != SCARD_S_SUCCESS)
-			return rv;
-		decode_states(c);
-		break;
-	}
+	total = wire_reader_array_size(&c->conn.params);
+	missing = wire_take_array_signal(&c->conn.params, c->array_buf, total, &rv_in_array);
+	if (missing == 0)
+		return SCARD_S_SUCCESS;
+	*signalled = true;
+	*signal_rv = (LONG)rv_in_array;
+	rv = conn_recv_raw(&c->conn, c->array_buf + total - missing, missing);
+	if (rv != SCARD_S_SUCCESS)
+		return rv;
+	decode_states(c);
 	return SCARD_S_SUCCESS;
 }
 

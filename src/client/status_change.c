@@ -100,41 +100,40 @@ static LONG send_wait(struct gsc *g)
 /*
  * 4:6 after WAIT: a daemon may send an event signal before its 0x16 answer
  * or inside its 0x17 answer (pcsc-lite 2.5 does; scardd holds it back; the
- * array's case is ctx_fetch_array_registered's). A signal starts with a
- * zero word and no daemon announces a zero-length array, so a zero here is
- * a signal: its rv follows, then the real answer. *signalled tells the
- * caller that the registration is used up.
+ * array's case is ctx_fetch_array_registered's). The wire codec tells a
+ * signal from the count (wire_decode_count_after_wait). *signalled tells
+ * the caller that the registration is used up.
  */
 static LONG fetch_count_after_wait(struct gsc *g, bool *signalled, LONG *signal_rv)
 {
 	struct client_ctx *c = g->c;
-	enum wire_byte_order order = c->conn.params.order;
 	struct wire_msg msg = { .cmd = WIRE_GET_READERS_STATE_SIZE };
-	uint8_t word[4];
-	uint32_t count;
+	struct wire_count_answer answer;
+	uint8_t buf[WIRE_COUNT_AFTER_WAIT_MAX];
+	size_t have = 0, need = 0;
+	int rc = WIRE_E_INVALID;
 	LONG rv;
 
 	*signalled = false;
 	rv = conn_send(&c->conn, &msg, NULL, 0);
-	if (rv == SCARD_S_SUCCESS)
-		rv = conn_recv_raw(&c->conn, word, sizeof(word));
+	while (rv == SCARD_S_SUCCESS &&
+	       (rc = wire_decode_count_after_wait(&c->conn.params, buf, have, &need, &answer)) ==
+		       WIRE_NEED_MORE) {
+		if (need > sizeof(buf) || need <= have)
+			return SCARD_F_INTERNAL_ERROR;
+		rv = conn_recv_raw(&c->conn, buf + have, need - have);
+		have = need;
+	}
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
-	count = wire_get_u32(order, word);
-	if (count == 0) {
-		/* the signal's first word: its rv follows, then the real answer */
-		rv = conn_recv_raw(&c->conn, word, sizeof(word));
-		if (rv != SCARD_S_SUCCESS)
-			return rv;
+	if (rc != WIRE_OK)
+		return SCARD_F_INTERNAL_ERROR;
+	if (answer.signalled) {
 		*signalled = true;
-		*signal_rv = (LONG)wire_get_u32(order, word);
+		*signal_rv = (LONG)answer.signal_rv;
 		g->registered = false;
-		rv = conn_recv_raw(&c->conn, word, sizeof(word));
-		if (rv != SCARD_S_SUCCESS)
-			return rv;
-		count = wire_get_u32(order, word);
 	}
-	return ctx_set_state_count(c, count);
+	return ctx_set_state_count(c, answer.count);
 }
 
 /* Registers for the next event and refreshes the snapshot. */

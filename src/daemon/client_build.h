@@ -42,7 +42,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CLIENT_BUILD_RECORD 184u       /* sizeof(READER_STATE) since 1.8.4 */
+#include "wire.h"
+
+#define CLIENT_BUILD_RECORD WIRE_READER_RECORD_SIZE /* sizeof(READER_STATE) since 1.8.4 */
 #define CLIENT_BUILD_STEP 16u          /* counts come in multiples of this */
 #define CLIENT_BUILD_SLOTS_MAX 4096u   /* SOCKET_SPEC_READERS_MAX */
 #define CLIENT_BUILD_REST_MAX (4u * CLIENT_BUILD_RECORD)

@@ -52,7 +52,7 @@ int cmd_list(int argc, char **argv)
 		bool has_card = (s & SCARD_STATE_PRESENT) && atr_len;
 		char protos[32] = "";
 		if (has_card)
-			atr_protocols(st[i].rgbAtr, atr_len, protos, sizeof(protos));
+			protocols_of_atr(st[i].rgbAtr, atr_len, protos, sizeof(protos));
 		const char *holder = holder_word(s);
 		if (g_opts.json) {
 			printf("%s{\"index\":%zu,\"name\":", i ? "," : "", i);

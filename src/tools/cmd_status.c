@@ -83,20 +83,22 @@ static void probe_daemon(const char *path, struct daemon_info *di)
 			fclose(f);
 		}
 	}
-	/* CMD_VERSION as a 4:4 client: every daemon since 2018 answers it, and
-	 * the reply carries the daemon's own version whatever it decides */
+	/* CMD_VERSION in the wire table's default version (4:4): every daemon
+	 * since 2018 answers it, and the reply carries the daemon's own version
+	 * whatever it decides */
 	struct wire_params params;
 	wire_params_init(&params);
+	const struct wire_cmd_spec *spec = wire_cmd_lookup(params.proto, WIRE_VERSION);
 	struct wire_msg msg = {.cmd = WIRE_VERSION};
-	msg.u.version.major = 4;
-	msg.u.version.minor = 4;
+	msg.u.version.major = params.proto->major;
+	msg.u.version.minor = params.proto->minor;
 	uint8_t buf[64];
 	size_t n = wire_encode_request(&params, &msg, buf, sizeof(buf));
-	if (n && send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n &&
-	    read_full(fd, buf, sizeof(struct wire_version_msg))) {
+	if (n && spec && spec->reply_size <= sizeof(buf) &&
+	    send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n && read_full(fd, buf, spec->reply_size)) {
 		struct wire_msg reply;
-		if (wire_decode_body(&params, WIRE_VERSION, buf, sizeof(struct wire_version_msg),
-				     &reply) == WIRE_OK) {
+		if (wire_decode_reply(&params, WIRE_VERSION, buf, spec->reply_size, &reply) ==
+		    WIRE_OK) {
 			di->have_version = true;
 			di->major = reply.u.version.major;
 			di->minor = reply.u.version.minor;
@@ -190,9 +192,11 @@ int cmd_status(int argc, char **argv)
 			if (di.have_cred)
 				printf("daemon:    %s, pid %d, uid %u\n", di.comm[0] ? di.comm : "?",
 				       (int)di.pid, (unsigned)di.uid);
-			if (di.have_version)
-				printf("protocol:  %d:%d%s\n", di.major, di.minor,
-				       di.version_rv ? " (refuses 4:4 clients)" : "");
+			if (di.have_version && di.version_rv)
+				printf("protocol:  %d:%d (refuses %s clients)\n", di.major, di.minor,
+				       wire_proto_default()->name);
+			else if (di.have_version)
+				printf("protocol:  %d:%d\n", di.major, di.minor);
 			else
 				printf("protocol:  unknown (%s)\n", di.error);
 			if (rv == SCARD_S_SUCCESS) {

@@ -7,8 +7,8 @@
 
 #include <pcsclite.h>
 
+#include "atr.h"
 #include "scard.h"
-#include "vcard.h"
 
 struct opts g_opts;
 
@@ -300,16 +300,14 @@ const char *holder_word(DWORD state)
 	return NULL;
 }
 
-void atr_protocols(const uint8_t *atr, size_t len, char *out, size_t cap)
+void protocols_of_atr(const uint8_t *atr, size_t len, char *out, size_t cap)
 {
-	unsigned protos;
-	int first;
+	struct atr_info info;
 	out[0] = 0;
-	if (!vcard_atr_check(atr, len, &protos, &first, NULL, 0))
+	if (atr_check(atr, len, &info, NULL, 0) < 0)
 		return;
-	snprintf(out, cap, "%s%s%s", protos & VCARD_PROTO_T0 ? "T=0" : "",
-		 (protos & VCARD_PROTO_T0) && (protos & VCARD_PROTO_T1) ? ", " : "",
-		 protos & VCARD_PROTO_T1 ? "T=1" : "");
+	bool t0 = info.protocols & SCARD_PROTOCOL_T0, t1 = info.protocols & SCARD_PROTOCOL_T1;
+	snprintf(out, cap, "%s%s%s", t0 ? "T=0" : "", t0 && t1 ? ", " : "", t1 ? "T=1" : "");
 }
 
 void json_state_fields(FILE *f, DWORD state)

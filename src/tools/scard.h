@@ -74,7 +74,7 @@ const char *holder_word(DWORD state);
 /* The JSON fields list and watch share: ,"held":..,"events":N,"state":[..] */
 void json_state_fields(FILE *f, DWORD state);
 /* Protocols an ATR offers, as "T=0, T=1", or "" if it cannot be read. */
-void atr_protocols(const uint8_t *atr, size_t len, char *out, size_t cap);
+void protocols_of_atr(const uint8_t *atr, size_t len, char *out, size_t cap);
 
 /* ---- subcommands ---- */
 int cmd_list(int argc, char **argv);

@@ -51,6 +51,15 @@ enum wire_cmd {
 #define WIRE_MAX_ATR_SIZE 33u
 #define WIRE_MAX_READERNAME 128u /* longest layout; 4:2 before 1.8.4 used 100 */
 #define WIRE_LEGACY_READER_SLOTS 16u /* array entries for 4:2 .. 4:5 clients */
+/* The largest fixed struct of any command in any version (SCARD_GET_ATTRIB,
+ * SCARD_SET_ATTRIB): a header plus this holds every fixed message. */
+#define WIRE_MAX_STRUCT_SIZE 280u
+/* The event signal a registered client is sent (struct wire_wait). */
+#define WIRE_EVENT_SIGNAL_SIZE 8u
+/* One reader-state record with 128-byte names, as every version since
+ * pcsc-lite 1.8.4 sends it (and as those libraries hold READER_STATE in
+ * memory); wire_reader_record_size() gives any layout's. */
+#define WIRE_READER_RECORD_SIZE 184u
 
 /* Results of codec functions (never SCARD_* codes). */
 enum wire_result {
@@ -104,6 +113,12 @@ struct wire_proto {
 	uint32_t reader_name_len;  /* 128, or 100 for 4:2 before pcsc-lite 1.8.4 */
 	const struct wire_cmd_spec *cmds;
 	size_t n_cmds;
+	/* The same major:minor as older libraries laid it out, or NULL: 4:2 has
+	 * 100-byte reader names up to pcsc-lite 1.8.3. Never a row of its own
+	 * (wire_proto_find gives the newer layout); a connection moves to it
+	 * through wire_proto_with_name_len or wire_proto_adopt_layout, and a
+	 * client that finds one probes which layout its daemon uses. */
+	const struct wire_proto *older_layout;
 };
 
 /* Per-connection parameters: everything the codec needs to know about a peer. */
@@ -114,11 +129,40 @@ struct wire_params {
 };
 
 /* Version table access. */
+struct wire_header;
 const struct wire_proto *wire_proto_find(int32_t major, int32_t minor);
 const struct wire_proto *wire_proto_default(void); /* 4:4: used before CMD_VERSION */
 const struct wire_proto *wire_proto_highest(void);
-/* 4:2 as spoken by pcsc-lite <= 1.8.3 (100-byte reader names); never returned
- * by wire_proto_find, which gives the 1.8.4 - 1.8.8 layout for 4:2. */
+const struct wire_proto *wire_proto_lowest(void);
+/* The rows, lowest version first: i < wire_proto_count(), else NULL. */
+size_t wire_proto_count(void);
+const struct wire_proto *wire_proto_at(size_t i);
+
+/*
+ * The row a daemon serves a client that asks for major:minor: that version,
+ * the highest one for a newer minor of the highest major (minors only ever
+ * added commands), or NULL (refuse).
+ */
+const struct wire_proto *wire_proto_serve(int32_t major, int32_t minor);
+
+/*
+ * proto's version with name_len-byte reader names (a socket's names=100),
+ * or proto itself when the version has no such layout.
+ */
+const struct wire_proto *wire_proto_with_name_len(const struct wire_proto *proto,
+						  uint32_t name_len);
+
+/*
+ * A request that does not fit proto may show that the client uses the
+ * version's older layout (a 124-byte SCARD_CONNECT on a 4:2 connection is
+ * pcsc-lite <= 1.8.3's): returns that layout when hdr fits it and not proto,
+ * else NULL. The connection then stays in that layout.
+ */
+const struct wire_proto *wire_proto_adopt_layout(const struct wire_proto *proto,
+						 const struct wire_header *hdr);
+
+/* 4:2 with 100-byte reader names. Superseded by wire_proto_with_name_len();
+ * kept until the daemon's two callers move, then to be removed. */
 const struct wire_proto *wire_proto_4_2_short_names(void);
 const struct wire_cmd_spec *wire_cmd_lookup(const struct wire_proto *proto, uint32_t cmd);
 const char *wire_cmd_name(uint32_t cmd); /* any version; "UNKNOWN" if none */
@@ -289,6 +333,51 @@ size_t wire_encode_reader_states(const struct wire_params *params,
 /* Decodes up to max records from buf; returns the number decoded. */
 size_t wire_decode_reader_states(const struct wire_params *params, const uint8_t *buf,
 				 size_t len, struct wire_reader_state *out, size_t max);
+
+/* ---- an event signal inside another answer (pcsc-lite 2.5) ---- */
+
+/*
+ * pcsc-lite 2.5 writes event signals from one thread and answers from
+ * another, so after CMD_WAIT_READER_STATE_CHANGE the signal may land in
+ * front of the CMD_GET_READERS_STATE_SIZE answer or inside the array that
+ * follows. These two take it out of what a client read.
+ */
+
+struct wire_count_answer {
+	uint32_t count;       /* the records the daemon announces */
+	bool signalled;       /* an event signal came first */
+	uint32_t signal_rv;   /* its rv: 0, or SCARD_E_CANCELLED */
+};
+/* The most bytes wire_decode_count_after_wait asks for: a signal and the count. */
+#define WIRE_COUNT_AFTER_WAIT_MAX (WIRE_EVENT_SIGNAL_SIZE + 4u)
+
+/*
+ * Decodes the CMD_GET_READERS_STATE_SIZE answer read after a WAIT. A signal
+ * starts with a zero word and no daemon announces a zero-length array, so a
+ * zero first word is a signal: its rv follows, then the count. Give it what
+ * has been read so far (len bytes): WIRE_NEED_MORE with *need set to the
+ * total to have read (at most WIRE_COUNT_AFTER_WAIT_MAX), or WIRE_OK with
+ * *out filled; WIRE_E_UNKNOWN_CMD if the version has no such command.
+ */
+int wire_decode_count_after_wait(const struct wire_params *params, const uint8_t *buf,
+				 size_t len, size_t *need, struct wire_count_answer *out);
+
+/*
+ * Looks for an event signal in front of a record of a 4:6 array read while
+ * registered (buf: len bytes, whole records). A record boundary holds one
+ * when it starts with a zero word and an rv of 0 or SCARD_E_CANCELLED, and
+ * a record's name follows (a printable first byte). An unused slot starts
+ * with a zero word too, but its name field holds zeros or an old name's
+ * tail right after the NUL, never a name 8 bytes in. If found, the signal is
+ * taken out (the bytes behind it move up), *signal_rv gets its rv, and the
+ * return value is WIRE_EVENT_SIGNAL_SIZE: the bytes now missing at the end
+ * of buf, to be read from the stream into its last bytes. Returns 0 if there
+ * is none. (A signal in front of an all-zero slot is found at the next named
+ * record; with none after it, it stays at the end, where the caller reads
+ * it as the signal it is.)
+ */
+size_t wire_take_array_signal(const struct wire_params *params, uint8_t *buf, size_t len,
+			      uint32_t *signal_rv);
 
 /* ---- byte order ---- */
 

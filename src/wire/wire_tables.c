@@ -14,7 +14,7 @@
 #define CONNECT_SIZE(name_len) (4u + (name_len) + 5u * 4u)
 #define SHORT_READER_NAME 100u /* MAX_READERNAME up to pcsc-lite 1.8.3 */
 
-#define WAIT_SIGNAL_SIZE 8u
+#define WAIT_SIGNAL_SIZE WIRE_EVENT_SIGNAL_SIZE
 
 /* A command whose request and reply are the same fixed struct. */
 #define STRUCT_CMD(code, label, size)                                            \
@@ -118,23 +118,25 @@ static const struct wire_cmd_spec cmds_4_6[] = {
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
-#define PROTO(maj, min, label, name_len, table)                                  \
+#define PROTO(maj, min, label, name_len, table, older)                           \
 	{ .major = (maj), .minor = (min), .name = (label), .reader_name_len = (name_len), \
-	  .cmds = (table), .n_cmds = N_OF(table) }
+	  .cmds = (table), .n_cmds = N_OF(table), .older_layout = (older) }
+
+/* Reached only through 4:2's older_layout. */
+static const struct wire_proto proto_4_2_short =
+	PROTO(4, 2, "4:2 (100-byte names)", SHORT_READER_NAME, cmds_4_2_short, NULL);
 
 /* Lowest first; wire_proto_find() searches this list. */
 static const struct wire_proto protos[] = {
-	PROTO(4, 2, "4:2", WIRE_MAX_READERNAME, cmds_4_2),
-	PROTO(4, 3, "4:3", WIRE_MAX_READERNAME, cmds_4_3),
-	PROTO(4, 4, "4:4", WIRE_MAX_READERNAME, cmds_4_4),
-	PROTO(4, 5, "4:5", WIRE_MAX_READERNAME, cmds_4_5),
-	PROTO(4, 6, "4:6", WIRE_MAX_READERNAME, cmds_4_6),
+	PROTO(4, 2, "4:2", WIRE_MAX_READERNAME, cmds_4_2, &proto_4_2_short),
+	PROTO(4, 3, "4:3", WIRE_MAX_READERNAME, cmds_4_3, NULL),
+	PROTO(4, 4, "4:4", WIRE_MAX_READERNAME, cmds_4_4, NULL),
+	PROTO(4, 5, "4:5", WIRE_MAX_READERNAME, cmds_4_5, NULL),
+	PROTO(4, 6, "4:6", WIRE_MAX_READERNAME, cmds_4_6, NULL),
 };
 
-static const struct wire_proto proto_4_2_short =
-	PROTO(4, 2, "4:2 (100-byte names)", SHORT_READER_NAME, cmds_4_2_short);
-
 #define PROTO_4_4 (&protos[2])
+#define PROTO_LOWEST (&protos[0])
 #define PROTO_HIGHEST (&protos[N_OF(protos) - 1])
 
 const struct wire_proto *wire_proto_find(int32_t major, int32_t minor)
@@ -154,6 +156,58 @@ const struct wire_proto *wire_proto_default(void)
 const struct wire_proto *wire_proto_highest(void)
 {
 	return PROTO_HIGHEST;
+}
+
+const struct wire_proto *wire_proto_lowest(void)
+{
+	return PROTO_LOWEST;
+}
+
+size_t wire_proto_count(void)
+{
+	return N_OF(protos);
+}
+
+const struct wire_proto *wire_proto_at(size_t i)
+{
+	return i < N_OF(protos) ? &protos[i] : NULL;
+}
+
+const struct wire_proto *wire_proto_serve(int32_t major, int32_t minor)
+{
+	const struct wire_proto *proto = wire_proto_find(major, minor);
+
+	if (proto == NULL && major == PROTO_HIGHEST->major && minor > PROTO_HIGHEST->minor)
+		proto = PROTO_HIGHEST;
+	return proto;
+}
+
+const struct wire_proto *wire_proto_with_name_len(const struct wire_proto *proto,
+						  uint32_t name_len)
+{
+	for (const struct wire_proto *p = proto; p != NULL; p = p->older_layout) {
+		if (p->reader_name_len == name_len)
+			return p;
+	}
+	return proto;
+}
+
+/* True if hdr has the size proto gives its command (bare commands: any size). */
+static bool fits(const struct wire_proto *proto, const struct wire_header *hdr)
+{
+	const struct wire_cmd_spec *spec = wire_cmd_lookup(proto, hdr->cmd);
+
+	return spec != NULL && (spec->body == WIRE_BODY_NONE || spec->body_size == hdr->size);
+}
+
+const struct wire_proto *wire_proto_adopt_layout(const struct wire_proto *proto,
+						 const struct wire_header *hdr)
+{
+	if (proto == NULL || hdr == NULL || proto->older_layout == NULL)
+		return NULL;
+	if (fits(proto, hdr) || !fits(proto->older_layout, hdr))
+		return NULL;
+	return proto->older_layout;
 }
 
 const struct wire_proto *wire_proto_4_2_short_names(void)

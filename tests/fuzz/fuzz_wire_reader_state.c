@@ -2,7 +2,10 @@
  * libFuzzer target: arbitrary bytes as a reader-state array, for every
  * record layout, both byte orders and several array lengths. Decoded
  * records must encode back to the same bytes (names normalised past their
- * NUL, padding zeroed) and decode again to the same values.
+ * NUL, padding zeroed) and decode again to the same values. The same bytes
+ * as a 4:6 answer read while registered: a signal taken out of an array
+ * leaves the rest in order, and the count decoder asks for no more than
+ * its bound.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -36,7 +39,7 @@ static void check_layout(const struct wire_params *base, const uint8_t *data, si
 			 uint32_t slots)
 {
 	static struct wire_reader_state states[MAX_RECORDS], again[MAX_RECORDS];
-	static uint8_t buf[MAX_RECORDS * 184], want[184];
+	static uint8_t buf[MAX_RECORDS * WIRE_READER_RECORD_SIZE], want[WIRE_READER_RECORD_SIZE];
 	struct wire_params p = *base;
 	size_t record = wire_reader_record_size(&p);
 	size_t n, total;
@@ -65,7 +68,7 @@ static void check_layout(const struct wire_params *base, const uint8_t *data, si
 static void check_encode_raw(const struct wire_params *base, const uint8_t *data, size_t size)
 {
 	static struct wire_reader_state states[4], out[4];
-	static uint8_t buf[4 * 184];
+	static uint8_t buf[4 * WIRE_READER_RECORD_SIZE];
 	struct wire_params p = *base;
 	size_t name_len = p.proto->reader_name_len;
 	size_t record = wire_reader_record_size(&p);
@@ -94,10 +97,54 @@ static void check_encode_raw(const struct wire_params *base, const uint8_t *data
 	}
 }
 
+/* wire_take_array_signal moves bytes up by the signal's size, or leaves them. */
+static void check_take_signal(const struct wire_params *p, const uint8_t *data, size_t size)
+{
+	static uint8_t buf[MAX_RECORDS * WIRE_READER_RECORD_SIZE];
+	size_t record = wire_reader_record_size(p);
+	size_t len = size < sizeof(buf) ? size : sizeof(buf);
+	uint32_t rv = 0xdeadbeef;
+	size_t missing;
+
+	memcpy(buf, data, len);
+	missing = wire_take_array_signal(p, buf, len, &rv);
+	if (missing == 0) {
+		CHECK(memcmp(buf, data, len) == 0 && rv == 0xdeadbeef);
+		return;
+	}
+	CHECK(missing == WIRE_EVENT_SIGNAL_SIZE);
+	CHECK(rv == 0 || rv == 0x80100002u); /* SCARD_E_CANCELLED */
+	len -= len % record;
+	/* a prefix of whole records stayed, the rest moved up by the signal */
+	size_t at = 0;
+	while (at < len && memcmp(buf + at, data + at, record) == 0)
+		at += record;
+	CHECK(at < len); /* the signal's record changed: its name byte was not a zero word's */
+	CHECK(memcmp(buf + at, data + at + missing, len - at - missing) == 0);
+}
+
+/* The count decoder fed as a client reads: exactly what it asks for. */
+static void check_count(const struct wire_params *p, const uint8_t *data, size_t size)
+{
+	struct wire_count_answer a;
+	size_t have = 0, need = 0;
+	int rc;
+
+	while ((rc = wire_decode_count_after_wait(p, data, have, &need, &a)) == WIRE_NEED_MORE) {
+		CHECK(need > have && need <= WIRE_COUNT_AFTER_WAIT_MAX);
+		if (need > size)
+			return;
+		have = need;
+	}
+	CHECK(rc == WIRE_OK || rc == WIRE_E_UNKNOWN_CMD);
+	if (rc == WIRE_OK)
+		CHECK(have == (a.signalled ? WIRE_EVENT_SIGNAL_SIZE + 4u : 4u));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct wire_proto *protos[] = {
-		wire_proto_4_2_short_names(), wire_proto_find(4, 4), wire_proto_find(4, 6),
+		wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 4), wire_proto_find(4, 6),
 	};
 	/* Fewer slots than records, the legacy 16, and a few odd sizes. */
 	const uint32_t slot_counts[] = { 1, 2, 3, 16, MAX_RECORDS };
@@ -112,6 +159,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (size_t s = 0; s < sizeof(slot_counts) / sizeof(slot_counts[0]); s++)
 				check_layout(&p, data, size, slot_counts[s]);
 			check_encode_raw(&p, data, size);
+			check_take_signal(&p, data, size);
+			check_count(&p, data, size);
 		}
 	}
 	return 0;

@@ -1,4 +1,4 @@
-/* ATR parsing (ISO 7816-3) and the protocol chosen at connect. */
+/* ATR parsing (ISO 7816-3): the lenient read, the strict check and the protocol chosen at connect. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -168,6 +168,90 @@ static void test_malformed(void **state)
 	assert_int_equal(i.protocols, T0);
 }
 
+/* "3B 80 01 00" -> atr_check's verdict, the reason in why. */
+static int check_hex(const char *s, struct atr_info *info, char *why, size_t why_len)
+{
+	uint8_t buf[64];
+	size_t len = hex(s, buf);
+	return atr_check(buf, len, info, why, why_len);
+}
+
+/* Field by field: padding in atr_info is not part of the answer. */
+static bool same_info(const struct atr_info *a, const struct atr_info *b)
+{
+	return a->protocols == b->protocols && a->default_protocol == b->default_protocol &&
+	       a->specific_mode == b->specific_mode &&
+	       a->specific_protocol == b->specific_protocol && a->can_change == b->can_change &&
+	       a->ta1 == b->ta1 && a->historical_len == b->historical_len &&
+	       a->has_tck == b->has_tck && a->tck_ok == b->tck_ok;
+}
+
+/* Whatever atr_check accepts, atr_parse reads the same way. */
+static void expect_checked(const char *s)
+{
+	struct atr_info strict, lenient;
+	char why[128] = "";
+	if (check_hex(s, &strict, why, sizeof(why)) != 0)
+		fail_msg("ATR \"%s\" refused: %s", s, why);
+	assert_int_equal(parse_hex(s, &lenient), 0);
+	assert_true(same_info(&strict, &lenient));
+}
+
+static void expect_refused(const char *s, const char *reason)
+{
+	char why[128] = "";
+	if (check_hex(s, NULL, why, sizeof(why)) != -1)
+		fail_msg("ATR \"%s\" accepted", s);
+	if (!strstr(why, reason))
+		fail_msg("ATR \"%s\": \"%s\", expected \"%s\"", s, why, reason);
+}
+
+static void test_check_accepts(void **state)
+{
+	(void)state;
+	expect_checked("3B 02 14 50");                                /* T=0, no TCK */
+	expect_checked("3B 80 01 81");                                /* T=1, TCK 81 */
+	expect_checked("3B F8 13 00 00 81 31 FE 15 59 75 62 69 6B 65 79 34 D4");
+	expect_checked("3B 8A 80 01 00 31 C1 73 C8 40 00 00 90 00 90");
+	expect_checked("3B 92 11 11 81 AA BB 02");                    /* specific mode */
+	expect_checked("3F 00");                                      /* inverse convention */
+	/* T=0 plus T=15 global bytes: TCK owed (ISO 7816-3 8.2.5), as SIMs send it. */
+	expect_checked("3B 9F 95 80 1F C7 80 31 E0 73 FE 21 1B 63 3A 20 4E 83 00 90 00 90");
+
+	struct atr_info i;
+	assert_int_equal(check_hex("3B 82 81 00 AA BB 12", &i, NULL, 0), 0);
+	assert_int_equal(i.protocols, T0 | T1);
+	assert_int_equal(i.default_protocol, T1);
+	assert_true(i.has_tck && i.tck_ok);
+}
+
+static void test_check_refuses(void **state)
+{
+	(void)state;
+	expect_refused("3A 00", "TS");
+	expect_refused("3B", "2 to 33 bytes");
+	expect_refused("3B 80 01 00", "last byte should be 81");
+	expect_refused("3B 03 01", "announce 5 bytes, the ATR has 3");
+	expect_refused("3B 02 14 50 00", "announce 4 bytes");       /* a stray byte */
+	expect_refused("3B F8 13 00 00 81 31 FE 15 59 75 62 69 6B 65 79 34", "(with TCK)");
+	expect_refused("3B 9F 95 80 1F C7 80 31 E0 73 FE 21 1B 63 3A 20 4E 83 00 90 00",
+		       "(with TCK)");                                /* T=15 owes TCK too */
+	expect_refused("3B 80", "run past the end");
+	expect_refused("3B 8A 80", "run past the end");
+	expect_refused("3B 80 02 82", "neither T=0 nor T=1");        /* T=2 only */
+	expect_refused("3B 80 82 00 02", "first offered protocol");  /* T=2, then T=0 */
+	/* nine TD bytes, each naming T=0 and announcing the next */
+	expect_refused("3B 80 80 80 80 80 80 80 80 80 00", "too many TD bytes");
+	expect_checked("3B 80 80 80 80 80 80 80 80 00");             /* eight are fine */
+
+	uint8_t long_atr[40] = { 0x3B, 0x0F };
+	char why[64] = "";
+	assert_int_equal(atr_check(long_atr, 34, NULL, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "2 to 33 bytes"));
+	assert_int_equal(atr_check(long_atr, 17, NULL, NULL, 0), 0); /* 15 historical zeros */
+	assert_int_equal(atr_check(NULL, 4, NULL, NULL, 0), -1);
+}
+
 static void expect(const struct atr_info *i, uint32_t pref, long rv, uint32_t proto, bool pps)
 {
 	uint32_t chosen = 0xdead;
@@ -232,6 +316,7 @@ int main(void)
 		cmocka_unit_test(test_t0_only),	    cmocka_unit_test(test_t1_card),
 		cmocka_unit_test(test_dual_protocol), cmocka_unit_test(test_specific_mode),
 		cmocka_unit_test(test_malformed),	    cmocka_unit_test(test_choose),
+		cmocka_unit_test(test_check_accepts),   cmocka_unit_test(test_check_refuses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

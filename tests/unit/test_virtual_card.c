@@ -125,27 +125,6 @@ static void test_atr_builtin_protocols(void **state)
 	assert_int_equal(first, 1);
 }
 
-static void test_atr_check_errors(void **state)
-{
-	(void)state;
-	char err[128];
-	const uint8_t bad_ts[] = {0x3A, 0x00};
-	assert_false(vcard_atr_check(bad_ts, sizeof(bad_ts), NULL, NULL, err, sizeof(err)));
-	assert_non_null(strstr(err, "TS"));
-	/* T=1 offered: TCK required and checked */
-	const uint8_t bad_tck[] = {0x3B, 0x80, 0x01, 0x00};
-	assert_false(vcard_atr_check(bad_tck, sizeof(bad_tck), NULL, NULL, err, sizeof(err)));
-	assert_non_null(strstr(err, "last byte should be 81"));
-	const uint8_t good_tck[] = {0x3B, 0x80, 0x01, 0x81};
-	assert_true(vcard_atr_check(good_tck, sizeof(good_tck), NULL, NULL, err, sizeof(err)));
-	const uint8_t short_hist[] = {0x3B, 0x03, 0x01};
-	assert_false(vcard_atr_check(short_hist, sizeof(short_hist), NULL, NULL, err, sizeof(err)));
-	const uint8_t t0_plain[] = {0x3B, 0x02, 0x14, 0x50}; /* T=0, no TCK */
-	unsigned protos = 0;
-	assert_true(vcard_atr_check(t0_plain, sizeof(t0_plain), &protos, NULL, err, sizeof(err)));
-	assert_int_equal(protos, VCARD_PROTO_T0);
-}
-
 /* ---- APDU shape, CLA, INS ---- */
 
 static void test_malformed_lengths(void **state)
@@ -522,7 +501,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		CT(test_atr_builtin_protocols),
-		CT(test_atr_check_errors),
 		CT(test_malformed_lengths),
 		CT(test_class_errors),
 		CT(test_unknown_instruction),

@@ -206,7 +206,7 @@ static void test_roundtrip_all_4_4(void **state)
 static void test_roundtrip_all_versions(void **state)
 {
 	const struct wire_proto *protos[] = {
-		wire_proto_4_2_short_names(), wire_proto_find(4, 2), wire_proto_find(4, 3),
+		wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 2), wire_proto_find(4, 3),
 		wire_proto_find(4, 5), wire_proto_find(4, 6),
 	};
 
@@ -283,7 +283,7 @@ static void test_layout_connect_short_names(void **state)
 	uint8_t buf[BUF_CAP];
 
 	(void)state;
-	p.proto = wire_proto_4_2_short_names();
+	p.proto = wire_proto_find(4, 2)->older_layout;
 	assert_int_equal(p.proto->reader_name_len, 100);
 	sample_msg(WIRE_CONNECT, &m);
 	assert_int_equal(wire_encode_body(&p, &m, buf, sizeof(buf)), 124);
@@ -565,7 +565,7 @@ static void test_unknown_commands(void **state)
 {
 	static const uint32_t unknown[] = { 0, 0x03, 0x0C, 0x0E, 0x18, 0x99, 0xFFFFFFFF };
 	const struct wire_proto *protos[] = {
-		wire_proto_4_2_short_names(), wire_proto_find(4, 2), wire_proto_find(4, 3),
+		wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 2), wire_proto_find(4, 3),
 		wire_proto_find(4, 4), wire_proto_find(4, 5), wire_proto_find(4, 6),
 	};
 	uint8_t buf[BUF_CAP] = { 0 };
@@ -615,10 +615,14 @@ static void test_version_table(void **state)
 	assert_string_equal(wire_proto_find(4, 4)->name, "4:4");
 	assert_ptr_equal(wire_proto_default(), wire_proto_find(4, 4));
 	assert_ptr_equal(wire_proto_highest(), wire_proto_find(4, 6));
-	assert_int_equal(wire_proto_4_2_short_names()->major, 4);
-	assert_int_equal(wire_proto_4_2_short_names()->minor, 2);
-	assert_int_equal(wire_proto_4_2_short_names()->reader_name_len, 100);
-	assert_ptr_not_equal(wire_proto_4_2_short_names(), wire_proto_find(4, 2));
+	assert_int_equal(wire_proto_find(4, 2)->older_layout->major, 4);
+	assert_int_equal(wire_proto_find(4, 2)->older_layout->minor, 2);
+	assert_int_equal(wire_proto_find(4, 2)->older_layout->reader_name_len, 100);
+	assert_ptr_not_equal(wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 2));
+	assert_null(wire_proto_find(4, 2)->older_layout->older_layout);
+	for (int32_t minor = 3; minor <= 6; minor++)
+		assert_null(wire_proto_find(4, minor)->older_layout);
+	assert_ptr_equal(wire_proto_4_2_short_names(), wire_proto_find(4, 2)->older_layout);
 
 	wire_params_init(&p);
 	assert_ptr_equal(p.proto, wire_proto_default());
@@ -626,11 +630,119 @@ static void test_version_table(void **state)
 	assert_int_equal(p.reader_slots, 16);
 }
 
+/* The rows in order, lowest first, as the client walks them. */
+static void test_version_rows(void **state)
+{
+	(void)state;
+	assert_int_equal(wire_proto_count(), 5);
+	assert_ptr_equal(wire_proto_at(0), wire_proto_lowest());
+	assert_ptr_equal(wire_proto_lowest(), wire_proto_find(4, 2));
+	assert_ptr_equal(wire_proto_at(wire_proto_count() - 1), wire_proto_highest());
+	assert_null(wire_proto_at(wire_proto_count()));
+	for (size_t i = 1; i < wire_proto_count(); i++) {
+		const struct wire_proto *lo = wire_proto_at(i - 1), *hi = wire_proto_at(i);
+
+		assert_true(lo->major < hi->major ||
+			    (lo->major == hi->major && lo->minor < hi->minor));
+		assert_ptr_equal(wire_proto_find(hi->major, hi->minor), hi);
+	}
+}
+
+/* What a daemon serves to each CMD_VERSION. */
+static void test_version_serve(void **state)
+{
+	(void)state;
+	for (int32_t minor = 2; minor <= 6; minor++)
+		assert_ptr_equal(wire_proto_serve(4, minor), wire_proto_find(4, minor));
+	/* a newer minor of our major: the highest we know */
+	assert_ptr_equal(wire_proto_serve(4, 7), wire_proto_highest());
+	assert_ptr_equal(wire_proto_serve(4, 99), wire_proto_highest());
+	assert_null(wire_proto_serve(4, 1));
+	assert_null(wire_proto_serve(4, 0));
+	assert_null(wire_proto_serve(5, 0));
+	assert_null(wire_proto_serve(3, 9));
+	assert_null(wire_proto_serve(4, -1));
+}
+
+/* names=100 on a socket: only 4:2 has such a layout. */
+static void test_version_name_len(void **state)
+{
+	const struct wire_proto *p42 = wire_proto_find(4, 2);
+
+	(void)state;
+	assert_ptr_equal(wire_proto_with_name_len(p42, 100), p42->older_layout);
+	assert_int_equal(wire_proto_with_name_len(p42, 100)->reader_name_len, 100);
+	assert_ptr_equal(wire_proto_with_name_len(p42, 128), p42);
+	assert_ptr_equal(wire_proto_with_name_len(p42, 77), p42);
+	for (int32_t minor = 3; minor <= 6; minor++) {
+		const struct wire_proto *p = wire_proto_find(4, minor);
+
+		assert_ptr_equal(wire_proto_with_name_len(p, 100), p);
+		assert_ptr_equal(wire_proto_with_name_len(p, 128), p);
+	}
+	assert_null(wire_proto_with_name_len(NULL, 100));
+}
+
+/* A 4:2 connection moves to 100-byte names on a 124-byte CONNECT, and on nothing else. */
+static void test_version_adopt_layout(void **state)
+{
+	const struct wire_proto *p42 = wire_proto_find(4, 2);
+	struct wire_header connect_short = { .size = 124, .cmd = WIRE_CONNECT };
+	struct wire_header connect_long = { .size = 152, .cmd = WIRE_CONNECT };
+	struct wire_header connect_odd = { .size = 130, .cmd = WIRE_CONNECT };
+	struct wire_header transmit_bad = { .size = 31, .cmd = WIRE_TRANSMIT };
+	struct wire_header unknown = { .size = 0, .cmd = 0x42 };
+
+	(void)state;
+	assert_ptr_equal(wire_proto_adopt_layout(p42, &connect_short), p42->older_layout);
+	assert_null(wire_proto_adopt_layout(p42, &connect_long));
+	assert_null(wire_proto_adopt_layout(p42, &connect_odd));
+	assert_null(wire_proto_adopt_layout(p42, &transmit_bad));
+	assert_null(wire_proto_adopt_layout(p42, &unknown));
+	/* already there, or no older layout: nothing to adopt */
+	assert_null(wire_proto_adopt_layout(p42->older_layout, &connect_long));
+	for (int32_t minor = 3; minor <= 6; minor++)
+		assert_null(wire_proto_adopt_layout(wire_proto_find(4, minor), &connect_short));
+	assert_null(wire_proto_adopt_layout(NULL, &connect_short));
+	assert_null(wire_proto_adopt_layout(p42, NULL));
+}
+
+/* The constants callers size buffers with agree with the table. */
+static void test_size_constants(void **state)
+{
+	size_t largest = 0;
+
+	(void)state;
+	for (size_t v = 0; v <= wire_proto_count(); v++) {
+		const struct wire_proto *proto =
+			v < wire_proto_count() ? wire_proto_at(v) : wire_proto_find(4, 2)->older_layout;
+		struct wire_params p;
+
+		for (size_t i = 0; i < proto->n_cmds; i++) {
+			const struct wire_cmd_spec *spec = &proto->cmds[i];
+
+			assert_true(spec->body_size <= WIRE_MAX_STRUCT_SIZE);
+			assert_true(spec->reply_size <= WIRE_MAX_STRUCT_SIZE);
+			if (spec->body_size > largest)
+				largest = spec->body_size;
+		}
+		assert_int_equal(wire_cmd_lookup(proto, WIRE_WAIT_READER_STATE_CHANGE)->reply_size,
+				 WIRE_EVENT_SIGNAL_SIZE);
+		wire_params_init(&p);
+		p.proto = proto;
+		if (proto->reader_name_len == WIRE_MAX_READERNAME)
+			assert_int_equal(wire_reader_record_size(&p), WIRE_READER_RECORD_SIZE);
+		else
+			assert_true(wire_reader_record_size(&p) < WIRE_READER_RECORD_SIZE);
+	}
+	assert_int_equal(largest, WIRE_MAX_STRUCT_SIZE);
+}
+
 /* Every row agrees with itself and with the names list. */
 static void test_table_consistency(void **state)
 {
 	const struct wire_proto *protos[] = {
-		wire_proto_4_2_short_names(), wire_proto_find(4, 2), wire_proto_find(4, 3),
+		wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 2), wire_proto_find(4, 3),
 		wire_proto_find(4, 4), wire_proto_find(4, 5), wire_proto_find(4, 6),
 	};
 
@@ -680,7 +792,7 @@ static void test_version_differences(void **state)
 	/* 0x15 appears in 4:5. */
 	for (int32_t minor = 2; minor <= 4; minor++)
 		assert_null(spec_of(minor, WIRE_GET_READER_EVENTS));
-	assert_null(wire_cmd_lookup(wire_proto_4_2_short_names(), WIRE_GET_READER_EVENTS));
+	assert_null(wire_cmd_lookup(wire_proto_find(4, 2)->older_layout, WIRE_GET_READER_EVENTS));
 	for (int32_t minor = 5; minor <= 6; minor++) {
 		const struct wire_cmd_spec *s = spec_of(minor, WIRE_GET_READER_EVENTS);
 
@@ -731,7 +843,7 @@ static void test_version_differences(void **state)
 
 	/* Connect follows the reader-name length. */
 	assert_int_equal(spec_of(2, WIRE_CONNECT)->body_size, 152);
-	assert_int_equal(wire_cmd_lookup(wire_proto_4_2_short_names(), WIRE_CONNECT)->body_size,
+	assert_int_equal(wire_cmd_lookup(wire_proto_find(4, 2)->older_layout, WIRE_CONNECT)->body_size,
 			 124);
 	for (int32_t minor = 2; minor <= 6; minor++)
 		assert_int_equal(spec_of(minor, WIRE_GET_READERS_STATE)->reply,
@@ -773,7 +885,7 @@ static void test_connect_name_forced_nul(void **state)
 	assert_int_equal(wire_decode_body(&p, WIRE_CONNECT, buf, 152, &out), WIRE_OK);
 	assert_int_equal(strlen(out.u.connect.reader), 127);
 
-	p.proto = wire_proto_4_2_short_names();
+	p.proto = wire_proto_find(4, 2)->older_layout;
 	assert_int_equal(wire_decode_body(&p, WIRE_CONNECT, buf, 124, &out), WIRE_OK);
 	assert_int_equal(strlen(out.u.connect.reader), 99);
 	for (size_t i = 99; i < sizeof(out.u.connect.reader); i++)
@@ -803,7 +915,7 @@ static void test_connect_name_truncated_on_encode(void **state)
 	assert_int_equal(buf[4 + 127], 0);
 	expect_word(buf, 132, p.order, 2);
 
-	p.proto = wire_proto_4_2_short_names();
+	p.proto = wire_proto_find(4, 2)->older_layout;
 	assert_int_equal(wire_encode_body(&p, &m, buf, sizeof(buf)), 124);
 	assert_int_equal(buf[4 + 98], 'Z');
 	assert_int_equal(buf[4 + 99], 0);
@@ -1015,6 +1127,11 @@ int main(void)
 		cmocka_unit_test(test_trailer_len),
 		cmocka_unit_test(test_unknown_commands),
 		cmocka_unit_test(test_version_table),
+		cmocka_unit_test(test_version_rows),
+		cmocka_unit_test(test_version_serve),
+		cmocka_unit_test(test_version_name_len),
+		cmocka_unit_test(test_version_adopt_layout),
+		cmocka_unit_test(test_size_constants),
 		cmocka_unit_test(test_table_consistency),
 		cmocka_unit_test(test_cmd_names),
 		cmocka_unit_test(test_version_differences),

@@ -34,7 +34,7 @@ static struct wire_params short_params(enum wire_byte_order order)
 {
 	struct wire_params p = params_for(2, order, WIRE_LEGACY_READER_SLOTS);
 
-	p.proto = wire_proto_4_2_short_names();
+	p.proto = wire_proto_find(4, 2)->older_layout;
 	return p;
 }
 

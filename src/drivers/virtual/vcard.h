@@ -70,10 +70,11 @@ size_t vcard_transmit(struct vcard *card, int protocol, const uint8_t *apdu, siz
 
 /* ATR helpers (vcard_atr.c). */
 /*
- * Checks an ATR's structure: TS, the interface bytes announced by T0 and the
- * TDi, the historical bytes and TCK (present and correct whenever a protocol
- * other than T=0 is offered). Returns true and the offered protocols
- * (VCARD_PROTO_* bits) and the first offered protocol; false with a reason.
+ * Checks a card file's ATR with the shared parser (src/atr, atr_check): TS,
+ * the interface bytes announced by T0 and the TDi, the historical bytes and
+ * TCK (present and correct whenever a protocol other than T=0 is named).
+ * Returns true, the offered protocols (VCARD_PROTO_* bits) and the first
+ * offered protocol (VCARD_T0 or VCARD_T1); false with a reason.
  */
 bool vcard_atr_check(const uint8_t *atr, size_t len, unsigned *protocols, int *first,
 		     char *err, size_t errlen);

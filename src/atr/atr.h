@@ -1,4 +1,8 @@
-/* ISO 7816-3 answer-to-reset: which protocols a card offers, and the choice at connect. */
+/*
+ * ISO 7816-3 answer-to-reset: which protocols a card offers, and the choice
+ * made at connect. The one ATR parser of scardd, ifd-virtual and scard: pure
+ * (no I/O, no allocation, no state), so a driver can link it statically.
+ */
 #ifndef SCARDD_ATR_H
 #define SCARDD_ATR_H
 
@@ -18,8 +22,21 @@ struct atr_info {
 	bool tck_ok;               /* missing it still parses, with has_tck false */
 };
 
-/* Returns 0, or -1 if the ATR is malformed or shorter than it declares. */
+/*
+ * Reads an ATR as a reader reports it, leniently: a missing TCK is accepted
+ * (has_tck false) and bytes after the declared end are ignored. Returns 0,
+ * or -1 if the ATR is malformed or shorter than it declares.
+ */
 int atr_parse(const uint8_t *atr, size_t len, struct atr_info *out);
+
+/*
+ * Checks an ATR someone wrote down (a card file, a test): TS, exactly the
+ * bytes T0 and the TDi announce, at most 8 TDi, TCK present and right when
+ * a protocol other than T=0 is named, and T=0 or T=1 offered first. Returns
+ * 0 with out filled as atr_parse fills it, or -1 with the reason in why
+ * ("wrong TCK: the last byte should be 81"); why may be NULL.
+ */
+int atr_check(const uint8_t *atr, size_t len, struct atr_info *out, char *why, size_t why_len);
 
 /*
  * Chooses the protocol for a connect with `preferred` (SCARD_PROTOCOL_* bits):
