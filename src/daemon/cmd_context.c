@@ -41,26 +41,23 @@ enum outcome cmd_version(struct request *rq)
 {
 	struct session *s = rq->s;
 	struct wire_version_msg *v = &rq->msg->u.version;
-	const struct wire_proto *proto = wire_proto_find(v->major, v->minor);
+	const struct wire_proto *proto = wire_proto_serve(v->major, v->minor);
 	const struct wire_proto *highest = wire_proto_highest();
 
 	log_debug("Client protocol is %d:%d", v->major, v->minor);
-	if (!proto && v->major == highest->major && v->minor > highest->minor)
-		proto = highest;
 	if (!proto) {
 		char who[512];
 		peer_describe(s->pid, s->uid, who, sizeof(who));
-		log_error("client %" PRIu64 " (%s) speaks protocol %d:%d; scardd serves 4:2 to %d:%d "
+		log_error("client %" PRIu64 " (%s) speaks protocol %d:%d; scardd serves %s to %s "
 			  "(and newer %d:x); refused",
-			  s->id, who, v->major, v->minor, highest->major, highest->minor,
+			  s->id, who, v->major, v->minor, wire_proto_lowest()->name, highest->name,
 			  highest->major);
 		v->major = highest->major;
 		v->minor = highest->minor;
 		v->rv = SCARD_E_SERVICE_STOPPED;
 		return reply(s, rq->msg);
 	}
-	if (proto == wire_proto_find(4, 2) && s->sock->name_len == 100)
-		proto = wire_proto_4_2_short_names();
+	proto = wire_proto_with_name_len(proto, s->sock->name_len);
 	s->params.proto = proto;
 	s->versioned = true;
 	s->legacy_slots = legacy_slots(s);

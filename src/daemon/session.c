@@ -21,7 +21,7 @@
 #include "socket_spec.h"
 
 /* Largest request: header, the biggest fixed struct, an extended APDU. */
-#define MAX_REQUEST (WIRE_HEADER_SIZE + 512u + WIRE_MAX_BUFFER_SIZE_EXTENDED)
+#define MAX_REQUEST (WIRE_HEADER_SIZE + WIRE_MAX_STRUCT_SIZE + WIRE_MAX_BUFFER_SIZE_EXTENDED)
 /* Stop taking requests while this much reply data is unsent. */
 #define OUT_HIGH_WATER (64u * 1024u)
 /* A client that lets more than this pile up is not reading: drop it. */
@@ -156,7 +156,7 @@ void session_send(struct session *s, const void *buf, size_t len)
 void session_send_msg_data(struct session *s, const struct wire_msg *msg, const void *data,
 			   size_t len)
 {
-	uint8_t buf[512];
+	uint8_t buf[WIRE_MAX_STRUCT_SIZE];
 	size_t n = wire_encode_body(&s->params, msg, buf, sizeof(buf));
 	if (n == 0) {
 		log_error("cannot encode reply %s", wire_cmd_name(msg->cmd));
@@ -295,22 +295,20 @@ static void consume_input(struct session *s, size_t n)
 }
 
 /*
- * "4:2" covers two layouts: pcsc-lite up to 1.8.3 had 100-byte reader names.
- * Such a client shows it with its first CONNECT (124 bytes, not 152); from
- * then on the connection uses that layout. (Its arrays can only be right
- * from the start on a socket set to names=100.)
+ * A version can have an older layout of the same number (4:2 before
+ * pcsc-lite 1.8.4: 100-byte reader names). Such a client shows it with a
+ * request of the older size (its first CONNECT); from then on the
+ * connection uses that layout. (Its arrays can only be right from the start
+ * on a socket set to names=100.)
  */
-static bool adopt_short_names(struct session *s, const struct wire_header *hdr)
+static bool adopt_older_layout(struct session *s, const struct wire_header *hdr)
 {
-	const struct wire_proto *short_names = wire_proto_4_2_short_names();
-	const struct wire_cmd_spec *connect = wire_cmd_lookup(short_names, WIRE_CONNECT);
-
-	if (s->params.proto != wire_proto_find(4, 2) || hdr->cmd != WIRE_CONNECT ||
-	    hdr->size != connect->body_size)
+	const struct wire_proto *older = wire_proto_adopt_layout(s->params.proto, hdr);
+	if (!older)
 		return false;
-	s->params.proto = short_names;
-	log_info("client %" PRIu64 " (pid %d): 4:2 with 100-byte reader names", s->id,
-		 (int)s->pid);
+	s->params.proto = older;
+	log_info("client %" PRIu64 " (pid %d): protocol %s with %u-byte reader names", s->id,
+		 (int)s->pid, older->name, older->reader_name_len);
 	return true;
 }
 
@@ -360,7 +358,7 @@ static void process_input(struct session *s)
 		const struct wire_cmd_spec *spec = NULL;
 		wire_decode_header(&s->params, s->in, s->in_len, &hdr);
 		int rc = wire_check_request(&s->params, &hdr, &spec);
-		if (rc == WIRE_E_BAD_SIZE && adopt_short_names(s, &hdr))
+		if (rc == WIRE_E_BAD_SIZE && adopt_older_layout(s, &hdr))
 			rc = wire_check_request(&s->params, &hdr, &spec);
 		if (rc == WIRE_E_UNKNOWN_CMD) {
 			log_error("client %" PRIu64 " (pid %d): unknown command 0x%08X", s->id,

@@ -161,9 +161,6 @@ const struct wire_proto *wire_proto_with_name_len(const struct wire_proto *proto
 const struct wire_proto *wire_proto_adopt_layout(const struct wire_proto *proto,
 						 const struct wire_header *hdr);
 
-/* 4:2 with 100-byte reader names. Superseded by wire_proto_with_name_len();
- * kept until the daemon's two callers move, then to be removed. */
-const struct wire_proto *wire_proto_4_2_short_names(void);
 const struct wire_cmd_spec *wire_cmd_lookup(const struct wire_proto *proto, uint32_t cmd);
 const char *wire_cmd_name(uint32_t cmd); /* any version; "UNKNOWN" if none */
 

@@ -210,11 +210,6 @@ const struct wire_proto *wire_proto_adopt_layout(const struct wire_proto *proto,
 	return proto->older_layout;
 }
 
-const struct wire_proto *wire_proto_4_2_short_names(void)
-{
-	return &proto_4_2_short;
-}
-
 const struct wire_cmd_spec *wire_cmd_lookup(const struct wire_proto *proto, uint32_t cmd)
 {
 	if (proto == NULL)
