@@ -14,8 +14,21 @@
  *   fail_open      IFDHCreateChannelByName fails
  *   hang_open      IFDHCreateChannelByName blocks until it is removed (a
  *                  reader that appears while the daemon already serves)
- * The driver appends "presence N", "transmit N", "control N", "power N" lines
- * to <dir>/calls, one per call, so tests can count what the daemon did.
+ *   vanish         the device is gone: every call on the open reader but
+ *                  IFDHCloseChannel returns IFD_NO_SUCH_DEVICE
+ *   transmit_rc    IFDHTransmitToICC returns this IFD code (decimal)
+ *   control_rc     IFDHControl returns this IFD code
+ *   attr_rc        IFDHGetCapabilities returns this IFD code for the
+ *                  SCARD_ATTR_* tags (>= 0x10000) clients ask through
+ *                  SCardGetAttrib; the driver's own TAG_IFD_* are unaffected
+ *   transmit_len   garbage lengths: after a successful call, the length the
+ *   control_len    driver reports (transmit *RxLength, control
+ *   attr_len       *pdwBytesReturned, attribute *Length, TAG_IFD_* *Length)
+ *   tag_len        is "N" or, with a leading '+', the room it was given plus
+ *                  N; only the real answer is ever written
+ * The driver appends "presence N", "transmit N", "control N", "power N",
+ * "attrib N" lines to <dir>/calls, one per call, so tests can count what the
+ * daemon did.
  *
  * A transmit answers the whole command echoed back followed by 90 00; control
  * code SCARD_CTL_CODE(1) echoes its input; SCARD_ATTR_VENDOR_NAME is
@@ -254,6 +267,57 @@ static bool card_present(const struct fault_reader *r, unsigned slot)
 	return slot_file_exists(r, "card", slot);
 }
 
+static bool vanished(const struct fault_reader *r)
+{
+	return ctl_exists(r, "vanish");
+}
+
+/* The decimal number in control file name ("+N" sets *relative); false if
+ * the file does not exist or holds no number. */
+static bool ctl_number(const struct fault_reader *r, const char *name, unsigned long long *value,
+		       bool *relative)
+{
+	char path[PATH_MAX];
+	char text[32];
+	if (!ctl_path(r, path, sizeof path, "%s", name) || ctl_read(path, text, sizeof text) <= 0)
+		return false;
+	const char *p = text;
+	*relative = *p == '+';
+	if (*relative)
+		p++;
+	char *end;
+	errno = 0;
+	*value = strtoull(p, &end, 10);
+	return end != p && errno == 0;
+}
+
+/* The IFD code control file name forces, or IFD_SUCCESS. */
+static RESPONSECODE forced_rc(const struct fault_reader *r, const char *name)
+{
+	unsigned long long v;
+	bool relative;
+	return ctl_number(r, name, &v, &relative) ? (RESPONSECODE)v : IFD_SUCCESS;
+}
+
+/* The failure a test injected into a call: the device gone, else the code
+ * in control file name, else IFD_SUCCESS. */
+static RESPONSECODE injected(const struct fault_reader *r, const char *name)
+{
+	return vanished(r) ? IFD_NO_SUCH_DEVICE : forced_rc(r, name);
+}
+
+/* The length to report: real, unless control file name sets a garbage one
+ * (absolute, or relative to the room the caller gave). */
+static DWORD reported_len(const struct fault_reader *r, const char *name, DWORD given,
+			  DWORD real)
+{
+	unsigned long long v;
+	bool relative;
+	if (!ctl_number(r, name, &v, &relative))
+		return real;
+	return relative ? (DWORD)(given + v) : (DWORD)v;
+}
+
 /* Copies a capability value, or says how much room it needs. */
 static RESPONSECODE put_value(PUCHAR Value, PDWORD Length, const void *src, size_t n)
 {
@@ -467,7 +531,17 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 	struct fault_reader *r = reader_get(Lun, &slot);
 	if (!r)
 		return IFD_COMMUNICATION_ERROR;
-	RESPONSECODE rc;
+	/* SCARD_ATTR_* tags carry a class in their high word; TAG_IFD_* do not. */
+	bool attribute = Tag >= 0x10000;
+	if (attribute)
+		append_call(r, "attrib", slot);
+	RESPONSECODE rc = attribute ? injected(r, "attr_rc")
+				    : vanished(r) ? IFD_NO_SUCH_DEVICE : IFD_SUCCESS;
+	if (rc != IFD_SUCCESS) {
+		reader_put(r);
+		return rc;
+	}
+	DWORD given = Length ? *Length : 0;
 	UCHAR byte;
 	UCHAR atr[MAX_ATR];
 	wait_event_fn wait = wait_event;
@@ -502,28 +576,39 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 		rc = IFD_ERROR_TAG;
 		break;
 	}
+	if (rc == IFD_SUCCESS)
+		*Length = reported_len(r, attribute ? "attr_len" : "tag_len", given, *Length);
 	reader_put(r);
 	return rc;
 }
 
 RESPONSECODE IFDHSetCapabilities(DWORD Lun, DWORD Tag, DWORD Length, PUCHAR Value)
 {
-	(void)Lun;
 	(void)Length;
 	(void)Value;
+	struct fault_reader *r = reader_get(Lun, NULL);
+	bool gone = r && vanished(r);
+	if (r)
+		reader_put(r);
+	if (gone)
+		return IFD_NO_SUCH_DEVICE;
 	return Tag == TAG_IFD_DEVICE_REMOVED ? IFD_SUCCESS : IFD_ERROR_TAG;
 }
 
 RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags, UCHAR PTS1,
 				       UCHAR PTS2, UCHAR PTS3)
 {
-	(void)Lun;
 	(void)Protocol;
 	(void)Flags;
 	(void)PTS1;
 	(void)PTS2;
 	(void)PTS3;
-	return IFD_SUCCESS;
+	struct fault_reader *r = reader_get(Lun, NULL);
+	if (!r)
+		return IFD_COMMUNICATION_ERROR;
+	RESPONSECODE rc = vanished(r) ? IFD_NO_SUCH_DEVICE : IFD_SUCCESS;
+	reader_put(r);
+	return rc;
 }
 
 RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
@@ -536,7 +621,10 @@ RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 	RESPONSECODE rc = IFD_SUCCESS;
 	UCHAR atr[MAX_ATR];
 	size_t len = 0;
-	switch (Action) {
+	switch (vanished(r) ? 0 : Action) {
+	case 0: /* the device is gone, whatever was asked */
+		rc = IFD_NO_SUCH_DEVICE;
+		break;
 	case IFD_POWER_DOWN:
 		break;
 	case IFD_POWER_UP:
@@ -573,19 +661,22 @@ RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuff
 		return IFD_COMMUNICATION_ERROR;
 	append_call(r, "transmit", slot);
 	hang_while(r, "hang");
-	RESPONSECODE rc = IFD_SUCCESS;
-	if (!card_present(r, slot))
+	RESPONSECODE rc = injected(r, "transmit_rc");
+	if (rc != IFD_SUCCESS)
+		; /* an injected failure comes first */
+	else if (!card_present(r, slot))
 		rc = IFD_ICC_NOT_PRESENT;
 	else if (slot_file_exists(r, "mute", slot))
 		rc = IFD_RESPONSE_TIMEOUT;
 	else if (!RxLength || !RxBuffer || (TxLength && !TxBuffer) || *RxLength < TxLength + 2)
 		rc = IFD_ERROR_INSUFFICIENT_BUFFER;
 	if (rc == IFD_SUCCESS) {
+		DWORD given = *RxLength;
 		if (TxLength)
 			memmove(RxBuffer, TxBuffer, TxLength);
 		RxBuffer[TxLength] = 0x90;
 		RxBuffer[TxLength + 1] = 0x00;
-		*RxLength = TxLength + 2;
+		*RxLength = reported_len(r, "transmit_len", given, TxLength + 2);
 		if (RecvPci)
 			RecvPci->Protocol = SendPci.Protocol;
 	} else if (RxLength) {
@@ -604,9 +695,11 @@ RESPONSECODE IFDHControl(DWORD Lun, DWORD dwControlCode, PUCHAR TxBuffer, DWORD 
 		return IFD_COMMUNICATION_ERROR;
 	append_call(r, "control", slot);
 	hang_while(r, "hang");
-	RESPONSECODE rc = IFD_SUCCESS;
+	RESPONSECODE rc = injected(r, "control_rc");
 	DWORD returned = 0;
-	if (dwControlCode != CTL_ECHO)
+	if (rc != IFD_SUCCESS)
+		; /* an injected failure comes first */
+	else if (dwControlCode != CTL_ECHO)
 		rc = IFD_ERROR_NOT_SUPPORTED;
 	else if (RxLength < TxLength || (TxLength && (!TxBuffer || !RxBuffer)))
 		rc = IFD_ERROR_INSUFFICIENT_BUFFER;
@@ -614,6 +707,8 @@ RESPONSECODE IFDHControl(DWORD Lun, DWORD dwControlCode, PUCHAR TxBuffer, DWORD 
 		returned = TxLength;
 	if (returned)
 		memmove(RxBuffer, TxBuffer, returned);
+	if (rc == IFD_SUCCESS)
+		returned = reported_len(r, "control_len", RxLength, returned);
 	if (pdwBytesReturned)
 		*pdwBytesReturned = returned;
 	reader_put(r);
@@ -628,7 +723,11 @@ RESPONSECODE IFDHICCPresence(DWORD Lun)
 		return IFD_NO_SUCH_DEVICE;
 	append_call(r, "presence", slot);
 	hang_while(r, "hang_presence");
-	RESPONSECODE rc = card_present(r, slot) ? IFD_ICC_PRESENT : IFD_ICC_NOT_PRESENT;
+	RESPONSECODE rc = IFD_ICC_NOT_PRESENT;
+	if (vanished(r))
+		rc = IFD_NO_SUCH_DEVICE;
+	else if (card_present(r, slot))
+		rc = IFD_ICC_PRESENT;
 	reader_put(r);
 	return rc;
 }

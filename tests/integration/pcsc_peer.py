@@ -63,6 +63,16 @@ def op_transmit(card, proto, apdu_hex):
     return {"hr": hr, "resp": bytes(resp).hex() if hr == 0 else ""}
 
 
+def op_control(card, code, data_hex):
+    hr, resp = s.SCardControl(card, code, list(bytes.fromhex(data_hex)))
+    return {"hr": hr, "resp": bytes(resp).hex() if hr == 0 else ""}
+
+
+def op_get_attrib(card, attr):
+    hr, value = s.SCardGetAttrib(card, attr)
+    return {"hr": hr, "value": bytes(value).hex() if hr == 0 else ""}
+
+
 def op_status(card):
     hr, reader, state, proto, atr = s.SCardStatus(card)
     return {"hr": hr, "reader": reader, "state": state, "proto": proto,
