@@ -1,13 +1,21 @@
 """Real pcsc-lite releases as test peers (test_real_pcsclite.py,
 test_fedora_readers.py).
 
-tests/peers/build-pcsc-lite builds, from Debian's source pool, the client
-library and pcscd of pcsc-lite 1.9.9 patched to 48 readers as Fedora does,
-2.3.3 and 2.5.x; Debian 12's own 1.9.9 (libpcsclite1, pcscd) is the fourth
-peer. This module builds them once per session, runs their daemons and ours
-with ifd-virtual readers, and drives their client libraries through pyscard
+tests/peers/build-pcsc-lite builds, from Debian's source archive, the client
+library and pcscd of the newest release Debian serves in each protocol range:
+pcsc44 (4:4, 1.8.24-2.2.x), fedora48 (the same release with 48 readers, as
+Fedora builds it), pcsc45 (4:5, 2.3-2.4.x), pcsc46 (4:6, 2.5 on) and, when
+a Debian source reachable here still has one, pcsc43 (4:3, 1.8.9-1.8.23) and
+pcsc42 (4:2, 1.8.4-1.8.8). Debian 12's own 1.9.9 (libpcsclite1, pcscd) is
+one more peer. This module builds them once per session (the builder caches
+its builds: a second run builds nothing), runs their daemons and ours with
+ifd-virtual readers, and drives their client libraries through pyscard
 (tests/integration/pcsc_peer.py) in child processes whose LD_LIBRARY_PATH
 picks the library.
+
+A required peer that cannot be had fails every test that uses the peers:
+no skip. An optional one (4:2, 4:3) skips its tests with the builder's
+account of what it searched.
 
 Every pcscd binds the compiled-in /run/pcscd/pcscd.comm; each runs in a
 private mount namespace with its own temporary directory bind-mounted on
@@ -15,6 +23,7 @@ private mount namespace with its own temporary directory bind-mounted on
 other and with a system pcscd. Processes are started with conftest.spawn and
 stopped by PID with conftest.stop_process.
 """
+import json
 import os
 import shutil
 import signal
@@ -47,6 +56,7 @@ DRIVER = BUILD / "src" / "drivers" / "virtual" / "libifd-virtual.so"
 PEERS_SCRIPT = REPO / "tests" / "peers" / "build-pcsc-lite"
 PEERS_DIR = Path(os.environ.get("SCARDD_PEERS_DIR", BUILD / "peers"))
 PEERS_BUILD_TIMEOUT = float(os.environ.get("SCARDD_PEERS_BUILD_TIMEOUT", "1800"))
+REQUIRED_PEERS = ("pcsc44", "fedora48", "pcsc45", "pcsc46")
 DEBIAN_PCSCD = "/usr/sbin/pcscd"
 DEBIAN_LIB = "/usr/lib/x86_64-linux-gnu/libpcsclite.so.1"
 START_TIMEOUT = 30.0
@@ -72,50 +82,70 @@ def hx(v):
 class PeerBuild:
     """One pcsc-lite release built by tests/peers/build-pcsc-lite."""
 
-    def __init__(self, ident, version, protocol, readers, libdir, pcscd):
+    def __init__(self, ident, info):
         self.id = ident
-        self.version = version
-        self.protocol = protocol
-        self.readers = int(readers)
-        self.libdir = Path(libdir)
-        self.pcscd = Path(pcscd)
+        self.version = info["version"]
+        self.debian_version = info["debian_version"]
+        self.protocol = info["protocol"]
+        self.readers = int(info["readers"])
+        self.libdir = Path(info["libdir"])
+        self.pcscd = Path(info["pcscd"])
 
     def __repr__(self):
         return "pcsc-lite %s (%s)" % (self.version, self.id)
 
 
+class Peers:
+    """What build-pcsc-lite built: peers[id] for the required ones;
+    peer(id) for an optional one, which skips the calling test with the
+    builder's reason when no Debian source reachable here has its release."""
+
+    def __init__(self, manifest):
+        self.built = {i: PeerBuild(i, info) for i, info in manifest["peers"].items()}
+        self.unavailable = manifest.get("unavailable", {})
+
+    def __getitem__(self, ident):
+        return self.peer(ident)
+
+    def peer(self, ident):
+        if ident in self.built:
+            return self.built[ident]
+        if ident in self.unavailable:
+            pytest.skip(self.unavailable[ident])
+        pytest.fail("build-pcsc-lite reported no peer %s" % ident, pytrace=False)
+
+
 def build_peers():
-    """Runs the build script (it skips work already done) and returns
-    {id: PeerBuild}. Skips the calling tests when the peers cannot be built
-    here (offline, a build tool missing); fails on any other error."""
+    """Runs the build script (it reuses what it built before) and returns
+    Peers. Any failure of the script fails the calling tests: a release the
+    archive no longer serves must not turn the real-peer tests into skips."""
     if not PEERS_SCRIPT.exists():
         pytest.fail("%s missing" % PEERS_SCRIPT, pytrace=False)
     env = dict(os.environ, SCARDD_BUILD=str(BUILD), SCARDD_PEERS_DIR=str(PEERS_DIR))
+    manifest = PEERS_DIR / "peers.json"
     try:
-        r = subprocess.run(["bash", str(PEERS_SCRIPT)], env=env, stdin=subprocess.DEVNULL,
+        manifest.unlink()  # only this run's answer counts
+    except FileNotFoundError:
+        pass
+    try:
+        r = subprocess.run([PYTHON, str(PEERS_SCRIPT)], env=env, stdin=subprocess.DEVNULL,
                            capture_output=True, text=True, timeout=PEERS_BUILD_TIMEOUT)
     except subprocess.TimeoutExpired:
         pytest.fail("building the pcsc-lite peers took over %.0f s" % PEERS_BUILD_TIMEOUT, pytrace=False)
-    if r.returncode in (3, 4):
-        pytest.skip("real pcsc-lite peers cannot be built here: %s"
-                    % (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1])
     if r.returncode != 0:
         pytest.fail("tests/peers/build-pcsc-lite failed (exit %d):\n%s"
-                    % (r.returncode, r.stderr[-4000:]), pytrace=False)
-    peers = {}
-    for line in (PEERS_DIR / "peers.tsv").read_text().splitlines():
-        if line.strip():
-            p = PeerBuild(*line.split("\t"))
-            peers[p.id] = p
-    for want in ("fedora48", "trixie", "sid"):
-        if want not in peers:
-            pytest.fail("build-pcsc-lite did not report peer %s" % want, pytrace=False)
+                    % (r.returncode, r.stderr[-6000:]), pytrace=False)
+    peers = Peers(json.loads(manifest.read_text()))
+    for want in REQUIRED_PEERS:
+        if want not in peers.built:
+            pytest.fail("build-pcsc-lite exited 0 without peer %s" % want, pytrace=False)
     return peers
 
 
 @pytest.fixture(scope="session")
 def real_peers():
-    """{id: PeerBuild} for fedora48 (1.9.9, 48 readers), trixie (2.3.3), sid (2.5.x)."""
+    """Peers: pcsc44, fedora48, pcsc45, pcsc46 always; pcsc43 and pcsc42
+    when a Debian source here has such a release."""
     if not SCARDD.exists():
         pytest.fail("scardd not built: %s missing (set SCARDD_BUILD)" % SCARDD, pytrace=False)
     return build_peers()
@@ -467,11 +497,19 @@ def basic_scenario(client, readers, daemon, insert_slot=1):
 LABELS = {
     "debian": ("pcsc-lite 1.9.9 libpcsclite (Debian 12)", "pcsc-lite 1.9.9 pcscd (Debian 12)",
                "pcscd 1.9.9 (Debian 12)", "4:4"),
-    "fedora48": ("pcsc-lite 1.9.9 libpcsclite, 48 readers (Fedora)",
-                 "pcsc-lite 1.9.9 pcscd, 48 readers (Fedora)",
-                 "pcscd 1.9.9, 48 readers (Fedora)", "4:4"),
-    "trixie": ("pcsc-lite 2.3.3 libpcsclite", "pcsc-lite 2.3.3 pcscd", "pcscd 2.3.3", "4:5"),
-    "sid": ("pcsc-lite 2.5 libpcsclite", "pcsc-lite 2.5 pcscd", "pcscd 2.5", "4:6"),
+    # built by tests/peers/build-pcsc-lite: the newest release of each
+    # protocol range that Debian serves (peers.json names the version)
+    "pcsc44": ("pcsc-lite 1.8.24-2.2 libpcsclite (built)", "pcsc-lite 1.8.24-2.2 pcscd (built)",
+               "pcscd 1.8.24-2.2 (built)", "4:4"),
+    "fedora48": ("pcsc-lite 1.8.24-2.2 libpcsclite, 48 readers (Fedora)",
+                 "pcsc-lite 1.8.24-2.2 pcscd, 48 readers (Fedora)",
+                 "pcscd 1.8.24-2.2, 48 readers (Fedora)", "4:4"),
+    "pcsc45": ("pcsc-lite 2.3-2.4 libpcsclite", "pcsc-lite 2.3-2.4 pcscd", "pcscd 2.3-2.4", "4:5"),
+    "pcsc46": ("pcsc-lite 2.5+ libpcsclite", "pcsc-lite 2.5+ pcscd", "pcscd 2.5+", "4:6"),
+    "pcsc43": ("pcsc-lite 1.8.9-1.8.23 libpcsclite", "pcsc-lite 1.8.9-1.8.23 pcscd",
+               "pcscd 1.8.9-1.8.23", "4:3"),
+    "pcsc42": ("pcsc-lite 1.8.4-1.8.8 libpcsclite", "pcsc-lite 1.8.4-1.8.8 pcscd",
+               "pcscd 1.8.4-1.8.8", "4:2"),
 }
 
 

@@ -8,8 +8,9 @@ the handshake tells the two apart:
   * a 48-entry client on a 16-entry pcscd waits for bytes that never come;
   * a 16-entry client on a 48-entry pcscd reads a third of the array and
     takes the rest for later answers.
-The 48-entry release is pcsc-lite 1.9.9 built by tests/peers/build-pcsc-lite
-with Fedora's change; the 16-entry one is Debian 12's own 1.9.9.
+The 48-entry release is built by tests/peers/build-pcsc-lite with Fedora's
+change, from the newest 4:4 release Debian serves (1.9.9 today); the
+16-entry one is Debian 12's own 1.9.9.
 
 scardd serves each kind on its own socket (`--socket PATH:readers=N`, N the
 records in the array sent to 4:2-4:5 clients).
@@ -71,7 +72,7 @@ def test_16_reader_client_gets_garbage_from_48_reader_pcscd(count, real_peers, p
         readers = peer_run.readers().add("Virtual Reader", 2, {0: "builtin"})
     else:
         readers = twenty_readers(peer_run)
-    d = peer_run.daemon(pcscd_daemon(real_peers["fedora48"].pcscd, "pcscd-1.9.9-48", readers,
+    d = peer_run.daemon(pcscd_daemon(real_peers["fedora48"].pcscd, "pcscd-fedora48", readers,
                                      peer_run.dir, 4))
     c = peer_run.client(debian_libdir(peer_run.dir), d.socket, "debian-client")
     r = c.call("establish", 0)
@@ -108,7 +109,7 @@ def test_16_reader_client_gets_garbage_from_48_reader_pcscd(count, real_peers, p
 def test_48_reader_builds_agree(real_peers, peer_run):
     """Reference: the patched client and daemon together see all 20 readers."""
     readers = twenty_readers(peer_run)
-    d = peer_run.daemon(pcscd_daemon(real_peers["fedora48"].pcscd, "pcscd-1.9.9-48", readers,
+    d = peer_run.daemon(pcscd_daemon(real_peers["fedora48"].pcscd, "pcscd-fedora48", readers,
                                      peer_run.dir, 4))
     c = peer_run.client(real_peers["fedora48"].libdir, d.socket, "fedora-client")
     ctx = c.call("establish", 0)["ctx"]
