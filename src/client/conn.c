@@ -216,7 +216,7 @@ LONG conn_recv_reply(struct client_conn *c, struct wire_msg *msg)
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 	/* A reply the codec refuses means we are out of step: start afresh. */
-	if (wire_decode_body(&c->params, cmd, buf, spec->reply_size, msg) != WIRE_OK)
+	if (wire_decode_reply(&c->params, cmd, buf, spec->reply_size, msg) != WIRE_OK)
 		return lost(c);
 	return SCARD_S_SUCCESS;
 }

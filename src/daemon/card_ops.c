@@ -41,6 +41,7 @@ void card_ops_report(struct job *job, const struct worker *w, unsigned slot, boo
 	job->present = ss->present;
 	job->powered = ss->powered;
 	job->mute = ss->present && ss->mute;
+	job->unavailable = ss->gone;
 	job->atr_changed = atr_changed;
 	job->atr_len = ss->atr_len;
 	memcpy(job->atr, ss->atr, ss->atr_len);
@@ -177,11 +178,34 @@ static bool keep_rx(struct job *job, const uint8_t *rx, size_t len)
 	return true;
 }
 
+/*
+ * The driver's receive buffer: as long as the client's, and cleared, so
+ * that a length the driver reports but did not write shows zeros, never an
+ * earlier answer (another client's).
+ */
+static size_t rx_buffer(struct worker *w, uint32_t rx_cap)
+{
+	size_t cap = rx_cap < WIRE_MAX_BUFFER_SIZE_EXTENDED ? rx_cap : WIRE_MAX_BUFFER_SIZE_EXTENDED;
+	memset(w->scratch, 0, cap);
+	return cap;
+}
+
+/* The card the driver just told us about is gone: as a removal, then a fresh look. */
+static void card_lost(struct worker *w, struct job *job)
+{
+	struct slot_state *ss = &w->slots[job->slot];
+	ss->present = ss->powered = ss->mute = false;
+	ss->protocol = 0;
+	ss->atr_len = 0;
+	job->card_lost = true;
+	worker_check_presence(w);
+}
+
 static void run_transmit(struct worker *w, struct job *job)
 {
 	struct slot_state *ss = &w->slots[job->slot];
 	if (!ss->present) {
-		job->rv = SCARD_W_REMOVED_CARD;
+		job->rv = ss->gone ? SCARD_E_READER_UNAVAILABLE : SCARD_W_REMOVED_CARD;
 		return;
 	}
 	SCARD_IO_HEADER send_pci = {.Protocol = 0, .Length = 0};
@@ -191,20 +215,22 @@ static void run_transmit(struct worker *w, struct job *job)
 		send_pci.Protocol = 1;
 	else if (job->protocol == SCARD_PROTOCOL_RAW)
 		send_pci.Protocol = SCARD_PROTOCOL_RAW;
-	DWORD rx_len = WIRE_MAX_BUFFER_SIZE_EXTENDED;
+	size_t cap = rx_buffer(w, job->rx_cap);
+	DWORD rx_len = (DWORD)cap;
 	worker_drv_enter(w);
 	RESPONSECODE rc = w->cfg.drv->ops.transmit_to_icc(worker_lun(w, job->slot), send_pci,
 							  job->tx, job->tx_len, w->scratch,
 							  &rx_len, &recv_pci);
 	worker_drv_leave(w);
 	job->rv = map_transmit_rc(rc);
+	if (rc == IFD_ICC_NOT_PRESENT)
+		card_lost(w, job);
 	if (job->rv != SCARD_S_SUCCESS)
 		return;
-	if (rx_len > WIRE_MAX_BUFFER_SIZE_EXTENDED)
-		rx_len = WIRE_MAX_BUFFER_SIZE_EXTENDED;
-	if (rx_len > job->rx_cap) {
+	if (rx_len > cap) {
+		log_error("%s: the driver answered %lu bytes into a %zu-byte buffer", w->name,
+			  (unsigned long)rx_len, cap);
 		job->rv = SCARD_E_INSUFFICIENT_BUFFER;
-		job->rx_len = rx_len;
 		return;
 	}
 	if (!keep_rx(job, w->scratch, rx_len))
@@ -213,8 +239,7 @@ static void run_transmit(struct worker *w, struct job *job)
 
 static void run_control(struct worker *w, struct job *job)
 {
-	size_t cap = job->rx_cap < WIRE_MAX_BUFFER_SIZE_EXTENDED ? job->rx_cap
-								  : WIRE_MAX_BUFFER_SIZE_EXTENDED;
+	size_t cap = rx_buffer(w, job->rx_cap);
 	const struct ifd_ops *ops = &w->cfg.drv->ops;
 	DWORD returned = 0;
 	RESPONSECODE rc;
@@ -239,6 +264,7 @@ static void run_control(struct worker *w, struct job *job)
 	case IFD_NOT_SUPPORTED:
 	case IFD_ERROR_NOT_SUPPORTED: job->rv = SCARD_E_UNSUPPORTED_FEATURE; break;
 	case IFD_ERROR_INSUFFICIENT_BUFFER: job->rv = SCARD_E_INSUFFICIENT_BUFFER; break;
+	case IFD_NO_SUCH_DEVICE: job->rv = SCARD_E_READER_UNAVAILABLE; break;
 	default: job->rv = SCARD_E_NOT_TRANSACTED; break;
 	}
 }

@@ -40,7 +40,7 @@ static long event_warning(const struct handle *h)
 
 long cmd_card_check(const struct handle *h, bool check_events)
 {
-	if (h->reader->removed)
+	if (h->reader->removed || h->reader->unavailable)
 		return SCARD_E_READER_UNAVAILABLE;
 	if (handle_locked_out(h))
 		return SCARD_E_SHARING_VIOLATION;
@@ -127,19 +127,22 @@ static long connect_checks(struct session *s, const struct wire_connect *c, stru
 		return SCARD_E_UNKNOWN_READER;
 	if (c->share_mode < SCARD_SHARE_EXCLUSIVE || c->share_mode > SCARD_SHARE_DIRECT)
 		return SCARD_E_INVALID_VALUE;
-	if (s->handles.n >= s->d->opts->max_handles)
-		return SCARD_E_NO_MEMORY;
+	if (r->unavailable)
+		return SCARD_E_READER_UNAVAILABLE;
 	long rv = handles_may_share(r, c->share_mode);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
-	if (c->share_mode == SCARD_SHARE_DIRECT)
-		return SCARD_S_SUCCESS;
-	if (!reader_card_present(r))
-		return SCARD_E_NO_SMARTCARD;
-	if (!protocols_usable(c->preferred_protocols))
-		return SCARD_E_PROTO_MISMATCH;
-	if (r->protocol && !(usable_protocols(c->preferred_protocols) & r->protocol))
-		return SCARD_E_PROTO_MISMATCH;
+	if (c->share_mode != SCARD_SHARE_DIRECT) {
+		if (!reader_card_present(r))
+			return SCARD_E_NO_SMARTCARD;
+		if (!protocols_usable(c->preferred_protocols))
+			return SCARD_E_PROTO_MISMATCH;
+		if (r->protocol && !(usable_protocols(c->preferred_protocols) & r->protocol))
+			return SCARD_E_PROTO_MISMATCH;
+	}
+	/* Counted like pcsc-lite: only a connect that could otherwise succeed hits the limit. */
+	if (s->handles.n >= s->d->opts->max_handles)
+		return SCARD_E_NO_MEMORY;
 	return SCARD_S_SUCCESS;
 }
 
@@ -331,7 +334,7 @@ enum outcome cmd_begin(struct request *rq)
 	struct handle *h = handle_find(&s->handles, rq->msg->u.begin.card);
 	if (!h)
 		return reply_rv(s, rq->msg, SCARD_E_INVALID_HANDLE);
-	if (h->reader->removed)
+	if (h->reader->removed || h->reader->unavailable)
 		return reply_rv(s, rq->msg, SCARD_E_READER_UNAVAILABLE);
 	long rv = event_warning(h);
 	if (rv != SCARD_S_SUCCESS)
@@ -354,7 +357,7 @@ enum outcome cmd_end(struct request *rq)
 		return reply_rv(s, rq->msg, SCARD_E_INVALID_HANDLE);
 	if (e->disposition > SCARD_EJECT_CARD)
 		return reply_rv(s, rq->msg, SCARD_E_INVALID_VALUE);
-	if (h->reader->removed)
+	if (h->reader->removed || h->reader->unavailable)
 		return reply_rv(s, rq->msg, SCARD_E_READER_UNAVAILABLE);
 	long rv = event_warning(h);
 	if (rv != SCARD_S_SUCCESS)

@@ -14,6 +14,12 @@
 static void transmit_done(struct daemon *d, struct session *s, struct job *job)
 {
 	(void)d;
+	struct reader *r = device_reader(job->dev, job->slot);
+	if (job->card_lost && r && reader_card_present(r)) {
+		/* Its handles must not go on as if nothing happened; the worker looks again. */
+		reader_card_removed(r);
+		log_info("card removed from %s (the driver found none during a transmit)", r->name);
+	}
 	if (!s)
 		return;
 	struct wire_transmit *t = &job->msg.u.transmit;

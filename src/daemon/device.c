@@ -22,13 +22,18 @@ struct reader *device_reader(const struct device *dev, unsigned slot)
 	return dev->ready && slot < dev->n_slots ? dev->readers[slot] : NULL;
 }
 
-static void apply_card(struct reader *r, bool present, bool powered, const uint8_t *atr,
-		       size_t atr_len)
+static void apply_card(struct reader *r, bool unavailable, bool present, bool powered,
+		       const uint8_t *atr, size_t atr_len)
 {
-	if (present) {
+	if (unavailable) {
+		if (!r->unavailable) {
+			log_error("reader %s is unavailable: its device does not answer", r->name);
+			reader_unavailable(r);
+		}
+	} else if (present) {
 		reader_card_inserted(r, atr, atr_len, powered);
 		log_info("card inserted into %s", r->name);
-	} else if (reader_card_present(r)) {
+	} else if (reader_card_present(r) || r->unavailable) {
 		reader_card_removed(r);
 		log_info("card removed from %s", r->name);
 	}
@@ -44,6 +49,7 @@ static void on_card_event(struct daemon *d, struct session *s, struct job *job)
 		if (dev->early && job->slot < dev->n_slots) {
 			struct early_card *e = &dev->early[job->slot];
 			e->seen = true;
+			e->unavailable = job->unavailable;
 			e->present = job->present;
 			e->powered = job->powered;
 			e->atr_len = job->atr_len;
@@ -53,7 +59,7 @@ static void on_card_event(struct daemon *d, struct session *s, struct job *job)
 	}
 	struct reader *r = device_reader(dev, job->slot);
 	if (r)
-		apply_card(r, job->present, job->powered, job->atr, job->atr_len);
+		apply_card(r, job->unavailable, job->present, job->powered, job->atr, job->atr_len);
 }
 
 /* "XX" in "Name XX YY": the lowest index no registered device of the same driver uses. */
@@ -87,7 +93,8 @@ static void register_slots(struct devices *ds, struct device *dev)
 	for (unsigned i = 0; dev->early && i < dev->n_slots; i++) {
 		const struct early_card *e = &dev->early[i];
 		if (e->seen && dev->readers[i])
-			apply_card(dev->readers[i], e->present, e->powered, e->atr, e->atr_len);
+			apply_card(dev->readers[i], e->unavailable, e->present, e->powered, e->atr,
+				   e->atr_len);
 	}
 	free(dev->early);
 	dev->early = NULL;

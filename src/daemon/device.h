@@ -23,7 +23,7 @@ struct reader;
 struct worker;
 
 struct early_card {
-	bool seen, present, powered;
+	bool seen, unavailable, present, powered;
 	uint8_t atr[WIRE_MAX_ATR_SIZE];
 	size_t atr_len;
 };

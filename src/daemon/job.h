@@ -72,6 +72,8 @@ struct job {
 	size_t rx_len;
 	bool present, powered;   /* card state after the job */
 	bool mute;               /* present but its power-up failed */
+	bool unavailable;        /* the device is gone (card event) */
+	bool card_lost;          /* the driver found no card during the job */
 	uint8_t atr[WIRE_MAX_ATR_SIZE];
 	size_t atr_len;
 	bool atr_changed;        /* the card was (re)powered */

@@ -24,6 +24,14 @@ struct listener {
 	uint64_t pause_timer;
 };
 
+/* Creates dir if missing, open to every user whatever the umask (as /run/pcscd). */
+static int make_dir(const char *dir)
+{
+	if (mkdir(dir, 0755) < 0)
+		return errno == EEXIST ? 0 : -1;
+	return chmod(dir, 0755);
+}
+
 static int make_parent_dirs(const char *path)
 {
 	char *dir = strdup(path);
@@ -39,11 +47,11 @@ static int make_parent_dirs(const char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		if (make_dir(dir) < 0)
 			goto fail;
 		*p = '/';
 	}
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+	if (make_dir(dir) < 0)
 		goto fail;
 	free(dir);
 	return 0;

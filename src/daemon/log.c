@@ -19,6 +19,7 @@
 static atomic_int log_level = LOG_LEVEL_ERROR;
 static atomic_bool log_foreground = true;
 static atomic_bool log_apdu = false;
+static atomic_bool log_startup_stderr = false;
 
 static const char *const level_names[] = { "DEBUG", "INFO", "ERROR", "CRITICAL" };
 static const int level_syslog[] = { LOG_DEBUG, LOG_INFO, LOG_ERR, LOG_CRIT };
@@ -38,6 +39,11 @@ void log_init(const char *ident, enum log_level level, bool foreground)
 	atomic_store(&log_foreground, foreground);
 	if (!foreground)
 		openlog(ident ? ident : "scardd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void log_startup_to_stderr(bool on)
+{
+	atomic_store(&log_startup_stderr, on);
 }
 
 void log_set_level(enum log_level level)
@@ -103,6 +109,14 @@ static void emit(int level, const char *msg)
 {
 	if (!atomic_load(&log_foreground)) {
 		syslog(level_syslog[level], "%s", msg);
+		/* until the daemon detaches, whoever started it reads errors too */
+		if (level >= LOG_LEVEL_ERROR && atomic_load(&log_startup_stderr)) {
+			char line[LOG_LINE_MAX + 16];
+			int n = snprintf(line, sizeof(line), "scardd: %s\n", msg);
+			if (n > 0)
+				write_all(STDERR_FILENO, line,
+					  (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+		}
 		return;
 	}
 	char line[LOG_LINE_MAX + 64];

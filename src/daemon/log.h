@@ -13,6 +13,8 @@ enum log_level { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO = 1, LOG_LEVEL_ERROR = 2, L
 
 void log_init(const char *ident, enum log_level level, bool foreground);
 void log_set_level(enum log_level level);
+/* Syslog mode: errors also go to stderr while on (start-up, before detaching). */
+void log_startup_to_stderr(bool on);
 bool log_enabled(enum log_level level);
 void log_set_apdu(bool on);
 bool log_apdu_enabled(void);

@@ -51,6 +51,7 @@ int main(int argc, char **argv)
 	}
 
 	log_init("scardd", opts.level, opts.foreground);
+	log_startup_to_stderr(!opts.foreground);
 	log_set_apdu(opts.apdu);
 	raise_fd_limit();
 
@@ -70,6 +71,7 @@ int main(int argc, char **argv)
 		close_listeners(listeners, opts.n_sockets);
 		return 1;
 	}
+	log_startup_to_stderr(false);
 	block_signals();
 
 	struct daemon *d = daemon_new(&opts, true);

@@ -24,34 +24,44 @@ struct event_thread {
 	bool started;
 };
 
+static void post_change(struct worker *w, unsigned slot)
+{
+	struct job *ev = job_new(JOB_CARD_EVENT, w->cfg.dev, w, slot, w->cfg.card_event);
+	if (!ev)
+		return;
+	card_ops_report(ev, w, slot, true);
+	completions_post(w->cfg.done, ev);
+}
+
 static void check_slot(struct worker *w, unsigned slot)
 {
 	struct slot_state *ss = &w->slots[slot];
 	worker_drv_enter(w);
 	RESPONSECODE rc = w->cfg.drv->ops.icc_presence(worker_lun(w, slot));
 	worker_drv_leave(w);
+	if (rc == IFD_NO_SUCH_DEVICE) {
+		/* The device is gone (unplugged, or its link died): unavailable, not empty. */
+		if (ss->gone)
+			return;
+		log_error("%s: the driver reports the device gone (slot %u)", w->name, slot);
+		*ss = (struct slot_state){.gone = true};
+		post_change(w, slot);
+		return;
+	}
 	bool present;
 	if (rc == IFD_SUCCESS || rc == IFD_ICC_PRESENT)
 		present = true;
-	else if (rc == IFD_ICC_NOT_PRESENT || rc == IFD_NO_SUCH_DEVICE)
+	else if (rc == IFD_ICC_NOT_PRESENT)
 		present = false;
 	else
 		return; /* the reader could not tell: keep what we knew */
-	if (present == ss->present)
+	if (present == ss->present && !ss->gone)
 		return;
 
-	ss->present = present;
-	ss->powered = false;
-	ss->mute = false;
-	ss->protocol = 0;
-	ss->atr_len = 0;
+	*ss = (struct slot_state){.present = present};
 	if (present && card_ops_power(w, slot, IFD_POWER_UP) != IFD_SUCCESS)
 		log_error("%s: card in slot %u does not answer to power-up", w->name, slot);
-	struct job *ev = job_new(JOB_CARD_EVENT, w->cfg.dev, w, slot, w->cfg.card_event);
-	if (!ev)
-		return;
-	card_ops_report(ev, w, slot, true);
-	completions_post(w->cfg.done, ev);
+	post_change(w, slot);
 }
 
 void presence_check(struct worker *w)
@@ -82,14 +92,6 @@ static bool stopping(struct worker *w)
 	return stop;
 }
 
-static void flag_check(struct worker *w)
-{
-	pthread_mutex_lock(&w->lock);
-	w->check_presence = true;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-}
-
 static void *event_thread_main(void *arg)
 {
 	struct event_thread *et = arg;
@@ -108,7 +110,7 @@ static void *event_thread_main(void *arg)
 					      .tv_nsec = (long)(w->cfg.poll_ms % 1000) * 1000000L};
 			nanosleep(&ts, NULL);
 		}
-		flag_check(w);
+		worker_check_presence(w);
 	}
 	return NULL;
 }

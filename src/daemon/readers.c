@@ -210,6 +210,7 @@ bool reader_card_powered(const struct reader *r)
 
 void reader_card_inserted(struct reader *r, const uint8_t *atr, size_t atr_len, bool powered)
 {
+	r->unavailable = false;
 	r->state = powered ? SCARD_PRESENT | SCARD_POWERED | SCARD_NEGOTIABLE
 			   : SCARD_PRESENT | SCARD_SWALLOWED;
 	set_atr(r, atr, powered ? atr_len : 0);
@@ -220,6 +221,7 @@ void reader_card_inserted(struct reader *r, const uint8_t *atr, size_t atr_len, 
 
 void reader_card_removed(struct reader *r)
 {
+	r->unavailable = false;
 	r->state = SCARD_ABSENT;
 	set_atr(r, NULL, 0);
 	r->protocol = 0;
@@ -227,6 +229,13 @@ void reader_card_removed(struct reader *r)
 	handles_flag_all(r, HANDLE_EVENT_REMOVED, NULL);
 	reader_lock_release(r);
 	readers_mark_changed(r->rs);
+}
+
+void reader_unavailable(struct reader *r)
+{
+	reader_card_removed(r);
+	r->unavailable = true;
+	r->state = SCARD_UNKNOWN;
 }
 
 void reader_card_repowered(struct reader *r, const uint8_t *atr, size_t atr_len,

@@ -38,6 +38,7 @@ struct reader {
 	struct readers *rs;
 	unsigned refs;
 	bool removed;      /* gone from the registry; handles and waiters may remain */
+	bool unavailable;  /* listed, but its device does not answer (SCARD_UNKNOWN) */
 	size_t position;   /* index in the clients' array while registered */
 	void *device;      /* opaque to the model: who drives this reader */
 	unsigned slot;
@@ -115,6 +116,12 @@ size_t readers_state_capacity(struct readers *rs);
 /* Card events. */
 void reader_card_inserted(struct reader *r, const uint8_t *atr, size_t atr_len, bool powered);
 void reader_card_removed(struct reader *r);
+/*
+ * The device stopped answering: the reader stays listed as SCARD_UNKNOWN,
+ * its handles learn the card is gone, and requests get
+ * SCARD_E_READER_UNAVAILABLE until a card event brings it back.
+ */
+void reader_unavailable(struct reader *r);
 /* What a request's power action left: powered with an ATR, unpowered, or mute. */
 enum card_power { CARD_POWERED, CARD_UNPOWERED, CARD_MUTE };
 /* The card was reset or powered by a request: new ATR, protocol to renegotiate. */

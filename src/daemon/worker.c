@@ -112,7 +112,8 @@ static bool get_byte_cap(struct worker *w, DWORD tag, uint8_t *out)
 	worker_drv_enter(w);
 	RESPONSECODE rc = w->cfg.drv->ops.get_capabilities(worker_lun(w, 0), tag, &len, value);
 	worker_drv_leave(w);
-	if (rc != IFD_SUCCESS || len < 1)
+	/* A one-byte capability answered with another length is not believed (as pcscd). */
+	if (rc != IFD_SUCCESS || len != 1)
 		return false;
 	*out = value[0];
 	return true;
@@ -382,6 +383,14 @@ void worker_release(struct worker *w)
 	w->busy = false;
 	if (w->waiting_idle)
 		pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void worker_check_presence(struct worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->check_presence = true;
+	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }
 

@@ -31,6 +31,7 @@ struct slot_state {
 	bool present;
 	bool powered;
 	bool mute;          /* present, but the last power-up failed */
+	bool gone;          /* the driver says the device is gone (IFD_NO_SUCH_DEVICE) */
 	uint32_t protocol;  /* negotiated, 0 = not yet */
 	uint8_t atr[WIRE_MAX_ATR_SIZE];
 	size_t atr_len;
@@ -107,6 +108,9 @@ void worker_release(struct worker *w);
  * driver and was left running (its memory with it).
  */
 bool worker_stop(struct worker *w, unsigned timeout_ms);
+
+/* Any thread: asks the worker to look at card presence now. */
+void worker_check_presence(struct worker *w);
 
 /* Helpers for the job bodies and presence code, on the thread holding busy. */
 void worker_drv_enter(struct worker *w);

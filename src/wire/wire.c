@@ -229,7 +229,13 @@ static void encode_field(const struct wire_params *params, const struct field *f
 }
 
 /* Lengths that announce more data than the protocol allows. */
-static bool lengths_in_bounds(const struct wire_msg *msg)
+/*
+ * Lengths that say how many bytes follow, or how many of a fixed field are
+ * used. A GET_ATTRIB reply is the exception: its length may exceed the
+ * field, telling the client the size it would need (pcscd passes the
+ * driver's on); the client compares it with its buffer.
+ */
+static bool lengths_in_bounds(const struct wire_msg *msg, bool reply)
 {
 	switch (msg->cmd) {
 	case WIRE_TRANSMIT:
@@ -237,6 +243,7 @@ static bool lengths_in_bounds(const struct wire_msg *msg)
 	case WIRE_CONTROL:
 		return msg->u.control.send_length <= WIRE_MAX_BUFFER_SIZE_EXTENDED;
 	case WIRE_GET_ATTRIB:
+		return reply || msg->u.getset.attr_len <= WIRE_MAX_BUFFER_SIZE;
 	case WIRE_SET_ATTRIB:
 		return msg->u.getset.attr_len <= WIRE_MAX_BUFFER_SIZE;
 	default:
@@ -287,7 +294,7 @@ int wire_check_request(const struct wire_params *params, const struct wire_heade
 
 /* Reads `size` bytes of cmd's struct; size 0 gives the zeroed msg. */
 static int decode_struct(const struct wire_params *params, uint32_t cmd, size_t size,
-			 const uint8_t *buf, size_t len, struct wire_msg *out)
+			 const uint8_t *buf, size_t len, bool reply, struct wire_msg *out)
 {
 	const struct layout *layout = layout_of(cmd);
 
@@ -303,7 +310,7 @@ static int decode_struct(const struct wire_params *params, uint32_t cmd, size_t 
 		decode_field(params, &layout->fields[i], buf, out);
 		buf += field_size(params, layout->fields[i].kind);
 	}
-	return lengths_in_bounds(out) ? WIRE_OK : WIRE_E_BAD_LENGTH;
+	return lengths_in_bounds(out, reply) ? WIRE_OK : WIRE_E_BAD_LENGTH;
 }
 
 int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
@@ -321,9 +328,9 @@ int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8
 		 * is decoded for clients that read bare commands' replies here. */
 		size_t size = len >= spec->reply_size ? spec->reply_size : 0;
 
-		return decode_struct(params, cmd, size, buf, len, out);
+		return decode_struct(params, cmd, size, buf, len, false, out);
 	}
-	return decode_struct(params, cmd, spec->body_size, buf, len, out);
+	return decode_struct(params, cmd, spec->body_size, buf, len, false, out);
 }
 
 int wire_decode_reply(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
@@ -336,7 +343,7 @@ int wire_decode_reply(const struct wire_params *params, uint32_t cmd, const uint
 	spec = wire_cmd_lookup(params->proto, cmd);
 	if (spec == NULL)
 		return WIRE_E_UNKNOWN_CMD;
-	return decode_struct(params, cmd, spec->reply_size, buf, len, out);
+	return decode_struct(params, cmd, spec->reply_size, buf, len, true, out);
 }
 
 size_t wire_encode_body(const struct wire_params *params, const struct wire_msg *msg,
@@ -350,7 +357,7 @@ size_t wire_encode_body(const struct wire_params *params, const struct wire_msg 
 		return 0;
 	spec = wire_cmd_lookup(params->proto, msg->cmd);
 	layout = layout_of(msg->cmd);
-	if (spec == NULL || layout == NULL || !lengths_in_bounds(msg))
+	if (spec == NULL || layout == NULL || !lengths_in_bounds(msg, false))
 		return 0;
 	/* Struct commands reply with their request struct; bare ones with
 	 * their own small reply, the only struct they have. */

@@ -242,10 +242,6 @@ def test_detached_startup_error_fails_the_command_and_is_logged(detached, test_d
     assert d.events.get(timeout=TIMEOUT) is None, "something was left running"
 
 
-@pytest.mark.xfail(strict=True, reason="scardd: src/daemon/main.c opens syslog (log_init) before "
-                   "its listeners and prints 'cannot serve PATH' only with --foreground, so a "
-                   "start-up error while detaching goes to syslog alone: exit status 1 and an "
-                   "empty stderr")
 def test_detached_startup_error_reaches_stderr(detached, test_dir):
     sock = blocked_socket(test_dir)
     d = detached("--socket", sock, "--config-dir", str(test_dir))

@@ -10,7 +10,6 @@ misbehaves, an xfail for pcscd.
 Clients are pyscard in peer processes (pcsc_peer.py), so a client that a
 daemon's garbage crashes fails its test instead of the run.
 """
-import os
 import time
 
 import pytest
@@ -26,11 +25,6 @@ ECHOED = APDU + b"\x90\x00"  # the driver answers the command itself, then 90 00
 CTL_ECHO = s.SCARD_CTL_CODE(1)
 WAIT_MS = 10000              # a bound on waiting for the daemon to notice a change
 
-# pyscard runs over Debian's libpcsclite unless the run loads ours
-DEBIAN_CLIENT = not os.environ.get("SCARDD_TEST_CLIENT_LIB")
-# scripts/run-tests --sanitize: ASan fills fresh memory and quarantines freed
-# memory, so what malloc() would hand out again cannot show there
-SANITIZED = bool(os.environ.get("SCARDD_SANITIZED"))
 
 NOT_TRANSACTED = s.SCARD_E_NOT_TRANSACTED
 READER_UNAVAILABLE = s.SCARD_E_READER_UNAVAILABLE
@@ -38,18 +32,8 @@ INSUFFICIENT_BUFFER = s.SCARD_E_INSUFFICIENT_BUFFER
 UNSUPPORTED_FEATURE = 0x8010001F  # pcsc-lite's value on the wire
 
 
-def xfail_scardd(reason, unless_sanitized=False):
-    cond = not IS_PCSCD and not (unless_sanitized and SANITIZED)
-    return pytest.mark.xfail(cond, reason="scardd: " + reason, strict=True)
-
-
 def xfail_pcscd(reason):
     return pytest.mark.xfail(IS_PCSCD, reason="pcscd: " + reason, strict=True)
-
-
-def xfail_our_client_on_pcscd(reason):
-    return pytest.mark.xfail(IS_PCSCD and not DEBIAN_CLIENT, reason="our libpcsclite: " + reason,
-                             strict=True)
 
 
 @pytest.fixture
@@ -183,10 +167,6 @@ def test_handle_works_after_a_failed_transmit(one_card, code):
     assert h.status() == 0
 
 
-@xfail_scardd("a transmit the driver answers IFD_ICC_NOT_PRESENT changes nothing in "
-              "reader_worker.c (run_transmit only maps the code): the slot stays present and "
-              "powered, so the next transmit on the handle goes to a card that may have been "
-              "pulled and reinserted (unpowered, or another card) meanwhile")
 def test_transmit_that_found_no_card_ends_the_handle(one_card):
     r, d, h = one_card
     r.inject("transmit_rc", "IFD_ICC_NOT_PRESENT")
@@ -227,9 +207,6 @@ def test_transmit_short_length_returns_that_much(one_card, length, want):
 
 
 @pytest.mark.parametrize("length", ["+1", "+1000", "4294967295"])
-@xfail_scardd("reader_worker.c run_transmit cuts an rx_len larger than the buffer it gave "
-              "the driver down to that buffer (65548) and answers success with bytes the "
-              "driver never wrote; pcscd answers SCARD_E_INSUFFICIENT_BUFFER")
 def test_transmit_length_beyond_the_buffer(one_card, length):
     r, d, h = one_card
     r.inject("transmit_len", length)
@@ -243,9 +220,6 @@ def test_transmit_length_beyond_the_buffer(one_card, length):
 SECRET = bytes([0x5A]) * 60000
 
 
-@xfail_scardd("reader_worker.c run_transmit hands the driver malloc()ed memory: bytes it did "
-              "not write but counts in rx_len are a previous answer, here another client's",
-              unless_sanitized=True)
 def test_transmit_garbage_length_never_shows_another_clients_answer(fault_daemon, fault_reader,
                                                                     peers):
     r = fault_reader("Fault", cards=[0])
@@ -259,9 +233,6 @@ def test_transmit_garbage_length_never_shows_another_clients_answer(fault_daemon
     assert resp.count(0x5A) < 64, "Bob received %d bytes of Alice's answer" % resp.count(0x5A)
 
 
-@xfail_scardd("reader_worker.c run_control hands the driver malloc()ed memory: bytes it did "
-              "not write but counts in dwBytesReturned are a previous answer, here another "
-              "client's", unless_sanitized=True)
 def test_control_garbage_length_never_shows_another_clients_answer(fault_daemon, fault_reader,
                                                                    peers):
     r = fault_reader("Fault", cards=[0])
@@ -286,9 +257,7 @@ CONTROL_FAILURES = [
     ("IFD_ERROR_NOT_SUPPORTED", UNSUPPORTED_FEATURE, ()),
     ("IFD_NOT_SUPPORTED", UNSUPPORTED_FEATURE, ()),
     ("IFD_ERROR_INSUFFICIENT_BUFFER", INSUFFICIENT_BUFFER, ()),
-    ("IFD_NO_SUCH_DEVICE", READER_UNAVAILABLE, (xfail_scardd(
-        "reader_worker.c run_control maps IFD_NO_SUCH_DEVICE to SCARD_E_NOT_TRANSACTED; "
-        "pcscd answers SCARD_E_READER_UNAVAILABLE (as run_transmit does)"),)),
+    ("IFD_NO_SUCH_DEVICE", READER_UNAVAILABLE, ()),
 ]
 
 
@@ -361,17 +330,13 @@ def test_daemon_answers_the_friendly_name_only_for_an_unknown_tag(one_card):
 
 # pcscd passes such a length on to the client with SCARD_S_SUCCESS; Debian's
 # libpcsclite turns it into SCARD_E_INSUFFICIENT_BUFFER
-OUR_CLIENT_DROPS = xfail_our_client_on_pcscd(
-    "src/wire/wire.c lengths_in_bounds refuses a GET_ATTRIB reply whose cbAttrLen exceeds 264 "
-    "as a protocol violation, so the library drops the connection (SCARD_E_NO_SERVICE, the "
-    "context is dead) where Debian's answers SCARD_E_INSUFFICIENT_BUFFER and goes on")
 
 
 @pytest.mark.parametrize("length,want", [
     pytest.param("0", 0, id="0"), pytest.param("1", 0, id="1"),
-    pytest.param("+1", INSUFFICIENT_BUFFER, marks=OUR_CLIENT_DROPS, id="+1"),
-    pytest.param("265", INSUFFICIENT_BUFFER, marks=OUR_CLIENT_DROPS, id="265"),
-    pytest.param("4294967295", INSUFFICIENT_BUFFER, marks=OUR_CLIENT_DROPS, id="4294967295"),
+    pytest.param("+1", INSUFFICIENT_BUFFER, id="+1"),
+    pytest.param("265", INSUFFICIENT_BUFFER, id="265"),
+    pytest.param("4294967295", INSUFFICIENT_BUFFER, id="4294967295"),
 ])
 def test_get_attrib_garbage_length(one_card, length, want):
     r, d, h = one_card
@@ -384,9 +349,6 @@ def test_get_attrib_garbage_length(one_card, length, want):
     assert h.attrib() == (0, b"scardd tests\0")
 
 
-@xfail_scardd("reader_worker.c open_channel takes TAG_IFD_SLOTS_NUMBER (and TAG_IFD_THREAD_SAFE) "
-              "from the first byte whatever length the driver reports; pcscd ignores an answer "
-              "that is not exactly 1 byte long (one slot, calls serialized)")
 def test_capability_answered_with_a_wrong_length_is_ignored(fault_daemon, fault_reader, peers):
     r = fault_reader("Fault", cards=[0], slots=2)
     r.inject("tag_len", "+100")
@@ -406,7 +368,6 @@ def test_vanished_device_fails_transmit(one_card_unpolled):
     expect(hr, READER_UNAVAILABLE, "SCardTransmit on a vanished device")
 
 
-@xfail_scardd("reader_worker.c run_control maps IFD_NO_SUCH_DEVICE to SCARD_E_NOT_TRANSACTED")
 def test_vanished_device_fails_control(one_card_unpolled):
     r, d, h = one_card_unpolled
     r.vanish()
@@ -414,10 +375,6 @@ def test_vanished_device_fails_control(one_card_unpolled):
     expect(hr, READER_UNAVAILABLE, "SCardControl on a vanished device")
 
 
-@xfail_scardd("reader_worker.c poll_slot takes IFD_NO_SUCH_DEVICE from IFDHICCPresence for "
-              "'no card': the reader shows EMPTY, handles get SCARD_W_REMOVED_CARD, a connect "
-              "SCARD_E_NO_SMARTCARD and a DIRECT connect succeeds; pcscd marks the reader "
-              "UNKNOWN|UNAVAILABLE and answers SCARD_E_READER_UNAVAILABLE to all of them")
 def test_vanished_device_makes_the_reader_unavailable(one_card, peers):
     r, d, h = one_card
     watcher = Handle(peers(), r.reader())

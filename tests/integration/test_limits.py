@@ -20,10 +20,6 @@ T0_T1 = s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1
 DEFAULT_HANDLES = 200  # scardd's --max-card-handles and pcscd's -s default
 
 
-def xfail_scardd(reason):
-    return pytest.mark.xfail(not IS_PCSCD, reason="scardd: " + reason, strict=True)
-
-
 def handle_limit_args(n):
     return ["-s", str(n)] if IS_PCSCD else ["--max-card-handles", str(n)]
 
@@ -93,9 +89,6 @@ def test_max_card_handles_option(two_readers, contexts):
     assert (hr, resp) == (0, [0x00, 0xB0, 0x00, 0x00, 0x01, 0x90, 0x00])
 
 
-@xfail_scardd("card_commands.c connect_checks tests the handle limit before the reader and "
-              "the card, answering SCARD_E_NO_MEMORY where pcscd reports the missing card "
-              "(pcsc-lite counts the handle only once the connect succeeded)")
 def test_handle_limit_counts_only_after_the_card(fault_daemon, fault_reader, contexts):
     full = fault_reader("Full", cards=[0])
     empty = fault_reader("Empty")

@@ -122,10 +122,6 @@ def wait_socket(path, proc, log):
 
 
 @pytest.mark.skipif(IS_PCSCD, reason="scardd: its --socket path")
-@pytest.mark.xfail(strict=True, reason="scardd: listener.c make_parent_dirs creates missing "
-                   "socket directories with mkdir(0755), which the umask cuts (umask 077: 0700), "
-                   "so clients of other uids get SCARD_E_NO_SERVICE; pcscd's /run/pcscd is 0755 "
-                   "whatever the umask")
 def test_scardd_socket_directory_is_open_whatever_the_umask(public_dir):
     sock = public_dir / "a" / "b" / "pcscd.comm"
     logf = public_dir / "scardd.log"
