@@ -179,9 +179,9 @@ static bool keep_rx(struct job *job, const uint8_t *rx, size_t len)
 }
 
 /*
- * The driver's receive buffer: as long as the client's, and cleared, so
- * that a length the driver reports but did not write shows zeros, never an
- * earlier answer (another client's).
+ * The driver's receive buffer, cleared (0.5 us for the largest), so that a
+ * length the driver reports but did not write shows zeros, never an earlier
+ * answer: the buffer is the device's, and that answer another client's.
  */
 static size_t rx_buffer(struct worker *w, uint32_t rx_cap)
 {
@@ -215,7 +215,9 @@ static void run_transmit(struct worker *w, struct job *job)
 		send_pci.Protocol = 1;
 	else if (job->protocol == SCARD_PROTOCOL_RAW)
 		send_pci.Protocol = SCARD_PROTOCOL_RAW;
-	size_t cap = rx_buffer(w, job->rx_cap);
+	/* The whole buffer, as pcscd gives: an answer too long for the client is
+	 * then SCARD_E_INSUFFICIENT_BUFFER, not a driver error. */
+	size_t cap = rx_buffer(w, WIRE_MAX_BUFFER_SIZE_EXTENDED);
 	DWORD rx_len = (DWORD)cap;
 	worker_drv_enter(w);
 	RESPONSECODE rc = w->cfg.drv->ops.transmit_to_icc(worker_lun(w, job->slot), send_pci,
@@ -227,9 +229,10 @@ static void run_transmit(struct worker *w, struct job *job)
 		card_lost(w, job);
 	if (job->rv != SCARD_S_SUCCESS)
 		return;
-	if (rx_len > cap) {
+	if (rx_len > cap)
 		log_error("%s: the driver answered %lu bytes into a %zu-byte buffer", w->name,
 			  (unsigned long)rx_len, cap);
+	if (rx_len > cap || rx_len > job->rx_cap) {
 		job->rv = SCARD_E_INSUFFICIENT_BUFFER;
 		return;
 	}
