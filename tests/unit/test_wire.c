@@ -537,6 +537,29 @@ static void test_encode_refuses_bad_lengths(void **state)
 	assert_int_equal(wire_encode_body(&p, &m, buf, sizeof(buf)), 0);
 }
 
+/*
+ * A GET_ATTRIB reply's length may exceed its 264-byte field: pcscd passes a
+ * driver's length on, and the client answers SCARD_E_INSUFFICIENT_BUFFER.
+ * The reply decodes and encodes; the request direction stays bounded.
+ */
+static void test_get_attrib_reply_length_beyond_the_field(void **state)
+{
+	struct wire_params p = params_for(4, WIRE_LITTLE_ENDIAN);
+	struct wire_msg m, out;
+	uint8_t buf[BUF_CAP];
+	size_t n;
+
+	(void)state;
+	sample_msg(WIRE_GET_ATTRIB, &m);
+	m.u.getset.attr_len = 0xFFFFFFFF;
+	n = wire_encode_body(&p, &m, buf, sizeof(buf));
+	assert_int_equal(n, 280);
+	assert_int_equal(wire_decode_reply(&p, WIRE_GET_ATTRIB, buf, n, &out), WIRE_OK);
+	assert_int_equal(out.u.getset.attr_len, 0xFFFFFFFF);
+	assert_memory_equal(out.u.getset.attr, m.u.getset.attr, sizeof(m.u.getset.attr));
+	assert_int_equal(wire_decode_body(&p, WIRE_GET_ATTRIB, buf, n, &out), WIRE_E_BAD_LENGTH);
+}
+
 static void test_trailer_len(void **state)
 {
 	struct wire_msg m;
@@ -1123,6 +1146,7 @@ int main(void)
 		cmocka_unit_test(test_no_body_ignores_size),
 		cmocka_unit_test(test_length_bounds),
 		cmocka_unit_test(test_encode_refuses_bad_lengths),
+		cmocka_unit_test(test_get_attrib_reply_length_beyond_the_field),
 		cmocka_unit_test(test_trailer_len),
 		cmocka_unit_test(test_unknown_commands),
 		cmocka_unit_test(test_version_table),
