@@ -81,10 +81,13 @@ static long negotiate(struct worker *w, unsigned slot, uint32_t preferred, uint3
 					return SCARD_E_PROTO_MISMATCH;
 				chosen = info.default_protocol;
 			}
+		} else if (rc == IFD_PROTOCOL_NOT_SUPPORTED) {
+			return SCARD_E_PROTO_MISMATCH;
 		} else if (rc != IFD_SUCCESS) {
+			/* The card did not take the switch (PPS failed): pcscd's answer. */
 			log_error("protocol negotiation failed on %s (driver code %ld)", w->name,
 				  (long)rc);
-			return SCARD_E_PROTO_MISMATCH;
+			return SCARD_W_UNRESPONSIVE_CARD;
 		}
 	}
 	ss->protocol = chosen;
