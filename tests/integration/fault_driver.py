@@ -47,11 +47,11 @@ SCARD_STATE_MUTE = 0x0200
 
 def skip_unless_built():
     if os.environ.get("SCARDD_TEST_DAEMON", "scardd") != "scardd":
-        pytest.skip("fault-driver tests run scardd only (they pass it --socket/--config-dir)")
+        pytest.skip("scardd-only: the fault-driver tests pass scardd --socket/--config-dir")
     if not SCARDD.exists():
-        pytest.skip("scardd not built: %s missing (set SCARDD_BUILD)" % SCARDD)
+        pytest.skip("not-built: scardd %s missing (set SCARDD_BUILD)" % SCARDD)
     if not DRIVER.exists():
-        pytest.skip("fault driver not built: %s missing (meson needs subdir('tests/drivers'))"
+        pytest.skip("not-built: fault driver %s missing (meson needs subdir('tests/drivers'))"
                     % DRIVER)
 
 

@@ -97,8 +97,9 @@ def build_peers():
     except subprocess.TimeoutExpired:
         pytest.fail("building the pcsc-lite peers took over %.0f s" % PEERS_BUILD_TIMEOUT, pytrace=False)
     if r.returncode in (3, 4):
-        pytest.skip("real pcsc-lite peers cannot be built here: %s"
-                    % (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1])
+        pytest.skip("%s: real pcsc-lite peers cannot be built here: %s"
+                    % ("download-failed" if r.returncode == 3 else "missing-package",
+                       (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]))
     if r.returncode != 0:
         pytest.fail("tests/peers/build-pcsc-lite failed (exit %d):\n%s"
                     % (r.returncode, r.stderr[-4000:]), pytrace=False)
@@ -287,9 +288,9 @@ def pcscd_daemon(pcscd, name, readers, workdir, probe_minor):
     """pcscd (Debian's or a built one) in a private mount namespace whose
     /run/pcscd is <workdir>/run-<name>: its socket is <that>/pcscd.comm."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("running a pcscd beside others needs root and unshare (private mount namespace)")
+        pytest.skip("no-namespace: running a pcscd beside others needs root and unshare (private mount namespace)")
     if os.environ.get("SCARDD_SANITIZED"):
-        pytest.skip("a sanitizer-built ifd-virtual cannot load into pcscd")
+        pytest.skip("sanitizer: a sanitizer-built ifd-virtual cannot load into pcscd")
     rundir = Path(workdir) / ("run-%s" % name.replace(" ", "_"))
     rundir.mkdir()
     argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -366,7 +367,7 @@ class Session:
 
     def client(self, libdir, socket_path, name):
         if os.environ.get("SCARDD_SANITIZED") and Path(libdir).resolve() == OUR_LIBDIR.resolve():
-            pytest.skip("an instrumented libpcsclite cannot load into Debian's python")
+            pytest.skip("sanitizer: an instrumented libpcsclite cannot load into Debian's python")
         c = LibClient(libdir, socket_path, self.dir, name)
         self.clients.append(c)
         return c

@@ -469,7 +469,7 @@ def test_reader_opening_late_appears_to_scard_watch(rig):
     and `scard watch` (through our library, which follows the daemon's
     reader-events counter) reports it added."""
     if not SCARD_TOOL.exists():
-        pytest.skip("scard not built")
+        pytest.skip("not-built: scard")
     quick = rig.reader("Quick", cards=[0])
     late = rig.reader("Late", cards=[0])
     # A driver is not known to be thread-safe before it has opened, so calls
