@@ -19,19 +19,7 @@ import time
 
 from smartcard import scard as s
 
-SYS_POLL = 7  # x86_64
-
-
-def in_event_wait(tid):
-    """Whether thread tid is blocked in poll() with a finite timeout: inside
-    libpcsclite's SCardGetStatusChange that is the wait for the daemon's
-    event signal (ordinary replies are read with an infinite poll)."""
-    try:
-        with open("/proc/self/task/%d/syscall" % tid) as f:
-            fields = f.read().split()
-    except OSError:
-        return False
-    return len(fields) > 3 and fields[0] == str(SYS_POLL) and 0 < int(fields[3], 16) < 1 << 31
+from thread_state import in_event_wait
 
 
 def main():
