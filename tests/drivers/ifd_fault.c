@@ -7,6 +7,9 @@
  *   slots          decimal slot count, 1..8 (read at open; default 1)
  *   card<N>        a card is in slot N; its content, if any, is the ATR in hex
  *   mute<N>        the card in slot N does not answer power-up
+ *   pps_fail<N>    the card in slot N answers power-up but fails every
+ *                  protocol switch (IFDHSetProtocolParameters:
+ *                  IFD_ERROR_PTS_FAILURE)
  *   hang           IFDHTransmitToICC and IFDHControl block until it is removed
  *   hang_presence  IFDHICCPresence blocks until it is removed
  *   events         (at open) report card events through
@@ -517,7 +520,14 @@ RESPONSECODE IFDHSetCapabilities(DWORD Lun, DWORD Tag, DWORD Length, PUCHAR Valu
 RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags, UCHAR PTS1,
 				       UCHAR PTS2, UCHAR PTS3)
 {
-	(void)Lun;
+	unsigned slot;
+	struct fault_reader *r = reader_get(Lun, &slot);
+	if (r) {
+		bool fail = slot_file_exists(r, "pps_fail", slot);
+		reader_put(r);
+		if (fail)
+			return IFD_ERROR_PTS_FAILURE;
+	}
 	(void)Protocol;
 	(void)Flags;
 	(void)PTS1;
