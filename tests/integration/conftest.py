@@ -465,11 +465,14 @@ class Daemon:
         return out
 
     def wait_fds(self, want, timeout=30.0, what="its clients left"):
-        """Waits until the daemon holds exactly `want` open fds (it closes a
-        gone client's socket when it notices; pcscd may first sleep 2 s), and
-        fails naming them if that does not happen within timeout."""
+        """Waits until the daemon holds no more than `want` open fds (it
+        closes a gone client's socket when it notices; pcscd may first sleep
+        2 s), and fails naming them if that does not happen within timeout.
+        Fewer is fine: a count taken just after a client left may still
+        include that client's socket (pcscd's client thread closes it a
+        moment later); a leak shows as more."""
         try:
-            pcsc_raw.wait_for(lambda: self.open_fds() == want, timeout, what="fds back to %d" % want)
+            pcsc_raw.wait_for(lambda: self.open_fds() <= want, timeout, what="fds back to %d" % want)
         except TimeoutError:
             have = self.fd_targets()
             raise AssertionError("%s holds %d fds after %s, %d before (a leaked descriptor?): %s"
