@@ -12,14 +12,17 @@ Clients, built by tests/foreign/build into <SCARDD_BUILD>/foreign from the
 session fixture below (packages: scripts/install-deps):
   * pcsc_probe (tests/foreign/pcsc_probe.c), cross-built with
     gcc-i686-linux-gnu / gcc-s390x-linux-gnu against Debian's i386 / s390x
-    libpcsclite1 1.9.9; the s390x binary runs under `qemu-s390x -L /`;
+    libpcsclite1 1.9.9; the s390x binary runs under `qemu-s390x -L /`, the
+    i386 one natively, or under `qemu-i386 -L /` on a kernel that cannot
+    run 32-bit programs (no IA32 emulation);
   * the same binaries on our libpcsclite.so.1 cross-built for i386 / s390x
     (meson --cross-file, tests/foreign/cross-*.ini), through LD_LIBRARY_PATH;
   * Debian's pcsc_scan from pcsc-tools:i386 (unpacked from its .deb, since it
-    cannot be co-installed with the amd64 package), run natively.
+    cannot be co-installed with the amd64 package), run like the i386 probe.
 Each reports the word size, byte order and the libpcsclite.so.1 it loaded, so
 the tests also check they run what they claim to.
 """
+import errno
 import json
 import os
 import re
@@ -131,6 +134,25 @@ class Foreign:
         if part in self.skipped:
             pytest.skip("no-foreign-arch: %s not built: %s" % (part, self.skipped[part]))
 
+    def launcher(self, arch, binary):
+        """The argv prefix that runs an <arch> binary here: qemu-user for
+        s390x, and for i386 when the kernel cannot exec 32-bit programs."""
+        if arch == "i386":
+            if "i386-native" not in self._runs:
+                try:
+                    subprocess.run([str(binary), "--no-such-option"], capture_output=True, timeout=60)
+                    self._runs["i386-native"] = True
+                except OSError as e:
+                    if e.errno != errno.ENOEXEC:
+                        raise
+                    self._runs["i386-native"] = False
+            if self._runs["i386-native"]:
+                return []
+        qemu = "/usr/bin/qemu-%s" % arch
+        if not os.path.exists(qemu):
+            pytest.skip("no-foreign-arch: qemu-user (%s) not installed; see scripts/install-deps" % qemu)
+        return [qemu, "-L", "/"]
+
     def runnable(self, arch, argv):
         """Skip if this machine cannot execute <arch> binaries at all."""
         if arch not in self._runs:
@@ -149,12 +171,7 @@ class Foreign:
         arch = c["arch"]
         self.need("probe-" + arch)
         binary = self.out / arch / "pcsc_probe"
-        argv = [str(binary)]
-        if arch == "s390x":
-            qemu = "/usr/bin/qemu-s390x"
-            if not os.path.exists(qemu):
-                pytest.skip("no-foreign-arch: qemu-user (qemu-s390x) not installed; see scripts/install-deps")
-            argv = [qemu, "-L", "/"] + argv
+        argv = self.launcher(arch, binary) + [str(binary)]
         env = dict(base_env)
         env.pop("LD_LIBRARY_PATH", None)
         env.pop("LD_PRELOAD", None)
@@ -172,7 +189,7 @@ class Foreign:
         head = binary.read_bytes()[:20]
         # ELF, ELFCLASS32, little-endian, e_machine EM_386
         assert head[:4] == b"\x7fELF" and head[4] == 1 and head[5] == 1 and head[18] == 3, head
-        return binary
+        return self.launcher("i386", binary) + [str(binary)]
 
 
 @pytest.fixture(scope="session")
@@ -415,12 +432,12 @@ def test_probe_cancel_on_scardd(foreign, on_scardd, client):
     assert rv(c) == 0 and rv(run.op("release")) == 0 and run.rc == 0, str(run)
 
 
-def pcsc_scan_sees_readers_and_events(binary, d):
+def pcsc_scan_sees_readers_and_events(argv, d):
     """Debian's i386 pcsc_scan -n lists both readers and the card's ATR, then
     reports an insertion and a removal in reader 1 made while it runs."""
     env = d.env()
     env.pop("LD_LIBRARY_PATH", None)
-    p = spawn([str(binary), "-n"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    p = spawn(argv + ["-n"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     atr = " ".join("%02X" % b for b in BUILTIN_ATR)
     current = [None]
 
