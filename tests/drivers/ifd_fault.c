@@ -7,6 +7,9 @@
  *   slots          decimal slot count, 1..8 (read at open; default 1)
  *   card<N>        a card is in slot N; its content, if any, is the ATR in hex
  *   mute<N>        the card in slot N does not answer power-up
+ *   pps_fail<N>    the card in slot N answers power-up but fails every
+ *                  protocol switch (IFDHSetProtocolParameters:
+ *                  IFD_ERROR_PTS_FAILURE)
  *   hang           IFDHTransmitToICC and IFDHControl block until it is removed
  *   hang_presence  IFDHICCPresence blocks until it is removed
  *   events         (at open) report card events through
@@ -603,10 +606,15 @@ RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags, U
 	(void)PTS1;
 	(void)PTS2;
 	(void)PTS3;
-	struct fault_reader *r = reader_get(Lun, NULL);
+	unsigned slot;
+	struct fault_reader *r = reader_get(Lun, &slot);
 	if (!r)
 		return IFD_COMMUNICATION_ERROR;
-	RESPONSECODE rc = vanished(r) ? IFD_NO_SUCH_DEVICE : IFD_SUCCESS;
+	RESPONSECODE rc = IFD_SUCCESS;
+	if (vanished(r))
+		rc = IFD_NO_SUCH_DEVICE;
+	else if (slot_file_exists(r, "pps_fail", slot))
+		rc = IFD_ERROR_PTS_FAILURE;
 	reader_put(r);
 	return rc;
 }

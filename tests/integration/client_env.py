@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import pcscd_ns
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
 PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
@@ -137,7 +139,8 @@ def pcscd_running():
 
 
 class Daemon:
-    """scardd on a private socket, or Debian's pcscd on its fixed one."""
+    """scardd on a private socket, or Debian's pcscd: in a private mount
+    namespace where it can (pcscd_ns), else on its fixed socket."""
 
     def __init__(self, kind, workdir):
         self.kind = kind
@@ -148,19 +151,24 @@ class Daemon:
         (self.conf / "vpcd").write_text(
             'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:%d\nLIBPATH %s\nCHANNELID %d\n'
             % (self.port, VPCD_LIB, self.port))
-        self.socket = PCSCD_SOCKET if kind == "pcscd" else str(self.dir / "run" / "pcscd.comm")
+        self.shared_run = kind == "pcscd" and not pcscd_ns.private_mount_ok()
+        self.socket = PCSCD_SOCKET if self.shared_run else str(self.dir / "run" / "pcscd.comm")
         self.proc = None
         self.cards = []
         self.log = self.dir / ("%s.log" % kind)
 
     def argv(self):
         if self.kind == "pcscd":
-            return ["pcscd", "-f", "-e", "-c", str(self.conf)]
+            argv = ["pcscd", "-f", "-e", "-c", str(self.conf)]
+            if self.shared_run:
+                return argv
+            (self.dir / "run").mkdir(parents=True, exist_ok=True)
+            return pcscd_ns.in_private_run(self.dir / "run", argv)
         return [str(scardd_bin()), "--foreground", "--socket", self.socket,
                 "--config-dir", str(self.conf), "--error"]
 
     def start(self, timeout=30):
-        if self.kind == "pcscd":
+        if self.shared_run:
             # Only one pcscd per machine (fixed socket); another suite may use it.
             wait_for(lambda: not pcscd_running(), PCSCD_FREE_WAIT, "no other pcscd running")
         with open(self.log, "ab") as logf:

@@ -11,9 +11,10 @@ import json
 import os
 import sys
 import threading
-import time
 
 from smartcard import scard as s
+
+from thread_state import wait_in_event_wait
 
 READER = sys.argv[1]
 
@@ -35,7 +36,8 @@ def main():
         res["hr"], _ = s.SCardGetStatusChange(wctx, s.INFINITE, [(READER, st[0][1] & ~2)])
     t = threading.Thread(target=waiter)
     t.start()
-    time.sleep(0.5)
+    # fork while the waiter is inside its wait, holding its context's lock
+    assert wait_in_event_wait(t.native_id), "the waiter never started waiting"
 
     rfd, wfd = os.pipe()
     pid = os.fork()

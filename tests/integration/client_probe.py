@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 
+from thread_state import wait_in_event_wait
+
 DWORD = C.c_ulong
 LONG = C.c_long
 AUTO = 0xFFFFFFFFFFFFFFFF  # SCARD_AUTOALLOCATE
@@ -335,8 +337,7 @@ class Probe:
             result["t"] = time.monotonic()
         t = threading.Thread(target=waiter)
         t.start()
-        time.sleep(0.5)
-        still_waiting = t.is_alive()
+        still_waiting = wait_in_event_wait(t.native_id) and t.is_alive()
         t1 = time.monotonic()
         crv = L.SCardCancel(LONG(ctx))
         t.join(10)

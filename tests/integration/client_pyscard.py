@@ -13,6 +13,8 @@ import time
 
 from smartcard import scard as s
 
+from thread_state import wait_in_event_wait
+
 READER0, READER1 = sys.argv[1], sys.argv[2]
 SELECT_MF = [0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00]  # P2=0x0C: no FCI
 GET_CHALLENGE = [0x00, 0x84, 0x00, 0x00, 0x08]
@@ -142,8 +144,7 @@ def main():
         res["hr"], _ = s.SCardGetStatusChange(ctx2, s.INFINITE, [(READER1, ev1 & ~s.SCARD_STATE_CHANGED)])
     t = threading.Thread(target=waiter)
     t.start()
-    time.sleep(0.5)
-    assert t.is_alive(), "INFINITE wait returned early: %r" % res
+    assert wait_in_event_wait(t.native_id), "the INFINITE wait never started waiting: %r" % res
     ok(s.SCardCancel(ctx2), "cancel")
     t.join(10)
     assert not t.is_alive() and res["hr"] == s.SCARD_E_CANCELLED, res

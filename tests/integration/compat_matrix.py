@@ -8,7 +8,9 @@ A test says which pairing it exercises with
 
 (also as pytest.param(..., marks=pytest.mark.compat(...)); markers on the
 module, class, function and parameter set are merged, the most specific
-winning per key). `role` is the peer's role: "client" (the peer is a client
+winning per key). A test that exercises several pairings at once names
+them with rows=[{...}, {...}]: one row each, every one merged over the
+marker's other keys. `role` is the peer's role: "client" (the peer is a client
 talking to `against`) or "daemon". Defaults: order "little-endian",
 word "64-bit".
 
@@ -53,9 +55,11 @@ def output_paths():
     return js, js.with_suffix(".md")
 
 
-def _marker_kwargs(item):
-    """compat kwargs merged from the session down to the parameter set."""
+def _marker_rows(item):
+    """The matrix rows of a test: compat kwargs merged from the session down
+    to the parameter set, one row per entry of rows= (if given)."""
     merged = {}
+    rows = [{}]
     found = False
     for node in item.listchain():
         for m in getattr(node, "own_markers", []):
@@ -64,12 +68,19 @@ def _marker_kwargs(item):
             found = True
             if m.args:
                 merged["peer"] = m.args[0]
-            merged.update(m.kwargs)
+            kw = dict(m.kwargs)
+            if "rows" in kw:
+                rows = list(kw.pop("rows"))
+            merged.update(kw)
     if not found:
-        return None
-    for k, v in DEFAULTS.items():
-        merged.setdefault(k, v)
-    return {k: str(merged.get(k, "?")) for k in KEYS}
+        return []
+    out = []
+    for row in rows:
+        r = dict(merged, **row)
+        for k, v in DEFAULTS.items():
+            r.setdefault(k, v)
+        out.append({k: str(r.get(k, "?")) for k in KEYS})
+    return out
 
 
 def _short_reason(rep):
@@ -91,12 +102,14 @@ def _short_reason(rep):
 
 class Recorder:
     def __init__(self):
-        self.tests = {}  # nodeid -> dict(row keys, outcome, reason)
+        self.tests = {}  # nodeid -> [dict(row keys, outcome, reason)], one per row
 
     def pytest_runtest_logreport(self, report):
-        t = self.tests.get(report.nodeid)
-        if t is None:
-            return
+        for t in self.tests.get(report.nodeid, []):
+            self._record(t, report)
+
+    @staticmethod
+    def _record(t, report):
         if report.when == "call" or report.failed or report.skipped:
             if t["outcome"] == "fail":
                 return  # a failed call stays failed even if teardown passes
@@ -113,12 +126,13 @@ class Recorder:
 
     def pytest_collection_modifyitems(self, session, config, items):
         for item in items:
-            kw = _marker_kwargs(item)
-            if kw is not None:
-                self.tests[item.nodeid] = dict(kw, test=item.nodeid, outcome=None, reason="")
+            rows = _marker_rows(item)
+            if rows:
+                self.tests[item.nodeid] = [dict(kw, test=item.nodeid, outcome=None, reason="")
+                                           for kw in rows]
 
     def pytest_sessionfinish(self, session, exitstatus):
-        ran = [t for t in self.tests.values() if t["outcome"] is not None]
+        ran = [t for ts in self.tests.values() for t in ts if t["outcome"] is not None]
         if not ran:
             return
         js, md = output_paths()

@@ -9,6 +9,8 @@ Environment:
                       bind-mounted there, otherwise only one run at a time.
   SCARDD_TEST_LOGS    keep each test's daemon/vicc logs under this dir.
   SCARDD_TEST_WATCHDOG  seconds before a hung test's processes are killed (300).
+  SCARDD_STRICT_SKIPS=1  a skip tests/skip_policy.py does not allow fails.
+  SCARDD_SKIP_LOG     append every skip ("nodeid<TAB>reason") to this file.
 
 The in-process libpcsclite (pyscard) reads PCSCLITE_CSOCK_NAME once per
 process, so every daemon started by the `daemon` fixture binds the same
@@ -32,9 +34,15 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import compat_matrix  # noqa: E402
 import pcsc_raw  # noqa: E402
+import pcscd_ns  # noqa: E402
+import skip_plugin  # noqa: E402
 
-from compat_matrix import pytest_configure  # noqa: E402,F401  (the compatibility matrix)
+
+def pytest_configure(config):
+    compat_matrix.pytest_configure(config)  # the compatibility matrix
+    skip_plugin.pytest_configure(config)    # the skip policy (tests/skip_policy.py)
 
 REPO = HERE.parents[1]
 DAEMON_KIND = os.environ.get("SCARDD_TEST_DAEMON", "scardd")
@@ -57,18 +65,8 @@ SESSION_TMP = Path(tempfile.mkdtemp(prefix="scardd-it-"))
 
 
 def _can_private_mount():
-    """pcscd binds the compiled-in /run/pcscd/pcscd.comm. As root we run it in
-    a private mount namespace where a directory of ours is bind-mounted on
-    /run/pcscd: the socket then appears at our own path, and several pcscd
-    test runs (or a system pcscd) can coexist."""
-    if os.geteuid() != 0 or not shutil.which("unshare"):
-        return False
-    probe = SESSION_TMP / "nsprobe"
-    probe.mkdir(exist_ok=True)
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                        "mkdir -p /run/pcscd && mount --bind %s /run/pcscd && touch /run/pcscd/ok" % probe],
-                       capture_output=True, timeout=30)
-    return r.returncode == 0 and (probe / "ok").exists()
+    """pcscd binds the compiled-in /run/pcscd/pcscd.comm: see pcscd_ns."""
+    return pcscd_ns.private_mount_ok()
 
 
 PCSCD_PRIVATE = IS_PCSCD and _can_private_mount()
@@ -348,10 +346,19 @@ def write_vpcd_conf(confdir, port, name="Virtual PCD"):
 
 
 class Daemon:
-    def __init__(self, tmpdir, socket_path=SOCKET, log_level="debug", extra_args=()):
+    """The session's daemon (DAEMON_KIND) on the session socket, or, with
+    kind given, another one on its own socket (pcscd then needs a private
+    mount namespace)."""
+
+    def __init__(self, tmpdir, socket_path=None, log_level="debug", extra_args=(), kind=DAEMON_KIND):
         self.dir = Path(tmpdir)
-        self.kind = DAEMON_KIND
-        self.socket = socket_path
+        self.kind = kind
+        if kind == DAEMON_KIND:
+            self.private_run = PCSCD_PRIVATE
+            self.socket = socket_path or SOCKET
+        else:
+            self.private_run = True
+            self.socket = socket_path or str(self.dir / "run" / "pcscd.comm")
         self.port = free_port_pair()
         self.confdir = write_vpcd_conf(self.dir / "reader.conf.d", self.port)
         self.readers = [READER0, READER1]
@@ -362,14 +369,15 @@ class Daemon:
         self.cards = {}
 
     def argv(self):
-        if IS_PCSCD:
+        if self.kind == "pcscd":
             lvl = {"debug": "-d", "info": "-i", "error": "-e"}[self.log_level]
             argv = ["pcscd", "-f", lvl, "-c", str(self.confdir)] + self.extra_args
-            if PCSCD_PRIVATE:
-                rundir = os.path.dirname(self.socket)
+            if self.private_run:
+                if not pcscd_ns.private_mount_ok():
+                    pytest.skip("no-namespace: a pcscd beside the session's daemon needs a private "
+                                "mount namespace (root and unshare)")
                 assert os.path.basename(self.socket) == "pcscd.comm"
-                argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                        'mkdir -p /run/pcscd && mount --bind "$0" /run/pcscd && exec "$@"', rundir] + argv
+                argv = pcscd_ns.in_private_run(os.path.dirname(self.socket), argv)
             return argv
         binary = scardd_binary()
         if not binary.exists():
@@ -379,9 +387,10 @@ class Daemon:
                 "--" + self.log_level] + self.extra_args
 
     def start(self):
-        if IS_PCSCD and not PCSCD_PRIVATE and pcsc_raw.socket_alive(PCSCD_SOCKET):
+        shared_run = self.kind == "pcscd" and not self.private_run
+        if shared_run and pcsc_raw.socket_alive(PCSCD_SOCKET):
             pytest.fail("another daemon answers on %s; stop it first" % PCSCD_SOCKET, pytrace=False)
-        if not (IS_PCSCD and not PCSCD_PRIVATE):
+        if not shared_run:
             Path(self.socket).parent.mkdir(parents=True, exist_ok=True)
             if os.path.exists(self.socket) and not pcsc_raw.socket_alive(self.socket):
                 os.unlink(self.socket)  # left by a previous test's daemon
@@ -446,6 +455,29 @@ class Daemon:
     def open_fds(self):
         return len(os.listdir("/proc/%d/fd" % self.pid))
 
+    def fd_targets(self):
+        out = []
+        for fd in sorted(os.listdir("/proc/%d/fd" % self.pid), key=int):
+            try:
+                out.append("%s->%s" % (fd, os.readlink("/proc/%d/fd/%s" % (self.pid, fd))))
+            except OSError:
+                pass
+        return out
+
+    def wait_fds(self, want, timeout=30.0, what="its clients left"):
+        """Waits until the daemon holds no more than `want` open fds (it
+        closes a gone client's socket when it notices; pcscd may first sleep
+        2 s), and fails naming them if that does not happen within timeout.
+        Fewer is fine: a count taken just after a client left may still
+        include that client's socket (pcscd's client thread closes it a
+        moment later); a leak shows as more."""
+        try:
+            pcsc_raw.wait_for(lambda: self.open_fds() <= want, timeout, what="fds back to %d" % want)
+        except TimeoutError:
+            have = self.fd_targets()
+            raise AssertionError("%s holds %d fds after %s, %d before (a leaked descriptor?): %s"
+                                 % (self.kind, len(have), what, want, have))
+
     def log_tail(self, n=60):
         try:
             lines = self.log.read_text(errors="replace").splitlines()
@@ -485,7 +517,7 @@ def _run_daemon(request, test_dir, **kw):
         if crashed:
             pytest.fail("%s died during the test (exit %s); log tail:\n%s" % (d.kind, rc, d.log_tail()),
                         pytrace=False)
-        if not IS_PCSCD and rc != 0:
+        if d.kind == "scardd" and rc != 0:
             pytest.fail("scardd exited %s on SIGTERM (sanitizer report?); log tail:\n%s" % (rc, d.log_tail()),
                         pytrace=False)
 

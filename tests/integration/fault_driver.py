@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+import pcscd_ns
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 BUILD = Path(os.environ.get("SCARDD_BUILD", REPO / "build"))
@@ -47,11 +49,11 @@ SCARD_STATE_MUTE = 0x0200
 
 def skip_unless_built():
     if os.environ.get("SCARDD_TEST_DAEMON", "scardd") != "scardd":
-        pytest.skip("fault-driver tests run scardd only (they pass it --socket/--config-dir)")
+        pytest.skip("scardd-only: the fault-driver tests pass scardd --socket/--config-dir")
     if not SCARDD.exists():
-        pytest.skip("scardd not built: %s missing (set SCARDD_BUILD)" % SCARDD)
+        pytest.skip("not-built: scardd %s missing (set SCARDD_BUILD)" % SCARDD)
     if not DRIVER.exists():
-        pytest.skip("fault driver not built: %s missing (meson needs subdir('tests/drivers'))"
+        pytest.skip("not-built: fault driver %s missing (meson needs subdir('tests/drivers'))"
                     % DRIVER)
 
 
@@ -127,6 +129,9 @@ class FaultReader:
     def mute(self, slot=0, on=True):
         self._flag("mute%d" % slot, on)
 
+    def pps_fail(self, slot=0, on=True):
+        self._flag("pps_fail%d" % slot, on)
+
     def hang(self, on=True):
         self._flag("hang", on)
 
@@ -169,18 +174,30 @@ class LogFile:
 
 
 class Daemon(LogFile):
-    def __init__(self, rig, readers, extra_args=()):
+    """scardd, or (kind="pcscd") Debian's pcscd in a private mount namespace
+    with its /run/pcscd in this daemon's directory, to check what pcsc-lite
+    does with the same driver."""
+
+    def __init__(self, rig, readers, extra_args=(), kind="scardd"):
         self.rig = rig
         self.readers = readers
+        self.kind = kind
         self.dir = Path(tempfile.mkdtemp(prefix="d-", dir=rig.root))
         self.socket = str(self.dir / "pcscd.comm")
         self.confdir = self.dir / "reader.conf.d"
         self.confdir.mkdir()
         (self.confdir / "fault").write_text("".join(r.stanza() for r in readers))
-        self.log_path = self.dir / "scardd.log"
+        self.log_path = self.dir / ("%s.log" % kind)
+        if kind == "pcscd":
+            if os.environ.get("SCARDD_SANITIZED"):
+                pytest.skip("sanitizer: a sanitizer-built fault driver cannot load into Debian's pcscd")
+            if not pcscd_ns.private_mount_ok():
+                pytest.skip("no-namespace: pcscd beside other daemons needs root and unshare")
+            argv = pcscd_ns.in_private_run(self.dir, ["pcscd", "-f", "-d", "-c", str(self.confdir)])
+        else:
+            argv = [str(SCARDD), "--foreground", "--debug", "--socket", self.socket,
+                    "--config-dir", str(self.confdir)] + list(extra_args)
         self._log = open(self.log_path, "wb")
-        argv = [str(SCARDD), "--foreground", "--debug", "--socket", self.socket,
-                "--config-dir", str(self.confdir)] + list(extra_args)
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
@@ -373,15 +390,16 @@ class Rig:
         self.readers.append(r)
         return r
 
-    def daemon(self, readers, extra_args=(), wait=None):
-        """Starts scardd over the stanzas of readers; waits for the reader names in wait."""
+    def daemon(self, readers, extra_args=(), wait=None, kind="scardd"):
+        """Starts scardd (or pcscd) over the stanzas of readers; waits for the
+        reader names in wait."""
         # Like pcscd, "XX" numbers the opened readers of one driver library in order.
         per_lib = {}
         for r in readers:
             if not r.fail_open:
                 r.index = per_lib.get(r.lib, 0)
                 per_lib[r.lib] = r.index + 1
-        d = Daemon(self, readers, extra_args)
+        d = Daemon(self, readers, extra_args, kind)
         self.daemons.append(d)
         if wait:
             d.wait_readers(wait)
@@ -421,7 +439,7 @@ class Rig:
         for d in self.daemons:
             rc = d.stop()
             # shown by pytest only when the test failed
-            print("---- scardd %s (rc %s) log tail ----\n%s" % (d.socket, rc, d.log_tail(80)))
+            print("---- %s %s (rc %s) log tail ----\n%s" % (d.kind, d.socket, rc, d.log_tail(80)))
         keep = os.environ.get("SCARDD_TEST_LOGS")
         if keep:
             dst = Path(keep) / ("fault-" + os.path.basename(self.root))

@@ -317,9 +317,9 @@ def pcscd_daemon(pcscd, name, readers, workdir, probe_minor):
     """pcscd (Debian's or a built one) in a private mount namespace whose
     /run/pcscd is <workdir>/run-<name>: its socket is <that>/pcscd.comm."""
     if os.geteuid() != 0 or not shutil.which("unshare"):
-        pytest.skip("running a pcscd beside others needs root and unshare (private mount namespace)")
+        pytest.skip("no-namespace: running a pcscd beside others needs root and unshare (private mount namespace)")
     if os.environ.get("SCARDD_SANITIZED"):
-        pytest.skip("a sanitizer-built ifd-virtual cannot load into pcscd")
+        pytest.skip("sanitizer: a sanitizer-built ifd-virtual cannot load into pcscd")
     rundir = Path(workdir) / ("run-%s" % name.replace(" ", "_"))
     rundir.mkdir()
     argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -396,7 +396,7 @@ class Session:
 
     def client(self, libdir, socket_path, name):
         if os.environ.get("SCARDD_SANITIZED") and Path(libdir).resolve() == OUR_LIBDIR.resolve():
-            pytest.skip("an instrumented libpcsclite cannot load into Debian's python")
+            pytest.skip("sanitizer: an instrumented libpcsclite cannot load into Debian's python")
         c = LibClient(libdir, socket_path, self.dir, name)
         self.clients.append(c)
         return c

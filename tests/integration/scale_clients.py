@@ -4,8 +4,10 @@ socket each, through Debian's libpcsclite), each blocked in
 SCardGetStatusChange on one reader.
 
 Usage: scale_clients.py N READER WAIT_MS
-Prints "READY <n_ok> <n_failed>" once every client is blocked (or failed to
-start), then, after the waits return, one JSON line:
+Prints "READY <n_ok> <n_failed> <n_waiting> <setup errors>" once every client
+that started is seen blocked in its wait (n_waiting of them: fewer only if
+some never got there within a minute), then, after the waits return, one
+JSON line:
 {"woken": n, "present": n, "counter_up": n, "errors": {hr: count}}
 """
 import collections
@@ -13,8 +15,11 @@ import json
 import resource
 import sys
 import threading
+import time
 
 from smartcard import scard as s
+
+from thread_state import in_event_wait
 
 
 def main():
@@ -28,6 +33,7 @@ def main():
     started = threading.Barrier(n + 1)
     results = []
     setup_errors = collections.Counter()
+    waiters = []  # native thread ids of the clients that go on to wait
 
     def client():
         hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
@@ -41,6 +47,8 @@ def main():
                 setup_errors[hex(hr & 0xFFFFFFFF)] += 1
             started.wait()
             return
+        with lock:
+            waiters.append(threading.get_native_id())
         started.wait()
         hr, st = s.SCardGetStatusChange(ctx, wait_ms, [(reader, cur)])
         with lock:
@@ -52,7 +60,14 @@ def main():
         t.start()
     started.wait()
     ok = n - sum(setup_errors.values())
-    print("READY %d %d %s" % (ok, n - ok, json.dumps(dict(setup_errors))), flush=True)
+    deadline = time.monotonic() + 60
+    pending = list(waiters)
+    while pending and time.monotonic() < deadline:
+        pending = [t for t in pending if not in_event_wait(t)]
+        if pending:
+            time.sleep(0.05)
+    print("READY %d %d %d %s" % (ok, n - ok, len(waiters) - len(pending), json.dumps(dict(setup_errors))),
+          flush=True)
     for t in threads:
         t.join(wait_ms / 1000 + 60)
     errors = collections.Counter()

@@ -111,7 +111,7 @@ def _private_run_ok():
     return r.returncode == 0
 
 
-@pytest.mark.skipif(not _private_run_ok(), reason="needs root and unshare for a private /run")
+@pytest.mark.skipif(not _private_run_ok(), reason="no-namespace: a private /run needs root and unshare")
 def test_default_socket_path_and_run_dir_creation(test_dir, conf):
     # a private mount namespace where an empty dir of ours is /run: the
     # default /run/pcscd/pcscd.comm must be created there, dir included
@@ -186,13 +186,37 @@ def test_refuses_socket_held_by_other_program(test_dir, conf):
         listener.close()
 
 
-@pytest.mark.parametrize("level", ["--debug", "--info", "--error"])
+def log_levels(text):
+    """The levels of the daemon's log lines ("DATE TIME LEVEL message")."""
+    return {m.group(1) for m in re.finditer(r"^\S+ \S+ (DEBUG|INFO|ERROR|CRITICAL) ", text, re.M)}
+
+
+# what each option must let through, and what it must keep out
+LEVELS = {"--debug": ({"DEBUG", "INFO", "ERROR"}, set()),
+          "--info": ({"INFO", "ERROR"}, {"DEBUG"}),
+          "--error": ({"ERROR"}, {"DEBUG", "INFO"})}
+
+
+@pytest.mark.parametrize("level", sorted(LEVELS))
 def test_log_levels(test_dir, conf, level):
+    """Each level logs its own lines and those above, and nothing below: a
+    client served (debug), start-up and shutdown (info), a client sending an
+    unknown command (an error naming the client's pid)."""
     path = str(test_dir / "lvl.comm")
     d = Run(test_dir, ["--foreground", level, "--socket", path, "--config-dir", str(conf)])
     d.wait_socket(path)
     assert serves(path) == [READER0, READER1]
+    with raw.RawClient(path) as c:
+        c.hello()
+        c.send(raw.header(0x99, 0))
+        assert c.wait_closed(), "an unknown command must close the connection"
     d.stop()
+    text = d.text()
+    seen = log_levels(text)
+    want, never = LEVELS[level]
+    assert want <= seen and not (never & seen), "%s logged levels %s:\n%s" % (level, sorted(seen), text[-3000:])
+    errors = [ln for ln in text.splitlines() if " ERROR " in ln]
+    assert any("pid %d" % os.getpid() in ln for ln in errors), errors
 
 
 def test_empty_config_dir_has_no_readers(test_dir):
@@ -210,14 +234,38 @@ def test_empty_config_dir_has_no_readers(test_dir):
     d.stop()
 
 
-def test_drivers_dir_option(test_dir, conf):
+CCID_BUNDLE = "/usr/lib/pcsc/drivers/ifd-ccid.bundle"
+
+
+def bundles_line(text):
+    m = re.search(r"(\d+) driver bundle\(s\) in (\S+) know (\d+) device\(s\)", text)
+    assert m, "no line about driver bundles in the log:\n%s" % text[-3000:]
+    return int(m.group(1)), m.group(2), int(m.group(3))
+
+
+@pytest.mark.parametrize("content", ["empty", "ccid"])
+def test_drivers_dir_option(test_dir, conf, content):
+    """--drivers-dir replaces the default drivers directory: the USB driver
+    bundles scardd knows are the ones found there (none in an empty one,
+    Debian's CCID driver and its device list when that bundle is there)."""
     drivers = test_dir / "drivers"
     drivers.mkdir()
+    if content == "ccid":
+        if not os.path.exists(CCID_BUNDLE):
+            pytest.skip("missing-peer: Debian's libccid (%s)" % CCID_BUNDLE)
+        os.symlink(CCID_BUNDLE, drivers / "ifd-ccid.bundle")
     path = str(test_dir / "drv.comm")
-    d = Run(test_dir, ["--foreground", "--socket", path, "--config-dir", str(conf), "--drivers-dir", str(drivers)])
+    d = Run(test_dir, ["--foreground", "--info", "--socket", path, "--config-dir", str(conf),
+                       "--drivers-dir", str(drivers)])
     d.wait_socket(path)
     assert serves(path) == [READER0, READER1]
     d.stop()
+    n, where, devices = bundles_line(d.text())
+    assert where == str(drivers), "bundles read from %s, not from --drivers-dir" % where
+    if content == "empty":
+        assert (n, devices) == (0, 0)
+    else:
+        assert n == 1 and devices > 100, (n, devices)  # libccid 1.5.2 lists 562
 
 
 def test_apdu_logging(test_dir, conf):

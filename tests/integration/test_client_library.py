@@ -23,12 +23,12 @@ DAEMONS = ["scardd", "pcscd"]
 CRYPTOFLEX_ATR = bytes.fromhex("3BE2000040204906")
 pytestmark = [
     pytest.mark.skipif(not E.our_lib().exists(),
-                       reason="libpcsclite not built: %s" % E.our_lib()),
+                       reason="not-built: libpcsclite %s" % E.our_lib()),
     # An ASan-built libpcsclite cannot load into Debian's uninstrumented
     # programs (python3, pcsc_scan, opensc-tool); the library's own cmocka
     # tests run under ASan+UBSan instead.
     pytest.mark.skipif(os.environ.get("SCARDD_SANITIZED") == "1",
-                       reason="sanitizer build: covered by the client's unit tests"),
+                       reason="sanitizer: an instrumented libpcsclite cannot load into Debian's programs; the client's unit tests cover it"),
 ]
 
 

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fault_driver import (  # noqa: E402
     DRIVER,
     LIST_READERS, SCARD_E_TIMEOUT, SCARD_E_UNSUPPORTED_FEATURE, SCARD_STATE_CHANGED,
-    SCARD_STATE_EMPTY, SCARD_STATE_MUTE, SCARD_STATE_PRESENT, SCARD_W_UNPOWERED_CARD, Rig,
+    SCARD_STATE_EMPTY, SCARD_STATE_MUTE, SCARD_STATE_PRESENT, SCARD_W_UNPOWERED_CARD,
+    SCARD_W_UNRESPONSIVE_CARD, Rig,
     hx, skip_unless_built, wait_for)
 
 APDU = [0x00, 0xA4, 0x04, 0x00, 0x02, 0x3F, 0x00]
@@ -294,6 +295,34 @@ def test_connect_powers_up_a_card_that_recovered(rig):
     assert res[1]["resp"] == ECHOED
 
 
+@pytest.mark.parametrize("kind", ["pcscd", "scardd"])
+def test_failed_protocol_switch_is_unresponsive_card(rig, kind):
+    """A card that answers power-up but fails the protocol switch (PTS):
+    pcsc-lite's SCardConnect answers SCARD_W_UNRESPONSIVE_CARD (Debian's
+    pcscd 1.9.9 logs "Set PTS failed" and sends it, whatever the protocols
+    asked for), and so must scardd. This is the code test_virtual_driver's
+    mute test used to accept besides SCARD_W_UNPOWERED_CARD."""
+    r = rig.reader("Pts", cards=[0])
+    r.pps_fail(0)
+    d = rig.daemon([r], wait=[r.reader()], kind=kind)
+    res = rig.run(d, PROTOCOL_CONNECTS, [r.reader()])
+    assert [x["connect"] for x in res] == [SCARD_W_UNRESPONSIVE_CARD] * 3, \
+        "%s: SCardConnect answers %s, want SCARD_W_UNRESPONSIVE_CARD for T=1, T=0|T=1 and T=0" % (
+            kind, [hx(x["connect"]) for x in res])
+
+
+PROTOCOL_CONNECTS = r'''
+ctx = context()
+name = sys.argv[1]
+wait_bits(ctx, name, s.SCARD_STATE_PRESENT)
+for proto in (s.SCARD_PROTOCOL_T1, s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1, s.SCARD_PROTOCOL_T0):
+    hr, card, active = connect(ctx, name, proto=proto)
+    if hr == 0:
+        s.SCardDisconnect(card, s.SCARD_LEAVE_CARD)
+    out(connect=hr)
+'''
+
+
 # --- 5. shutdown with a stuck driver ---------------------------------------------
 
 @pytest.mark.parametrize("stuck_in", ["transmit", "presence"])
@@ -469,7 +498,7 @@ def test_reader_opening_late_appears_to_scard_watch(rig):
     and `scard watch` (through our library, which follows the daemon's
     reader-events counter) reports it added."""
     if not SCARD_TOOL.exists():
-        pytest.skip("scard not built")
+        pytest.skip("not-built: scard")
     quick = rig.reader("Quick", cards=[0])
     late = rig.reader("Late", cards=[0])
     # A driver is not known to be thread-safe before it has opened, so calls

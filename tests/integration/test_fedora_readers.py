@@ -148,16 +148,14 @@ def wait_insert(clients_ctx, reader, insert):
     return out
 
 
-# Both clients run in every test below; the parameter only says which of the
-# two pairings the test stands for in the compatibility matrix.
-BOTH = [pytest.param("debian", id="debian-row", marks=compat(
-            peer=DEBIAN_CLIENT, role="client", against="scardd", protocol="4:4")),
-        pytest.param("fedora48", id="fedora-row", marks=compat(
-            peer=FEDORA_CLIENT, role="client", against="scardd", protocol="4:4"))]
+# Both clients run in every test below, which therefore stands for both
+# pairings in the compatibility matrix (one run, two rows).
+BOTH = pytest.mark.compat(role="client", against="scardd", protocol="4:4", order="little-endian",
+                          word="64-bit", rows=[dict(peer=DEBIAN_CLIENT), dict(peer=FEDORA_CLIENT)])
 
 
-@pytest.mark.parametrize("row", BOTH)
-def test_scardd_serves_16_and_48_reader_clients_at_once(row, real_peers, peer_run):
+@BOTH
+def test_scardd_serves_16_and_48_reader_clients_at_once(real_peers, peer_run):
     readers = peer_run.readers().add("Virtual Reader", 2, {0: "builtin"})
     d = two_socket_scardd(peer_run, readers)
     deb = peer_run.client(debian_libdir(peer_run.dir), d.sockets[0], "debian-client")
@@ -176,8 +174,8 @@ def test_scardd_serves_16_and_48_reader_clients_at_once(row, real_peers, peer_ru
         assert c.call("release", ctx)["hr"] == 0
 
 
-@pytest.mark.parametrize("row", BOTH)
-def test_16_reader_client_sees_scardds_first_16_readers(row, real_peers, peer_run):
+@BOTH
+def test_16_reader_client_sees_scardds_first_16_readers(real_peers, peer_run):
     """20 readers: the 16-entry client sees the first 16 in scardd's order
     (configuration order) and nothing beyond; the 48-entry one sees all 20."""
     readers = twenty_readers(peer_run)
@@ -205,8 +203,8 @@ def test_16_reader_client_sees_scardds_first_16_readers(row, real_peers, peer_ru
 
 
 # --- scardd: one socket, the length read from each client's own library ------------------
-@pytest.mark.parametrize("row", BOTH)
-def test_default_socket_tells_16_and_48_reader_clients_apart(row, real_peers, peer_run):
+@BOTH
+def test_default_socket_tells_16_and_48_reader_clients_apart(real_peers, peer_run):
     """With readers=auto (the default) scardd reads each 4:2-4:5 client's
     array length from the libpcsclite it has mapped: both kinds work on one
     socket, at once, with more readers than the smaller array holds."""

@@ -12,14 +12,17 @@ Clients, built by tests/foreign/build into <SCARDD_BUILD>/foreign from the
 session fixture below (packages: scripts/install-deps):
   * pcsc_probe (tests/foreign/pcsc_probe.c), cross-built with
     gcc-i686-linux-gnu / gcc-s390x-linux-gnu against Debian's i386 / s390x
-    libpcsclite1 1.9.9; the s390x binary runs under `qemu-s390x -L /`;
+    libpcsclite1 1.9.9; the s390x binary runs under `qemu-s390x -L /`, the
+    i386 one natively, or under `qemu-i386 -L /` on a kernel that cannot
+    run 32-bit programs (no IA32 emulation);
   * the same binaries on our libpcsclite.so.1 cross-built for i386 / s390x
     (meson --cross-file, tests/foreign/cross-*.ini), through LD_LIBRARY_PATH;
   * Debian's pcsc_scan from pcsc-tools:i386 (unpacked from its .deb, since it
-    cannot be co-installed with the amd64 package), run natively.
+    cannot be co-installed with the amd64 package), run like the i386 probe.
 Each reports the word size, byte order and the libpcsclite.so.1 it loaded, so
 the tests also check they run what they claim to.
 """
+import errno
 import json
 import os
 import re
@@ -74,15 +77,6 @@ CLIENTS = {
 }
 
 
-def native_i386():
-    """Whether this kernel executes 32-bit x86 binaries (IA32 emulation on)."""
-    try:
-        r = subprocess.run(["/lib/ld-linux.so.2", "--help"], capture_output=True, timeout=30)
-        return r.returncode == 0
-    except OSError:
-        return False
-
-
 def compat(client, against):
     return pytest.mark.compat(against=against, **compat_keys(client, against))
 
@@ -121,7 +115,6 @@ class Foreign:
         self.skipped = self._parts(out / "skipped")
         self.failed = self._parts(out / "failed")
         self._runs = {}
-        self._launchers = {}
 
     @staticmethod
     def _parts(path):
@@ -139,7 +132,26 @@ class Foreign:
             text = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
             pytest.fail("tests/foreign/build failed for %s:\n%s" % (part, text), pytrace=False)
         if part in self.skipped:
-            pytest.skip("%s not built: %s" % (part, self.skipped[part]))
+            pytest.skip("no-foreign-arch: %s not built: %s" % (part, self.skipped[part]))
+
+    def launcher(self, arch, binary):
+        """The argv prefix that runs an <arch> binary here: qemu-user for
+        s390x, and for i386 when the kernel cannot exec 32-bit programs."""
+        if arch == "i386":
+            if "i386-native" not in self._runs:
+                try:
+                    subprocess.run([str(binary), "--no-such-option"], capture_output=True, timeout=60)
+                    self._runs["i386-native"] = True
+                except OSError as e:
+                    if e.errno != errno.ENOEXEC:
+                        raise
+                    self._runs["i386-native"] = False
+            if self._runs["i386-native"]:
+                return []
+        qemu = "/usr/bin/qemu-%s" % arch
+        if not os.path.exists(qemu):
+            pytest.skip("no-foreign-arch: qemu-user (%s) not installed; see scripts/install-deps" % qemu)
+        return [qemu, "-L", "/"]
 
     def runnable(self, arch, argv):
         """Skip if this machine cannot execute <arch> binaries at all."""
@@ -151,22 +163,7 @@ class Foreign:
             except (OSError, subprocess.TimeoutExpired) as e:
                 self._runs[arch] = "cannot run %s binaries: %s" % (arch, e)
         if self._runs[arch]:
-            pytest.skip(self._runs[arch])
-
-    def launcher(self, arch):
-        """What runs an <arch> binary here: nothing for i386 where the kernel
-        runs 32-bit x86 itself, else qemu-user with the host's multiarch
-        root (s390x always; i386 on kernels without IA32 emulation)."""
-        if arch not in self._launchers:
-            prefix = []
-            if arch == "s390x" or not native_i386():
-                qemu = "/usr/bin/qemu-%s" % arch
-                if not os.path.exists(qemu):
-                    pytest.fail("qemu-user (qemu-%s) not installed; scripts/install-deps installs it"
-                                % arch, pytrace=False)
-                prefix = [qemu, "-L", "/"]
-            self._launchers[arch] = prefix
-        return self._launchers[arch]
+            pytest.skip("no-foreign-arch: " + self._runs[arch])
 
     def probe(self, client, base_env):
         """argv and environment that run pcsc_probe as `client`."""
@@ -174,7 +171,7 @@ class Foreign:
         arch = c["arch"]
         self.need("probe-" + arch)
         binary = self.out / arch / "pcsc_probe"
-        argv = self.launcher(arch) + [str(binary)]
+        argv = self.launcher(arch, binary) + [str(binary)]
         env = dict(base_env)
         env.pop("LD_LIBRARY_PATH", None)
         env.pop("LD_PRELOAD", None)
@@ -188,11 +185,11 @@ class Foreign:
         self.need("pcsc_scan-i386")
         binary = self.out / "pcsc-tools-i386" / "usr" / "bin" / "pcsc_scan"
         if not binary.exists():
-            pytest.skip("pcsc_scan (i386) missing under %s" % binary.parent)
+            pytest.skip("no-foreign-arch: pcsc_scan (i386) missing under %s" % binary.parent)
         head = binary.read_bytes()[:20]
         # ELF, ELFCLASS32, little-endian, e_machine EM_386
         assert head[:4] == b"\x7fELF" and head[4] == 1 and head[5] == 1 and head[18] == 3, head
-        return self.launcher("i386") + [str(binary)]
+        return self.launcher("i386", binary) + [str(binary)]
 
 
 @pytest.fixture(scope="session")
@@ -229,9 +226,9 @@ class ForeignDaemon(VirtualDaemon):
         rundir.mkdir(exist_ok=True)
         if self.kind == "pcscd":
             if driver_is_sanitized():
-                pytest.skip("a sanitizer-built driver cannot load into Debian's pcscd")
+                pytest.skip("sanitizer: a sanitizer-built driver cannot load into Debian's pcscd")
             if not _can_private_mount():
-                pytest.skip("pcscd binds /run/pcscd/pcscd.comm; a private mount namespace needs root and unshare")
+                pytest.skip("no-namespace: pcscd binds /run/pcscd/pcscd.comm; a private mount namespace needs root and unshare")
             argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
                     'mkdir -p /run/pcscd && mount --bind "$0" /run/pcscd && exec "$@"', str(rundir),
                     PCSCD, "-f", "-d", "-c", str(self.confdir)]
@@ -378,13 +375,13 @@ def test_probe_sequence_against_scardd(foreign, on_scardd, client):
     mark = len(on_scardd.log)
     run = run_probe(foreign, client, on_scardd, *probe_sequence_args())
     check_sequence(run, client)
-    # scardd's debug log names what it settled on for each connection; when it
-    # does, that must be the client's byte order and the matrix's protocol
+    # scardd's debug log names what it settled on for each connection: the
+    # client's byte order and the matrix's protocol, on every connection
     want = compat_keys(client, "scardd")
     seen = re.findall(r"Server protocol is (\d+:\d+) for this client \((\w+)-endian",
                       on_scardd.log_from(mark))
-    for proto, order in seen:
-        assert (proto, order + "-endian") == (want["protocol"], want["order"]), seen
+    assert seen, "scardd's debug log names no protocol for this client:\n%s" % on_scardd.log_from(mark)[-3000:]
+    assert {(proto, order + "-endian") for proto, order in seen} == {(want["protocol"], want["order"])}, seen
 
 
 @pytest.mark.parametrize("client", client_params("scardd"))

@@ -514,7 +514,7 @@ def test_reader_added_at_run_time(rig, version):
     (fault driver, hang_open): the registered client is signalled, 0x15 grows,
     0x16 never shrinks and 0x17 shows the reader."""
     if not FAULT.exists():
-        pytest.skip("fault driver not built: %s" % FAULT)
+        pytest.skip("not-built: fault driver %s missing" % FAULT)
     quick = Path(tempfile.mkdtemp(prefix="quick-", dir=rig.root))
     late = Path(tempfile.mkdtemp(prefix="late-", dir=rig.root))
     (quick / "card0").write_text("")
@@ -556,7 +556,7 @@ def test_4_6_capacity_grows_and_0x17_follows_0x16(rig, order):
     to 32 (never below what it said), and 0x17 sends exactly what this
     connection was last told by 0x16, however the capacity changed since."""
     if not FAULT.exists():
-        pytest.skip("fault driver not built: %s" % FAULT)
+        pytest.skip("not-built: fault driver %s missing" % FAULT)
     dirs = {}
     for name in ("q1", "q2", "late"):
         dirs[name] = Path(tempfile.mkdtemp(prefix=name + "-", dir=rig.root))

@@ -340,7 +340,7 @@ def our_lib_available():
     if not (OUR_LIB_DIR / "libpcsclite.so.1").exists():
         pytest.fail("our libpcsclite not built: %s" % OUR_LIB_DIR, pytrace=False)
     if os.environ.get("SCARDD_SANITIZED"):
-        pytest.skip("an instrumented libpcsclite cannot load into Debian's python")
+        pytest.skip("sanitizer: an instrumented libpcsclite cannot load into Debian's python")
 
 
 @pytest.mark.parametrize("release", [pytest.param(r, id=r, marks=compat(r, OURS)) for r in RELEASES])
@@ -389,7 +389,7 @@ def debian_label(release):
                                      for r in DEBIAN_RESULT])
 def test_debian_library_against_fake(fakes, release):
     if not os.path.exists(DEBIAN_LIB):
-        pytest.skip("Debian's libpcsclite1 is not installed")
+        pytest.skip("missing-peer: Debian's libpcsclite1 is not installed")
     fake = fakes(release)
     run = run_scenario(fake, DEBIAN)
     want = DEBIAN_RESULT[release]
@@ -410,7 +410,7 @@ def test_debian_library_out_of_step_on_fedora(fakes, release):
     (a length query, then the call) reads those leftover records the second
     time, so the list comes back wrong or undecodable."""
     if not os.path.exists(DEBIAN_LIB):
-        pytest.skip("Debian's libpcsclite1 is not installed")
+        pytest.skip("missing-peer: Debian's libpcsclite1 is not installed")
     fake = fakes(release)
     run = run_scenario(fake, DEBIAN)
     run.ok("establish")
@@ -424,7 +424,7 @@ def test_debian_library_out_of_step_on_fedora(fakes, release):
 def test_debian_library_sees_first_16_on_2_5(fakes, release):
     """Backward mode: a 4:4 client gets the first 16 of 18 slots."""
     if not os.path.exists(DEBIAN_LIB):
-        pytest.skip("Debian's libpcsclite1 is not installed")
+        pytest.skip("missing-peer: Debian's libpcsclite1 is not installed")
     names = ["Fake Reader %02X 00" % i for i in range(18)]
     fake = fakes(release, readers=names)
     run = run_scenario(fake, DEBIAN, mode="list")

@@ -6,8 +6,9 @@ processes, since libpcsclite reads PCSCLITE_CSOCK_NAME once per process) and
 pcsc_scan against it.
 
 Environment: SCARDD_BUILD is the meson build directory (default <repo>/build).
-pcscd always binds /run/pcscd/pcscd.comm, so a pcscd run waits until no other
-pcscd runs (other test suites start it too) and only ever stops its own PID.
+pcscd always binds /run/pcscd/pcscd.comm; as root it runs in a private mount
+namespace (pcscd_ns), so other pcscd processes do not matter. Without one, a
+pcscd run waits until no other pcscd runs. Only ever stops its own PID.
 """
 import json
 import os
@@ -23,6 +24,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import pcscd_ns
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -88,8 +91,9 @@ def wait_pcscd_free(timeout=PCSCD_FREE_TIMEOUT):
     deadline = time.monotonic() + timeout
     while other_pcscd_pids():
         if time.monotonic() > deadline:
-            pytest.skip("another pcscd (pid %s) kept running for %.0f s" %
-                        (other_pcscd_pids(), timeout))
+            pytest.skip("no-namespace: without a private mount namespace (root and unshare) pcscd "
+                        "needs the real /run/pcscd, and another pcscd (pid %s) kept it for %.0f s"
+                        % (other_pcscd_pids(), timeout))
         time.sleep(0.5)
 
 
@@ -168,7 +172,8 @@ class VirtualDaemon:
                           fast)
         for spec in extra_instances:
             self.add_instance(**spec)
-        self.socket = PCSCD_SOCKET if kind == "pcscd" else str(self.dir / "run" / "pcscd.comm")
+        self.shared_run = kind == "pcscd" and not pcscd_ns.private_mount_ok()
+        self.socket = PCSCD_SOCKET if self.shared_run else str(self.dir / "run" / "pcscd.comm")
 
     # -- configuration --
     def add_instance(self, friendly, readers=1, cards=None, fast=False, control=True,
@@ -215,9 +220,13 @@ class VirtualDaemon:
     def _start(self, expect_readers):
         if self.kind == "pcscd":
             if driver_is_sanitized():
-                pytest.skip("a sanitizer-built driver cannot load into Debian's pcscd")
-            wait_pcscd_free()
+                pytest.skip("sanitizer: a sanitizer-built driver cannot load into Debian's pcscd")
             argv = [PCSCD, "-f", "-d", "-c", str(self.confdir)]
+            if self.shared_run:
+                wait_pcscd_free()
+            else:
+                (self.dir / "run").mkdir(exist_ok=True)
+                argv = pcscd_ns.in_private_run(self.dir / "run", argv)
         else:
             argv = [str(SCARDD), "--foreground", "--debug", "--socket", self.socket,
                     "--config-dir", str(self.confdir)]

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,43 @@ long long test_now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+pid_t test_gettid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+/* The system call thread tid is blocked in, -1 if it runs or is unknown. */
+static long blocked_syscall(pid_t tid)
+{
+	char path[64], buf[256];
+	FILE *f;
+	long nr = -1;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	/* "nr arg1 ... sp pc" while blocked, "running" otherwise */
+	if (fgets(buf, sizeof(buf), f) != NULL && buf[0] >= '0' && buf[0] <= '9')
+		nr = strtol(buf, NULL, 10);
+	fclose(f);
+	return nr;
+}
+
+bool test_thread_in_poll(pid_t tid, int timeout_ms)
+{
+	long long deadline = test_now_ms() + timeout_ms;
+
+	do {
+		long nr = blocked_syscall(tid);
+
+		if (nr == SYS_poll || nr == SYS_ppoll)
+			return true;
+		usleep(2000);
+	} while (test_now_ms() < deadline);
+	return false;
 }
 
 static bool port_free(int port)

@@ -31,5 +31,14 @@ void test_daemon_stop(struct test_daemon *d, bool crash);
 void test_daemon_cleanup(struct test_daemon *d);
 /* Milliseconds of CLOCK_MONOTONIC. */
 long long test_now_ms(void);
+/* The calling thread's id, for test_thread_in_poll(). */
+pid_t test_gettid(void);
+/*
+ * Waits (up to timeout_ms) until thread tid of this process is blocked in
+ * poll(): inside SCardGetStatusChange that means the library has registered
+ * the wait with the daemon and sits waiting for its answer, so a cancel or a
+ * daemon crash from now on must end that wait. False on timeout.
+ */
+bool test_thread_in_poll(pid_t tid, int timeout_ms);
 
 #endif

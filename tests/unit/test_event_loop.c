@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "unit_support.h"
+
 #include "event_loop.h"
 
 static void stop_cb(struct event_loop *loop, uint64_t id, void *data)
@@ -358,7 +360,7 @@ static void test_thousands_of_fds(void **state)
 	if (n > 3000)
 		n = 3000;
 	if (n < 100)
-		skip();
+		skip_because("environment: RLIMIT_NOFILE allows %d socket pairs, the test needs 100", n);
 
 	struct event_loop *loop = el_new();
 	struct many_ctx m = { .target = n };
