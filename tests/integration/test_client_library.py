@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -247,12 +246,10 @@ def test_recovery_after_daemon_restart(daemon):
 
         before = step()
         assert before["lib"] == [our_lib_file()]
-        t0 = time.monotonic()
         daemon.kill()
         p.stdin.write(b"killed\n")
         p.stdin.flush()
-        down = step()
-        assert time.monotonic() - t0 < 10
+        down = step()  # the calls return (a hang is the watchdog's to report)
         assert down == {"waiter": "0x8010001D", "list": "0x8010001D", "transmit": "0x8010001D",
                         "establish": "0x8010001D", "valid": "0x00000000"}, down
         daemon.start()

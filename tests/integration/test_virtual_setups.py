@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -59,9 +58,11 @@ def test_orderly_shutdown_closes_the_driver(kind):
         d.start()
         ctl = Path(d.control)
         assert ctl.is_socket()
-        t0 = time.monotonic()
+        proc = d.proc
         d.stop(sig=signal.SIGINT)
-        assert time.monotonic() - t0 < 5
+        # it exited by itself: stop() only kills one that does not (scardd
+        # exits 0; pcscd 1.9.9 exits 1 after a SIGINT)
+        assert proc.returncode == (0 if kind == "scardd" else 1), proc.returncode
         assert not ctl.exists()
     finally:
         d.cleanup()

@@ -157,10 +157,11 @@ class VirtualDaemon:
     """One daemon (scardd or pcscd) with one or more ifd-virtual readers."""
 
     def __init__(self, kind, readers=2, cards=None, fast=False, friendly="Virtual Reader",
-                 extra_instances=(), driver=DRIVER):
+                 extra_instances=(), driver=DRIVER, poll_ms=None):
         if kind not in DAEMONS:
             raise ValueError(kind)
         self.kind = kind
+        self.poll_ms = poll_ms  # scardd's --poll-ms (pcscd's period is fixed)
         self.driver = Path(driver)
         self.dir = Path(tempfile.mkdtemp(prefix="vt-%s-" % kind))
         self.confdir = self.dir / "reader.conf.d"
@@ -230,6 +231,8 @@ class VirtualDaemon:
         else:
             argv = [str(SCARDD), "--foreground", "--debug", "--socket", self.socket,
                     "--config-dir", str(self.confdir)]
+            if self.poll_ms:
+                argv += ["--poll-ms", str(self.poll_ms)]
         self.log_file = open(self.dir / "daemon.log", "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,

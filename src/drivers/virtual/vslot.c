@@ -128,7 +128,7 @@ RESPONSECODE vslot_presence(struct vslot *s)
 	return present ? IFD_ICC_PRESENT : IFD_ICC_NOT_PRESENT;
 }
 
-RESPONSECODE vslot_wait_event(struct vslot *s, int timeout_ms)
+enum vslot_wake vslot_wait(struct vslot *s, int timeout_ms)
 {
 	struct timespec deadline;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -140,18 +140,39 @@ RESPONSECODE vslot_wait_event(struct vslot *s, int timeout_ms)
 		deadline.tv_sec++;
 		deadline.tv_nsec -= 1000000000L;
 	}
+	enum vslot_wake why;
 	pthread_mutex_lock(&s->lock);
-	while (s->event_gen == s->seen_gen && !s->stop_pending && !s->closed) {
+	for (;;) {
+		if (s->closed) {
+			why = VSLOT_WOKE_CLOSED;
+			break;
+		}
+		if (s->stop_pending) {
+			why = VSLOT_WOKE_STOP;
+			break;
+		}
+		if (s->event_gen != s->seen_gen) {
+			why = VSLOT_WOKE_EVENT;
+			break;
+		}
+		/* the swapped-in card "arrives" when the gap ends */
+		long long gap_left = s->gap_wake ? s->gap_until_ms - now_ms() : 0;
+		if (s->gap_wake && gap_left <= 0) {
+			why = VSLOT_WOKE_GAP;
+			break;
+		}
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > deadline.tv_sec ||
+		    (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec)) {
+			why = VSLOT_WOKE_TIMEOUT;
+			break;
+		}
 		struct timespec until = deadline;
 		if (s->gap_wake) {
-			/* the swapped-in card "arrives" when the gap ends */
-			long long left = s->gap_until_ms - now_ms();
-			if (left <= 0)
-				break;
-			struct timespec gap;
-			clock_gettime(CLOCK_MONOTONIC, &gap);
-			gap.tv_sec += left / 1000;
-			gap.tv_nsec += (long)(left % 1000) * 1000000L;
+			struct timespec gap = now;
+			gap.tv_sec += gap_left / 1000;
+			gap.tv_nsec += (long)(gap_left % 1000) * 1000000L;
 			if (gap.tv_nsec >= 1000000000L) {
 				gap.tv_sec++;
 				gap.tv_nsec -= 1000000000L;
@@ -160,19 +181,16 @@ RESPONSECODE vslot_wait_event(struct vslot *s, int timeout_ms)
 			    (gap.tv_sec == until.tv_sec && gap.tv_nsec < until.tv_nsec))
 				until = gap;
 		}
-		if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT &&
-		    !s->gap_wake)
-			break;
-		if (s->gap_wake && now_ms() >= s->gap_until_ms)
-			break;
-		struct timespec t;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (t.tv_sec > deadline.tv_sec ||
-		    (t.tv_sec == deadline.tv_sec && t.tv_nsec >= deadline.tv_nsec))
-			break;
+		pthread_cond_timedwait(&s->cond, &s->lock, &until);
 	}
 	s->stop_pending = false;
 	pthread_mutex_unlock(&s->lock);
+	return why;
+}
+
+RESPONSECODE vslot_wait_event(struct vslot *s, int timeout_ms)
+{
+	vslot_wait(s, timeout_ms);
 	return IFD_SUCCESS;
 }
 

@@ -63,6 +63,15 @@ RESPONSECODE vslot_presence(struct vslot *s);
 /* The polling function: returns IFD_SUCCESS when there is something for the
  * daemon to look at, at the timeout, when stopped, or at once once closed. */
 RESPONSECODE vslot_wait_event(struct vslot *s, int timeout_ms);
+/* The same wait, saying what ended it (the driver API has no word for that). */
+enum vslot_wake {
+	VSLOT_WOKE_EVENT,   /* a card came or went since the daemon last looked */
+	VSLOT_WOKE_GAP,     /* a swapped-in card arrived after its gap */
+	VSLOT_WOKE_STOP,    /* vslot_stop */
+	VSLOT_WOKE_CLOSED,  /* vslot_close */
+	VSLOT_WOKE_TIMEOUT,
+};
+enum vslot_wake vslot_wait(struct vslot *s, int timeout_ms);
 /*
  * TAG_IFD_STOP_POLLING_THREAD: ends the current wait, or the next one if
  * none is running. One-shot: pcscd also calls it just to wake its polling
