@@ -88,15 +88,15 @@ LONG SCardConnect(SCARDCONTEXT hContext, LPCSTR szReader, DWORD dwShareMode,
 	struct client_ctx *c;
 	LONG rv;
 
-	if (phCard == NULL || pdwActiveProtocol == NULL)
+	if (!phCard || !pdwActiveProtocol)
 		return SCARD_E_INVALID_PARAMETER;
 	*phCard = 0;
-	if (szReader == NULL)
+	if (!szReader)
 		return SCARD_E_UNKNOWN_READER;
 	if (strlen(szReader) > MAX_READERNAME)
 		return SCARD_E_INVALID_VALUE;
 	c = ctx_enter(hContext);
-	if (c == NULL)
+	if (!c)
 		return SCARD_E_INVALID_HANDLE;
 	rv = client_call_with_recovery(c, connect_op, &a);
 	if (rv == SCARD_S_SUCCESS) {
@@ -123,7 +123,7 @@ LONG SCardReconnect(SCARDHANDLE hCard, DWORD dwShareMode, DWORD dwPreferredProto
 	struct wire_msg msg;
 	LONG rv;
 
-	if (pdwActiveProtocol == NULL)
+	if (!pdwActiveProtocol)
 		return SCARD_E_INVALID_PARAMETER;
 	do {
 		memset(&msg, 0, sizeof(msg));
@@ -218,8 +218,8 @@ static LONG transmit_once(SCARDHANDLE hCard, const SCARD_IO_REQUEST *send_pci, L
 	t->send_pci_protocol = (uint32_t)send_pci->dwProtocol;
 	t->send_pci_length = (uint32_t)send_pci->cbPciLength;
 	t->send_length = (uint32_t)send_len;
-	t->recv_pci_protocol = recv_pci != NULL ? (uint32_t)recv_pci->dwProtocol : SCARD_PROTOCOL_ANY;
-	t->recv_pci_length = recv_pci != NULL ? (uint32_t)recv_pci->cbPciLength
+	t->recv_pci_protocol = recv_pci ? (uint32_t)recv_pci->dwProtocol : SCARD_PROTOCOL_ANY;
+	t->recv_pci_length = recv_pci ? (uint32_t)recv_pci->cbPciLength
 					      : (uint32_t)sizeof(SCARD_IO_REQUEST);
 	t->recv_length = (uint32_t)room;
 	rv = conn_send(&ref.ctx->conn, &msg, send, send_len);
@@ -233,7 +233,7 @@ static LONG transmit_once(SCARDHANDLE hCard, const SCARD_IO_REQUEST *send_pci, L
 			goto out;
 		}
 		rv = conn_recv_raw(&ref.ctx->conn, recv, t->recv_length);
-		if (rv == SCARD_S_SUCCESS && recv_pci != NULL) {
+		if (rv == SCARD_S_SUCCESS && recv_pci) {
 			recv_pci->dwProtocol = t->recv_pci_protocol;
 			recv_pci->cbPciLength = t->recv_pci_length;
 		}
@@ -255,8 +255,8 @@ LONG SCardTransmit(SCARDHANDLE hCard, const SCARD_IO_REQUEST *pioSendPci, LPCBYT
 	DWORD room;
 	LONG rv;
 
-	if (pbSendBuffer == NULL || pbRecvBuffer == NULL || pcbRecvLength == NULL ||
-	    pioSendPci == NULL)
+	if (!pbSendBuffer || !pbRecvBuffer || !pcbRecvLength ||
+	    !pioSendPci)
 		return SCARD_E_INVALID_PARAMETER;
 	room = *pcbRecvLength;
 	do {
@@ -275,11 +275,11 @@ LONG SCardControl(SCARDHANDLE hCard, DWORD dwControlCode, LPCVOID pbSendBuffer,
 {
 	struct wire_msg msg = { .cmd = WIRE_CONTROL };
 	struct wire_control *ctl = &msg.u.control;
-	DWORD room = pbRecvBuffer != NULL ? cbRecvLength : 0;
+	DWORD room = pbRecvBuffer ? cbRecvLength : 0;
 	struct card_ref ref;
 	LONG rv;
 
-	if (lpBytesReturned != NULL)
+	if (lpBytesReturned)
 		*lpBytesReturned = 0;
 	rv = card_enter(hCard, &ref);
 	if (rv != SCARD_S_SUCCESS)
@@ -288,7 +288,7 @@ LONG SCardControl(SCARDHANDLE hCard, DWORD dwControlCode, LPCVOID pbSendBuffer,
 		rv = SCARD_E_INSUFFICIENT_BUFFER;
 		goto out;
 	}
-	if (pbSendBuffer == NULL && cbSendLength > 0) {
+	if (!pbSendBuffer && cbSendLength > 0) {
 		rv = SCARD_E_INVALID_PARAMETER;
 		goto out;
 	}
@@ -314,7 +314,7 @@ LONG SCardControl(SCARDHANDLE hCard, DWORD dwControlCode, LPCVOID pbSendBuffer,
 	rv = io_result(&ref, rv);
 	if (rv == SCARD_S_SUCCESS) {
 		rv = (LONG)ctl->rv;
-		if (lpBytesReturned != NULL)
+		if (lpBytesReturned)
 			*lpBytesReturned = ctl->bytes_returned;
 	}
 out:
@@ -349,7 +349,7 @@ static LONG status_once(SCARDHANDLE hCard, struct status_snapshot *snap)
 	if (rv != SCARD_S_SUCCESS)
 		goto out;
 	rs = ctx_find_reader(ref.ctx, ref.reader);
-	if (rs == NULL) {
+	if (!rs) {
 		rv = SCARD_E_READER_UNAVAILABLE;
 		goto out;
 	}
@@ -377,17 +377,17 @@ static LONG put_result(void *buf, DWORD room, const void *data, DWORD len, DWORD
 	if (room == SCARD_AUTOALLOCATE) {
 		void *mem;
 
-		if (buf == NULL)
+		if (!buf)
 			return SCARD_E_INVALID_PARAMETER;
 		mem = malloc(len > 0 ? len : 1);
-		if (mem == NULL)
+		if (!mem)
 			return SCARD_E_NO_MEMORY;
 		memcpy(mem, data, len);
 		*(void **)buf = mem;
 		*allocated = mem;
 		return SCARD_S_SUCCESS;
 	}
-	if (buf == NULL)
+	if (!buf)
 		return SCARD_S_SUCCESS; /* size query */
 	if (as_string)
 		strncpy(buf, data, room); /* pcsc-lite fills the room it was given */
@@ -405,13 +405,13 @@ LONG SCardStatus(SCARDHANDLE hCard, LPSTR szReaderName, LPDWORD pcchReaderLen, L
 	void *reader_mem, *atr_mem;
 	LONG rv, rv2;
 
-	if (pdwState != NULL)
+	if (pdwState)
 		*pdwState = 0;
-	if (pdwProtocol != NULL)
+	if (pdwProtocol)
 		*pdwProtocol = 0;
-	if (pcchReaderLen == NULL)
+	if (!pcchReaderLen)
 		pcchReaderLen = &reader_dummy;
-	if (pcbAtrLen == NULL)
+	if (!pcbAtrLen)
 		pcbAtrLen = &atr_dummy;
 	reader_room = *pcchReaderLen;
 	atr_room = *pcbAtrLen;
@@ -427,9 +427,9 @@ LONG SCardStatus(SCARDHANDLE hCard, LPSTR szReaderName, LPDWORD pcchReaderLen, L
 	reader_len = (DWORD)strlen(snap.reader) + 1;
 	*pcchReaderLen = reader_len;
 	*pcbAtrLen = snap.atr_len;
-	if (pdwState != NULL)
+	if (pdwState)
 		*pdwState = snap.state;
-	if (pdwProtocol != NULL)
+	if (pdwProtocol)
 		*pdwProtocol = snap.protocol;
 
 	rv = put_result(szReaderName, reader_room, snap.reader, reader_len, 0, true, &reader_mem);
@@ -438,7 +438,7 @@ LONG SCardStatus(SCARDHANDLE hCard, LPSTR szReaderName, LPDWORD pcchReaderLen, L
 	rv2 = put_result(pbAtr, atr_room, snap.atr, snap.atr_len,
 			 atr_room < snap.atr_len ? atr_room : snap.atr_len, false, &atr_mem);
 	if (rv2 == SCARD_E_INVALID_PARAMETER || rv2 == SCARD_E_NO_MEMORY) {
-		if (reader_mem != NULL) {
+		if (reader_mem) {
 			*(char **)(void *)szReaderName = NULL;
 			free(reader_mem);
 		}
@@ -456,17 +456,17 @@ LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr, LPDWORD pc
 	bool whole;
 	LONG rv;
 
-	if (pcbAttrLen == NULL)
+	if (!pcbAttrLen)
 		return SCARD_E_INVALID_PARAMETER;
 	room = *pcbAttrLen;
-	if (room == SCARD_AUTOALLOCATE && pbAttr == NULL)
+	if (room == SCARD_AUTOALLOCATE && !pbAttr)
 		return SCARD_E_INVALID_PARAMETER;
 	/* The daemon is always offered the whole protocol buffer (as pcsc-lite
 	 * does), so a short caller learns the length it needs; a length query or
 	 * an allocation says so in *pcbAttrLen beforehand, as pcsc-lite does. A
 	 * caller's buffer larger than the protocol's is fine (pcsc-lite refuses
 	 * it with SCARD_E_INSUFFICIENT_BUFFER). */
-	whole = room == SCARD_AUTOALLOCATE || pbAttr == NULL;
+	whole = room == SCARD_AUTOALLOCATE || !pbAttr;
 	offer = MAX_BUFFER_SIZE;
 	rv = card_enter(hCard, &ref);
 	if (rv != SCARD_S_SUCCESS)
@@ -505,7 +505,7 @@ LONG SCardSetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPCBYTE pbAttr, DWORD cbA
 	struct card_ref ref;
 	LONG rv;
 
-	if (pbAttr == NULL || cbAttrLen == 0)
+	if (!pbAttr || cbAttrLen == 0)
 		return SCARD_E_INVALID_PARAMETER;
 	rv = card_enter(hCard, &ref);
 	if (rv != SCARD_S_SUCCESS)

@@ -42,7 +42,7 @@ void conn_init(struct client_conn *c)
 void conn_default_path(char out[CLIENT_PATH_MAX])
 {
 	const char *env = secure_getenv("PCSCLITE_CSOCK_NAME");
-	const char *path = env != NULL && env[0] != '\0' ? env : SCARDD_DEFAULT_SOCKET;
+	const char *path = env && env[0] != '\0' ? env : SCARDD_DEFAULT_SOCKET;
 
 	/* Longer names are cut to what sun_path can hold, as pcsc-lite does. */
 	snprintf(out, CLIENT_PATH_MAX, "%s", path);
@@ -210,7 +210,7 @@ LONG conn_recv_reply(struct client_conn *c, struct wire_msg *msg)
 	uint32_t cmd = msg->cmd;
 	LONG rv;
 
-	if (spec == NULL || spec->reply_size == 0 || spec->reply_size > sizeof(buf))
+	if (!spec || spec->reply_size == 0 || spec->reply_size > sizeof(buf))
 		return SCARD_F_INTERNAL_ERROR;
 	rv = conn_recv_raw(c, buf, spec->reply_size);
 	if (rv != SCARD_S_SUCCESS)

@@ -56,7 +56,7 @@ static LONG ensure_states_room(struct client_ctx *c, size_t bytes, size_t record
 	if (bytes > c->array_cap) {
 		uint8_t *buf = realloc(c->array_buf, bytes);
 
-		if (buf == NULL)
+		if (!buf)
 			return SCARD_E_NO_MEMORY;
 		c->array_buf = buf;
 		c->array_cap = bytes;
@@ -64,7 +64,7 @@ static LONG ensure_states_room(struct client_ctx *c, size_t bytes, size_t record
 	if (records > c->states_cap) {
 		struct wire_reader_state *st = realloc(c->states, records * sizeof(*st));
 
-		if (st == NULL)
+		if (!st)
 			return SCARD_E_NO_MEMORY;
 		c->states = st;
 		c->states_cap = records;
@@ -214,8 +214,8 @@ bool ctx_has_sized_arrays(const struct client_ctx *c)
 {
 	const struct wire_proto *proto = c->conn.params.proto;
 
-	return wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_SIZE) != NULL &&
-	       wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_ARRAY) != NULL;
+	return wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_SIZE) &&
+	       wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_ARRAY);
 }
 
 LONG ctx_fetch_states(struct client_ctx *c)
@@ -306,12 +306,12 @@ LONG SCardEstablishContext(DWORD dwScope, LPCVOID pvReserved1, LPCVOID pvReserve
 
 	(void)pvReserved1;
 	(void)pvReserved2;
-	if (phContext == NULL)
+	if (!phContext)
 		return SCARD_E_INVALID_PARAMETER;
 	*phContext = 0;
 	conn_default_path(path);
 	c = ctx_new(path, dwScope);
-	if (c == NULL)
+	if (!c)
 		return SCARD_E_NO_MEMORY;
 	rv = ctx_reconnect(c);
 	if (rv != SCARD_S_SUCCESS) {
@@ -330,7 +330,7 @@ LONG SCardReleaseContext(SCARDCONTEXT hContext)
 	uint32_t daemon_ctx;
 	LONG rv = SCARD_S_SUCCESS;
 
-	if (c == NULL)
+	if (!c)
 		return SCARD_E_INVALID_HANDLE;
 	/* A thread waiting in SCardGetStatusChange holds the lock: wake it. */
 	if (ctx_cancel_own(c, &daemon_ctx, path))
@@ -385,16 +385,16 @@ static LONG output_buffer(LPSTR buf, DWORD room, DWORD needed, char **out)
 	if (room == SCARD_AUTOALLOCATE) {
 		char *mem;
 
-		if (buf == NULL)
+		if (!buf)
 			return SCARD_E_INVALID_PARAMETER;
 		mem = malloc(needed);
-		if (mem == NULL)
+		if (!mem)
 			return SCARD_E_NO_MEMORY;
 		*(char **)(void *)buf = mem;
 		*out = mem;
 		return SCARD_S_SUCCESS;
 	}
-	if (buf != NULL && room < needed)
+	if (buf && room < needed)
 		return SCARD_E_INSUFFICIENT_BUFFER;
 	*out = buf;
 	return SCARD_S_SUCCESS;
@@ -409,10 +409,10 @@ LONG SCardListReaders(SCARDCONTEXT hContext, LPCSTR mszGroups, LPSTR mszReaders,
 	LONG rv;
 
 	(void)mszGroups; /* every reader is in the one default group */
-	if (pcchReaders == NULL)
+	if (!pcchReaders)
 		return SCARD_E_INVALID_PARAMETER;
 	c = ctx_enter(hContext);
-	if (c == NULL)
+	if (!c)
 		return SCARD_E_INVALID_HANDLE;
 	rv = with_recovery(c, fetch_op, NULL);
 	if (rv != SCARD_S_SUCCESS)
@@ -426,7 +426,7 @@ LONG SCardListReaders(SCARDCONTEXT hContext, LPCSTR mszGroups, LPSTR mszReaders,
 		goto out_len;
 	}
 	rv = output_buffer(mszReaders, *pcchReaders, needed, &out);
-	if (rv == SCARD_S_SUCCESS && out != NULL) {
+	if (rv == SCARD_S_SUCCESS && out) {
 		for (size_t i = 0; i < c->n_states; i++) {
 			size_t n = strlen(c->states[i].name);
 
@@ -450,12 +450,12 @@ LONG SCardListReaderGroups(SCARDCONTEXT hContext, LPSTR mszGroups, LPDWORD pcchG
 	char *out;
 	LONG rv;
 
-	if (pcchGroups == NULL)
+	if (!pcchGroups)
 		return SCARD_E_INVALID_PARAMETER;
 	if (!ctx_exists(hContext))
 		return SCARD_E_INVALID_HANDLE;
 	rv = output_buffer(mszGroups, *pcchGroups, needed, &out);
-	if (rv == SCARD_S_SUCCESS && out != NULL)
+	if (rv == SCARD_S_SUCCESS && out)
 		memcpy(out, default_group, needed);
 	*pcchGroups = needed;
 	return rv;

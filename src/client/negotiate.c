@@ -102,7 +102,7 @@ LONG negotiate_version(struct client_conn *c)
 		if (reply.rv == SCARD_S_SUCCESS) {
 			if (named >= 0 && named < next)
 				c->params.proto = wire_proto_at((size_t)named);
-			if (c->params.proto->older_layout != NULL)
+			if (c->params.proto->older_layout)
 				return probe_layout(c);
 			return SCARD_S_SUCCESS;
 		}

@@ -75,11 +75,11 @@ static uint32_t next_random(void)
 
 static bool handle_in_use(LONG h)
 {
-	for (struct client_ctx *c = contexts; c != NULL; c = c->next) {
+	for (struct client_ctx *c = contexts; c; c = c->next) {
 		if (c->handle == h)
 			return true;
 	}
-	for (struct card_entry *e = cards; e != NULL; e = e->next) {
+	for (struct card_entry *e = cards; e; e = e->next) {
 		if (e->handle == h)
 			return true;
 	}
@@ -114,14 +114,14 @@ static void atfork_child(void)
 	/* Only this thread exists now: nobody else can hold any of these locks. */
 	pthread_mutex_init(&registry_lock, NULL);
 	seed_rng();
-	while (e != NULL) {
+	while (e) {
 		struct card_entry *next = e->next;
 
 		free(e);
 		e = next;
 	}
 	cards = NULL;
-	for (struct client_ctx *c = contexts; c != NULL; c = c->next) {
+	for (struct client_ctx *c = contexts; c; c = c->next) {
 		pthread_mutex_init(&c->lock, NULL);
 		conn_close(&c->conn); /* our copy only; the parent's stays open */
 		c->generation++;
@@ -135,7 +135,7 @@ static void init_library(void)
 {
 	const char *nb = getenv("PCSCLITE_NO_BLOCKING");
 
-	no_blocking = nb != NULL;
+	no_blocking = nb;
 	seed_rng();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
@@ -157,7 +157,7 @@ struct client_ctx *ctx_new(const char *path, DWORD scope)
 
 	ensure_init();
 	c = calloc(1, sizeof(*c));
-	if (c == NULL)
+	if (!c)
 		return NULL;
 	if (pthread_mutex_init(&c->lock, NULL) != 0) {
 		free(c);
@@ -172,7 +172,7 @@ struct client_ctx *ctx_new(const char *path, DWORD scope)
 
 void ctx_free(struct client_ctx *c)
 {
-	if (c == NULL)
+	if (!c)
 		return;
 	conn_close(&c->conn);
 	pthread_mutex_destroy(&c->lock);
@@ -195,7 +195,7 @@ static struct client_ctx *find_ctx(SCARDCONTEXT h)
 {
 	if (h == 0)
 		return NULL;
-	for (struct client_ctx *c = contexts; c != NULL; c = c->next) {
+	for (struct client_ctx *c = contexts; c; c = c->next) {
 		if (c->handle == h)
 			return c->released ? NULL : c;
 	}
@@ -219,10 +219,10 @@ struct client_ctx *ctx_enter(SCARDCONTEXT h)
 
 	lock_registry();
 	c = find_ctx(h);
-	if (c != NULL)
+	if (c)
 		c->refs++;
 	unlock_registry();
-	if (c == NULL)
+	if (!c)
 		return NULL;
 	pthread_mutex_lock(&c->lock);
 	/* Released while we waited for the lock? */
@@ -250,9 +250,9 @@ struct client_ctx *ctx_take_for_release(SCARDCONTEXT h)
 
 	lock_registry();
 	c = find_ctx(h);
-	if (c != NULL) {
+	if (c) {
 		c->released = true;
-		for (pp = &contexts; *pp != NULL; pp = &(*pp)->next) {
+		for (pp = &contexts; *pp; pp = &(*pp)->next) {
 			if (*pp == c) {
 				*pp = c->next;
 				break;
@@ -269,7 +269,7 @@ bool ctx_exists(SCARDCONTEXT h)
 	bool found;
 
 	lock_registry();
-	found = find_ctx(h) != NULL;
+	found = find_ctx(h);
 	unlock_registry();
 	return found;
 }
@@ -278,7 +278,7 @@ SCARDHANDLE card_add(struct client_ctx *c, int32_t daemon_card, const char *read
 {
 	struct card_entry *e = calloc(1, sizeof(*e));
 
-	if (e == NULL)
+	if (!e)
 		return 0;
 	e->ctx = c;
 	e->daemon_card = daemon_card;
@@ -297,7 +297,7 @@ void card_remove(SCARDHANDLE h)
 	struct card_entry *found = NULL;
 
 	lock_registry();
-	for (struct card_entry **pp = &cards; *pp != NULL; pp = &(*pp)->next) {
+	for (struct card_entry **pp = &cards; *pp; pp = &(*pp)->next) {
 		if ((*pp)->handle == h) {
 			found = *pp;
 			*pp = found->next;
@@ -314,7 +314,7 @@ void card_remove_all(struct client_ctx *c)
 	struct card_entry **pp = &cards;
 
 	lock_registry();
-	while (*pp != NULL) {
+	while (*pp) {
 		struct card_entry *e = *pp;
 
 		if (e->ctx == c) {
@@ -326,7 +326,7 @@ void card_remove_all(struct client_ctx *c)
 		}
 	}
 	unlock_registry();
-	while (gone != NULL) {
+	while (gone) {
 		struct card_entry *next = gone->next;
 
 		free(gone);
@@ -339,7 +339,7 @@ static struct card_entry *find_card(SCARDHANDLE h)
 {
 	if (h == 0)
 		return NULL;
-	for (struct card_entry *e = cards; e != NULL; e = e->next) {
+	for (struct card_entry *e = cards; e; e = e->next) {
 		if (e->handle == h)
 			return e;
 	}
@@ -353,7 +353,7 @@ LONG card_enter(SCARDHANDLE h, struct card_ref *ref)
 
 	lock_registry();
 	e = find_card(h);
-	if (e == NULL || e->ctx->released) {
+	if (!e || e->ctx->released) {
 		unlock_registry();
 		return SCARD_E_INVALID_HANDLE;
 	}
@@ -365,7 +365,7 @@ LONG card_enter(SCARDHANDLE h, struct card_ref *ref)
 	/* Re-check: another thread may have disconnected or released meanwhile. */
 	lock_registry();
 	e = find_card(h);
-	if (e == NULL || e->ctx != c || c->released) {
+	if (!e || e->ctx != c || c->released) {
 		unlock_registry();
 		pthread_mutex_unlock(&c->lock);
 		unref(c);
@@ -427,8 +427,8 @@ bool ctx_request_cancel(SCARDCONTEXT h, uint32_t *daemon_ctx, char *path, bool *
 
 	lock_registry();
 	c = find_ctx(h);
-	*found = c != NULL;
-	if (c != NULL)
+	*found = c;
+	if (c)
 		waiting = mark_cancel(c, daemon_ctx, path);
 	unlock_registry();
 	return waiting;

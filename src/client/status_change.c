@@ -58,7 +58,7 @@ static LONG fetch_reader_events(struct gsc *g)
 	struct wire_msg msg = { .cmd = WIRE_GET_READER_EVENTS };
 	LONG rv;
 
-	g->have_events = wire_cmd_lookup(g->c->conn.params.proto, WIRE_GET_READER_EVENTS) != NULL;
+	g->have_events = wire_cmd_lookup(g->c->conn.params.proto, WIRE_GET_READER_EVENTS);
 	if (!g->have_events)
 		return SCARD_S_SUCCESS;
 	rv = conn_call(&g->c->conn, &msg);
@@ -79,7 +79,7 @@ static enum wait_style wait_style(const struct client_ctx *c)
 	const struct wire_cmd_spec *spec =
 		wire_cmd_lookup(c->conn.params.proto, WIRE_WAIT_READER_STATE_CHANGE);
 
-	if (spec != NULL && spec->reply == WIRE_REPLY_ARRAY_AND_WAIT)
+	if (spec && spec->reply == WIRE_REPLY_ARRAY_AND_WAIT)
 		return WAIT_WITH_ARRAY;
 	return ctx_has_sized_arrays(c) ? WAIT_THEN_FETCH : FETCH_THEN_WAIT;
 }
@@ -263,7 +263,7 @@ static bool evaluate(struct gsc *g)
 		} else {
 			const struct wire_reader_state *rs = ctx_find_reader(g->c, r->szReader);
 
-			if (rs == NULL) {
+			if (!rs) {
 				ev = SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE;
 				changed = !(cur & SCARD_STATE_UNKNOWN);
 			} else {
@@ -305,7 +305,7 @@ static LONG unregister(struct gsc *g, LONG *signal_rv)
 {
 	const struct wire_cmd_spec *spec =
 		wire_cmd_lookup(g->c->conn.params.proto, WIRE_STOP_WAITING_READER_STATE_CHANGE);
-	bool always_answered = spec != NULL && spec->body == WIRE_BODY_STRUCT;
+	bool always_answered = spec && spec->body == WIRE_BODY_STRUCT;
 	struct wire_msg msg = { .cmd = WIRE_STOP_WAITING_READER_STATE_CHANGE };
 	LONG io;
 
@@ -421,10 +421,10 @@ LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
 	DWORD ignored = 0;
 	LONG rv;
 
-	if (rgReaderStates == NULL && cReaders > 0)
+	if (!rgReaderStates && cReaders > 0)
 		return SCARD_E_INVALID_PARAMETER;
 	for (DWORD j = 0; j < cReaders; j++) {
-		if (rgReaderStates[j].szReader == NULL)
+		if (!rgReaderStates[j].szReader)
 			return SCARD_E_INVALID_VALUE;
 		ignored += (rgReaderStates[j].dwCurrentState & SCARD_STATE_IGNORE) != 0;
 	}
@@ -433,7 +433,7 @@ LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
 
 	memset(&g, 0, sizeof(g));
 	g.c = ctx_enter(hContext);
-	if (g.c == NULL)
+	if (!g.c)
 		return SCARD_E_INVALID_HANDLE;
 	/* Protocols up to 4:5 carry at most 16 readers (our arrays may hold more,
 	 * but applications written for them expect this answer); 4:6 lifts it. */
@@ -454,7 +454,7 @@ LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
 	for (DWORD j = 0; j < cReaders; j++) {
 		const char *name = rgReaderStates[j].szReader;
 
-		if (!is_pnp(name) && ctx_find_reader(g.c, name) == NULL) {
+		if (!is_pnp(name) && !ctx_find_reader(g.c, name)) {
 			rv = stop_waiting(&g, SCARD_E_UNKNOWN_READER);
 			goto out;
 		}

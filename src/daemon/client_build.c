@@ -70,7 +70,7 @@ static bool bss_of(Elf *e, uint64_t *bss)
 		return false;
 	if (elf_getshdrstrndx(e, &shstrndx) != 0 || shstrndx >= shnum)
 		return false;
-	while ((scn = elf_nextscn(e, scn)) != NULL) {
+	while ((scn = elf_nextscn(e, scn))) {
 		GElf_Shdr sh;
 		const char *name;
 
@@ -367,7 +367,7 @@ static bool scan_maps(int fd, struct client_build_pick *p)
 			return true;
 		}
 		used += (size_t)n;
-		while ((nl = memchr(line, '\n', used - (size_t)(line - buf))) != NULL) {
+		while ((nl = memchr(line, '\n', used - (size_t)(line - buf)))) {
 			if (!skipping)
 				client_build_pick_line(p, line, (size_t)(nl - line));
 			skipping = false;

@@ -33,7 +33,7 @@ static bool resolve(void *handle, const char *name, void *dst)
 {
 	void *sym = dlsym(handle, name);
 	memcpy(dst, &sym, sizeof sym);
-	return sym != NULL;
+	return sym;
 }
 
 static const char *resolve_ops(void *handle, int *version, struct ifd_ops *ops)

@@ -22,7 +22,7 @@ int32_t handles_random_id(void)
 
 static bool id_in_list(const struct handle_list *owner, int32_t id)
 {
-	return handle_find(owner, id) != NULL;
+	return handle_find(owner, id);
 }
 
 static bool id_in_use(const struct readers *rs, const struct handle_list *owner, int32_t id)

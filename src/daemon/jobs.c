@@ -110,7 +110,7 @@ void jobs_submit(struct jobs *js, struct job *job)
 
 bool jobs_have_pending(const struct jobs *js)
 {
-	return js->pending != NULL;
+	return js->pending;
 }
 
 static struct job *pop_pending(struct jobs *js)

@@ -26,7 +26,7 @@ const char *peer_sandbox_from_cgroup(const char *cgroup, char *name, size_t cap)
 	if (cap)
 		name[0] = '\0';
 	/* systemd puts each flatpak app in app-flatpak-<app id>-<n>.scope */
-	if ((p = strstr(cgroup, "app-flatpak-")) != NULL) {
+	if ((p = strstr(cgroup, "app-flatpak-"))) {
 		const char *id = p + strlen("app-flatpak-");
 		const char *end = strstr(id, ".scope");
 		size_t n = end ? (size_t)(end - id) : strcspn(id, "/\n");
@@ -43,7 +43,7 @@ const char *peer_sandbox_from_cgroup(const char *cgroup, char *name, size_t cap)
 		}
 		return "flatpak app";
 	}
-	if ((p = strstr(cgroup, "/snap.")) != NULL) {
+	if ((p = strstr(cgroup, "/snap."))) {
 		take_id(p + strlen("/snap."), "./\n", name, cap);
 		return "snap";
 	}

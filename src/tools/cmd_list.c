@@ -64,7 +64,7 @@ int cmd_list(int argc, char **argv)
 				printf("null");
 			printf(",\"protocols\":[");
 			if (protos[0]) {
-				bool t0 = strstr(protos, "T=0") != NULL, t1 = strstr(protos, "T=1") != NULL;
+				bool t0 = strstr(protos, "T=0"), t1 = strstr(protos, "T=1");
 				printf("%s%s%s", t0 ? "\"T=0\"" : "", t0 && t1 ? "," : "",
 				       t1 ? "\"T=1\"" : "");
 			}

@@ -167,7 +167,7 @@ static size_t layout_size(const struct wire_params *params, const struct layout 
 
 static bool params_usable(const struct wire_params *params)
 {
-	if (params == NULL || params->proto == NULL)
+	if (!params || !params->proto)
 		return false;
 	/* A name field must hold at least the NUL and fit struct wire_connect. */
 	return params->proto->reader_name_len >= 1 &&
@@ -179,7 +179,7 @@ static bool params_usable(const struct wire_params *params)
 static void copy_name(char *dst, size_t dst_len, const char *src, size_t field_len)
 {
 	const char *nul = memchr(src, '\0', field_len - 1);
-	size_t n = nul != NULL ? (size_t)(nul - src) : field_len - 1;
+	size_t n = nul ? (size_t)(nul - src) : field_len - 1;
 
 	memset(dst, 0, dst_len);
 	memcpy(dst, src, n);
@@ -256,7 +256,7 @@ static bool lengths_in_bounds(const struct wire_msg *msg, bool reply)
 int wire_decode_header(const struct wire_params *params, const uint8_t *buf, size_t len,
 		       struct wire_header *out)
 {
-	if (params == NULL || out == NULL || (buf == NULL && len > 0))
+	if (!params || !out || (!buf && len > 0))
 		return WIRE_E_INVALID;
 	if (len < WIRE_HEADER_SIZE)
 		return WIRE_NEED_MORE;
@@ -268,7 +268,7 @@ int wire_decode_header(const struct wire_params *params, const uint8_t *buf, siz
 size_t wire_encode_header(const struct wire_params *params, const struct wire_header *hdr,
 			  uint8_t *buf, size_t cap)
 {
-	if (params == NULL || hdr == NULL || buf == NULL || cap < WIRE_HEADER_SIZE)
+	if (!params || !hdr || !buf || cap < WIRE_HEADER_SIZE)
 		return 0;
 	wire_put_u32(params->order, buf, hdr->size);
 	wire_put_u32(params->order, buf + 4, hdr->cmd);
@@ -280,14 +280,14 @@ int wire_check_request(const struct wire_params *params, const struct wire_heade
 {
 	const struct wire_cmd_spec *found;
 
-	if (params == NULL || params->proto == NULL || hdr == NULL)
+	if (!params || !params->proto || !hdr)
 		return WIRE_E_INVALID;
 	found = wire_cmd_lookup(params->proto, hdr->cmd);
-	if (found == NULL)
+	if (!found)
 		return WIRE_E_UNKNOWN_CMD;
 	if (found->body == WIRE_BODY_STRUCT && hdr->size != found->body_size)
 		return WIRE_E_BAD_SIZE;
-	if (spec != NULL)
+	if (spec)
 		*spec = found;
 	return WIRE_OK;
 }
@@ -302,7 +302,7 @@ static int decode_struct(const struct wire_params *params, uint32_t cmd, size_t 
 	out->cmd = cmd;
 	if (size == 0)
 		return WIRE_OK;
-	if (layout == NULL || layout_size(params, layout) != size)
+	if (!layout || layout_size(params, layout) != size)
 		return WIRE_E_INVALID; /* table and layout disagree: a bug, not input */
 	if (len < size)
 		return WIRE_NEED_MORE;
@@ -318,10 +318,10 @@ int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8
 {
 	const struct wire_cmd_spec *spec;
 
-	if (!params_usable(params) || out == NULL || (buf == NULL && len > 0))
+	if (!params_usable(params) || !out || (!buf && len > 0))
 		return WIRE_E_INVALID;
 	spec = wire_cmd_lookup(params->proto, cmd);
-	if (spec == NULL)
+	if (!spec)
 		return WIRE_E_UNKNOWN_CMD;
 	if (spec->body == WIRE_BODY_NONE) {
 		/* Nothing to read for the request itself; a whole reply struct
@@ -338,10 +338,10 @@ int wire_decode_reply(const struct wire_params *params, uint32_t cmd, const uint
 {
 	const struct wire_cmd_spec *spec;
 
-	if (!params_usable(params) || out == NULL || (buf == NULL && len > 0))
+	if (!params_usable(params) || !out || (!buf && len > 0))
 		return WIRE_E_INVALID;
 	spec = wire_cmd_lookup(params->proto, cmd);
-	if (spec == NULL)
+	if (!spec)
 		return WIRE_E_UNKNOWN_CMD;
 	return decode_struct(params, cmd, spec->reply_size, buf, len, true, out);
 }
@@ -353,13 +353,13 @@ size_t wire_encode_body(const struct wire_params *params, const struct wire_msg 
 	const struct layout *layout;
 	size_t size;
 
-	if (!params_usable(params) || msg == NULL || buf == NULL)
+	if (!params_usable(params) || !msg || !buf)
 		return 0;
 	spec = wire_cmd_lookup(params->proto, msg->cmd);
 	layout = layout_of(msg->cmd);
 	/* A GET_ATTRIB reply may carry a length beyond the field (see above): the
 	 * daemon passes on what a driver says, and only the field is written. */
-	if (spec == NULL || layout == NULL ||
+	if (!spec || !layout ||
 	    !lengths_in_bounds(msg, msg->cmd == WIRE_GET_ATTRIB))
 		return 0;
 	/* Struct commands reply with their request struct; bare ones with
@@ -381,10 +381,10 @@ size_t wire_encode_request(const struct wire_params *params, const struct wire_m
 	struct wire_header hdr;
 	size_t body;
 
-	if (!params_usable(params) || msg == NULL || buf == NULL)
+	if (!params_usable(params) || !msg || !buf)
 		return 0;
 	spec = wire_cmd_lookup(params->proto, msg->cmd);
-	if (spec == NULL)
+	if (!spec)
 		return 0;
 	hdr.cmd = msg->cmd;
 	hdr.size = spec->body == WIRE_BODY_STRUCT ? spec->body_size : 0;
@@ -399,7 +399,7 @@ size_t wire_encode_request(const struct wire_params *params, const struct wire_m
 
 uint32_t wire_request_trailer_len(const struct wire_msg *msg)
 {
-	if (msg == NULL)
+	if (!msg)
 		return 0;
 	if (msg->cmd == WIRE_TRANSMIT)
 		return msg->u.transmit.send_length;
@@ -428,7 +428,7 @@ enum wire_byte_order wire_detect_byte_order(const uint8_t header[WIRE_HEADER_SIZ
 	uint32_t le_size, le_cmd, be_size, be_cmd;
 	bool le_ok, be_ok;
 
-	if (header == NULL)
+	if (!header)
 		return WIRE_LITTLE_ENDIAN;
 	le_size = wire_get_u32(WIRE_LITTLE_ENDIAN, header);
 	le_cmd = wire_get_u32(WIRE_LITTLE_ENDIAN, header + 4);

@@ -29,7 +29,7 @@ struct record_offsets {
 
 static bool params_usable(const struct wire_params *params)
 {
-	return params != NULL && params->proto != NULL &&
+	return params && params->proto &&
 	       params->proto->reader_name_len >= 1 &&
 	       params->proto->reader_name_len <= WIRE_MAX_READERNAME;
 }
@@ -71,7 +71,7 @@ static size_t bounded_name_len(const char *name, size_t field_len)
 {
 	const char *nul = memchr(name, '\0', field_len - 1);
 
-	return nul != NULL ? (size_t)(nul - name) : field_len - 1;
+	return nul ? (size_t)(nul - name) : field_len - 1;
 }
 
 /* rec is already zeroed, so padding and the name's tail stay 0. */
@@ -116,7 +116,7 @@ size_t wire_encode_reader_states(const struct wire_params *params,
 	size_t total = wire_reader_array_size(params);
 	size_t record;
 
-	if (total == 0 || buf == NULL || cap < total || (states == NULL && n > 0))
+	if (total == 0 || !buf || cap < total || (!states && n > 0))
 		return 0;
 	record = wire_reader_record_size(params);
 	memset(buf, 0, total);
@@ -133,7 +133,7 @@ size_t wire_decode_reader_states(const struct wire_params *params, const uint8_t
 	size_t record = wire_reader_record_size(params);
 	size_t n;
 
-	if (record == 0 || buf == NULL || out == NULL)
+	if (record == 0 || !buf || !out)
 		return 0;
 	n = len / record;
 	if (n > max)
@@ -164,10 +164,10 @@ int wire_decode_count_after_wait(const struct wire_params *params, const uint8_t
 	struct wire_msg msg;
 	size_t count_at = 0;
 
-	if (params == NULL || need == NULL || out == NULL || (buf == NULL && len > 0))
+	if (!params || !need || !out || (!buf && len > 0))
 		return WIRE_E_INVALID;
 	spec = wire_cmd_lookup(params->proto, WIRE_GET_READERS_STATE_SIZE);
-	if (spec == NULL || spec->reply != WIRE_REPLY_INT32)
+	if (!spec || spec->reply != WIRE_REPLY_INT32)
 		return WIRE_E_UNKNOWN_CMD;
 	memset(out, 0, sizeof(*out));
 	for (;;) {
@@ -210,7 +210,7 @@ size_t wire_take_array_signal(const struct wire_params *params, uint8_t *buf, si
 	size_t name;
 	uint32_t rv;
 
-	if (record == 0 || buf == NULL || signal_rv == NULL)
+	if (record == 0 || !buf || !signal_rv)
 		return 0;
 	name = offsets_for(params->proto->reader_name_len).name;
 	if (record <= WIRE_EVENT_SIGNAL_SIZE + name)

@@ -177,7 +177,7 @@ const struct wire_proto *wire_proto_serve(int32_t major, int32_t minor)
 {
 	const struct wire_proto *proto = wire_proto_find(major, minor);
 
-	if (proto == NULL && major == PROTO_HIGHEST->major && minor > PROTO_HIGHEST->minor)
+	if (!proto && major == PROTO_HIGHEST->major && minor > PROTO_HIGHEST->minor)
 		proto = PROTO_HIGHEST;
 	return proto;
 }
@@ -185,7 +185,7 @@ const struct wire_proto *wire_proto_serve(int32_t major, int32_t minor)
 const struct wire_proto *wire_proto_with_name_len(const struct wire_proto *proto,
 						  uint32_t name_len)
 {
-	for (const struct wire_proto *p = proto; p != NULL; p = p->older_layout) {
+	for (const struct wire_proto *p = proto; p; p = p->older_layout) {
 		if (p->reader_name_len == name_len)
 			return p;
 	}
@@ -197,13 +197,13 @@ static bool fits(const struct wire_proto *proto, const struct wire_header *hdr)
 {
 	const struct wire_cmd_spec *spec = wire_cmd_lookup(proto, hdr->cmd);
 
-	return spec != NULL && (spec->body == WIRE_BODY_NONE || spec->body_size == hdr->size);
+	return spec && (spec->body == WIRE_BODY_NONE || spec->body_size == hdr->size);
 }
 
 const struct wire_proto *wire_proto_adopt_layout(const struct wire_proto *proto,
 						 const struct wire_header *hdr)
 {
-	if (proto == NULL || hdr == NULL || proto->older_layout == NULL)
+	if (!proto || !hdr || !proto->older_layout)
 		return NULL;
 	if (fits(proto, hdr) || !fits(proto->older_layout, hdr))
 		return NULL;
@@ -212,7 +212,7 @@ const struct wire_proto *wire_proto_adopt_layout(const struct wire_proto *proto,
 
 const struct wire_cmd_spec *wire_cmd_lookup(const struct wire_proto *proto, uint32_t cmd)
 {
-	if (proto == NULL)
+	if (!proto)
 		return NULL;
 	for (size_t i = 0; i < proto->n_cmds; i++) {
 		if (proto->cmds[i].cmd == cmd)
@@ -236,7 +236,7 @@ const char *wire_cmd_name(uint32_t cmd)
 	/* The highest version holds every served command. */
 	const struct wire_cmd_spec *spec = wire_cmd_lookup(PROTO_HIGHEST, cmd);
 
-	if (spec != NULL)
+	if (spec)
 		return spec->name;
 	for (size_t i = 0; i < N_OF(unserved_names); i++) {
 		if (unserved_names[i].cmd == cmd)
@@ -247,7 +247,7 @@ const char *wire_cmd_name(uint32_t cmd)
 
 void wire_params_init(struct wire_params *params)
 {
-	if (params == NULL)
+	if (!params)
 		return;
 	params->proto = wire_proto_default();
 	params->order = WIRE_LITTLE_ENDIAN;

@@ -478,7 +478,7 @@ RESPONSECODE IFDHCreateChannelByName(DWORD Lun, LPSTR DeviceName)
 
 	pthread_mutex_lock(&readers_lock);
 	/* A different directory on a Lun still in use: refuse, keep the first. */
-	bool taken = find_locked(r->index) != NULL;
+	bool taken = find_locked(r->index);
 	if (!taken) {
 		r->next = readers;
 		readers = r;

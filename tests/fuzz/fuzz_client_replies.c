@@ -118,7 +118,7 @@ static void relay(int fd)
 				break;
 			pthread_mutex_lock(&srv.lock);
 			srv.recorded = realloc(srv.recorded, srv.recorded_len + (size_t)n);
-			CHECK(srv.recorded != NULL);
+			CHECK(srv.recorded);
 			memcpy(srv.recorded + srv.recorded_len, buf, (size_t)n);
 			srv.recorded_len += (size_t)n;
 			pthread_mutex_unlock(&srv.lock);
@@ -141,7 +141,7 @@ static void *serve_connection(void *arg)
 		srv.served = true;
 	}
 	pthread_mutex_unlock(&srv.lock);
-	if (srv.record_to != NULL && data != NULL)
+	if (srv.record_to && data)
 		relay(fd);
 	else
 		feed(fd, data, size);
@@ -265,7 +265,7 @@ static void application(void)
 	len = sizeof(fixed);
 	if (SCardListReaderGroups(ctx, fixed, &len) == SCARD_S_SUCCESS)
 		check_multistring(fixed, len);
-	if (readers != NULL)
+	if (readers)
 		CHECK(SCardFreeMemory(ctx, readers) == SCARD_S_SUCCESS);
 	(void)SCardReleaseContext(ctx);
 }
@@ -275,7 +275,7 @@ static void run(const uint8_t *data, size_t size)
 {
 	pthread_mutex_lock(&srv.lock);
 	srv.data = malloc(size ? size : 1);
-	CHECK(srv.data != NULL);
+	CHECK(srv.data);
 	if (size > 0)
 		memcpy(srv.data, data, size);
 	srv.size = size;
@@ -297,8 +297,8 @@ static void record(const char *spec)
 	char *target = strdup(spec), *out = strrchr(target, ':');
 	FILE *f;
 
-	CHECK(target != NULL);
-	if (out == NULL) {
+	CHECK(target);
+	if (!out) {
 		fprintf(stderr, "FUZZ_CLIENT_RECORD=SOCKET:FILE\n");
 		exit(2);
 	}
@@ -306,7 +306,7 @@ static void record(const char *spec)
 	srv.record_to = target;
 	run(NULL, 0);
 	f = fopen(out, "wb");
-	CHECK(f != NULL && fwrite(srv.recorded, 1, srv.recorded_len, f) == srv.recorded_len);
+	CHECK(f && fwrite(srv.recorded, 1, srv.recorded_len, f) == srv.recorded_len);
 	fclose(f);
 	fprintf(stderr, "recorded %zu bytes from %s into %s\n", srv.recorded_len, target, out);
 	exit(0);
@@ -330,7 +330,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
-	CHECK(mkdtemp(dir) != NULL);
+	CHECK(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/fuzz.comm", dir);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -339,7 +339,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	setenv("PCSCLITE_CSOCK_NAME", path, 1);
 	CHECK(pthread_create(&t, NULL, accept_loop, (void *)(intptr_t)lfd) == 0);
 	pthread_detach(t);
-	if (rec != NULL)
+	if (rec)
 		record(rec);
 	return 0;
 }

@@ -27,7 +27,7 @@ static void normalise(const struct wire_params *p, const uint8_t *in, uint8_t *w
 	size_t name_len = p->proto->reader_name_len;
 	size_t record = wire_reader_record_size(p);
 	const uint8_t *nul = memchr(in, 0, name_len - 1);
-	size_t kept = nul != NULL ? (size_t)(nul - in) : name_len - 1;
+	size_t kept = nul ? (size_t)(nul - in) : name_len - 1;
 	size_t pad = name_len + 12 + WIRE_MAX_ATR_SIZE;
 
 	memcpy(want, in, record);
@@ -83,7 +83,7 @@ static void check_encode_raw(const struct wire_params *base, const uint8_t *data
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *rec = buf + i * record;
 		const char *nul = memchr(states[i].name, 0, name_len - 1);
-		size_t kept = nul != NULL ? (size_t)(nul - states[i].name) : name_len - 1;
+		size_t kept = nul ? (size_t)(nul - states[i].name) : name_len - 1;
 
 		CHECK(rec[name_len - 1] == 0);
 		CHECK(strlen(out[i].name) == kept);

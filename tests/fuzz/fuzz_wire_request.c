@@ -66,7 +66,7 @@ static size_t one_request(const struct wire_params *p, const uint8_t *data, size
 	CHECK(rc == WIRE_OK);
 	if (wire_check_request(p, &hdr, &spec) != WIRE_OK)
 		return 0; /* the daemon would close the connection here */
-	CHECK(spec != NULL && spec->cmd == hdr.cmd);
+	CHECK(spec && spec->cmd == hdr.cmd);
 	body = spec->body == WIRE_BODY_STRUCT ? spec->body_size : 0;
 	CHECK(body == 0 || hdr.size == body);
 	if (body == 0) {

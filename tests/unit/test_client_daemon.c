@@ -40,10 +40,10 @@ static long blocked_syscall(pid_t tid)
 
 	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
 	f = fopen(path, "r");
-	if (f == NULL)
+	if (!f)
 		return -1;
 	/* "nr arg1 ... sp pc" while blocked, "running" otherwise */
-	if (fgets(buf, sizeof(buf), f) != NULL && buf[0] >= '0' && buf[0] <= '9')
+	if (fgets(buf, sizeof(buf), f) && buf[0] >= '0' && buf[0] <= '9')
 		nr = strtol(buf, NULL, 10);
 	fclose(f);
 	return nr;
@@ -101,7 +101,7 @@ int test_daemon_init(struct test_daemon *d)
 	memset(d, 0, sizeof(*d));
 	d->pid = -1;
 	snprintf(d->dir, sizeof(d->dir), "/tmp/scardd-client-XXXXXX");
-	if (mkdtemp(d->dir) == NULL)
+	if (!mkdtemp(d->dir))
 		return -1;
 	snprintf(d->socket, sizeof(d->socket), "%s/pcscd.comm", d->dir);
 	snprintf(d->confdir, sizeof(d->confdir), "%s/conf", d->dir);
@@ -113,7 +113,7 @@ int test_daemon_init(struct test_daemon *d)
 
 		snprintf(path, sizeof(path), "%s/vpcd", d->confdir);
 		f = fopen(path, "w");
-		if (f == NULL)
+		if (!f)
 			return -1;
 		fprintf(f, "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:%d\nLIBPATH %s\n"
 			"CHANNELID %d\n", port, TEST_VPCD_DRIVER, port);

@@ -207,7 +207,7 @@ void vinstance_command(struct vinstance *inst, const char *line, char *reply, si
 			return;
 		}
 		pthread_mutex_lock(&inst->slots[slot].lock);
-		bool swap = inst->slots[slot].card != NULL;
+		bool swap = inst->slots[slot].card;
 		pthread_mutex_unlock(&inst->slots[slot].lock);
 		vslot_insert(&inst->slots[slot], c, name);
 		put(&o, "ok %s card in reader %u (%s)\n", swap ? "swapped" : "inserted", slot, name);

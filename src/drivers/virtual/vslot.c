@@ -56,7 +56,7 @@ void vslot_insert(struct vslot *s, struct vcard *card, const char *name)
 bool vslot_remove(struct vslot *s)
 {
 	pthread_mutex_lock(&s->lock);
-	bool had = s->card != NULL;
+	bool had = s->card;
 	vcard_free(s->card);
 	free(s->card_name);
 	s->card = NULL;
@@ -106,7 +106,7 @@ RESPONSECODE vslot_presence(struct vslot *s)
 	pthread_mutex_lock(&s->lock);
 	s->seen_gen = s->event_gen;
 	long long now = now_ms();
-	bool present = s->card != NULL;
+	bool present = s->card;
 	if (present && s->reported_present && s->reported_card_gen != s->card_gen) {
 		/*
 		 * The daemon last saw an earlier card and has not seen it leave
