@@ -111,7 +111,7 @@ class Peers:
         if ident in self.built:
             return self.built[ident]
         if ident in self.unavailable:
-            pytest.skip(self.unavailable[ident])
+            pytest.skip("no-release: " + self.unavailable[ident])
         pytest.fail("build-pcsc-lite reported no peer %s" % ident, pytrace=False)
 
 

@@ -23,7 +23,7 @@ AS_NOBODY = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-g
 TIMEOUT = 30.0
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
-                                reason="needs root and setpriv to run clients as another uid")
+                                reason="environment: needs root and setpriv to run clients as another uid")
 
 # Debian's libpcsclite through pyscard; prints one JSON object.
 CLIENT = r'''
@@ -121,7 +121,7 @@ def wait_socket(path, proc, log):
     raw.wait_for(up, TIMEOUT, what="the daemon's socket %s" % path)
 
 
-@pytest.mark.skipif(IS_PCSCD, reason="scardd: its --socket path")
+@pytest.mark.skipif(IS_PCSCD, reason="scardd-only: its --socket path")
 def test_scardd_socket_directory_is_open_whatever_the_umask(public_dir):
     sock = public_dir / "a" / "b" / "pcscd.comm"
     logf = public_dir / "scardd.log"
@@ -142,7 +142,7 @@ def test_scardd_socket_directory_is_open_whatever_the_umask(public_dir):
         assert stop_process(p) == 0, logf.read_text()
 
 
-@pytest.mark.skipif(not IS_PCSCD, reason="pcscd's: the same check for Debian's pcscd")
+@pytest.mark.skipif(not IS_PCSCD, reason="pcscd-only: the same check for Debian's pcscd")
 def test_pcscd_socket_directory_is_open_whatever_the_umask(test_dir):
     # /run is a fresh tmpfs in pcscd's own mount namespace, so it creates
     # /run/pcscd itself; clients reach it through nsenter, then drop to nobody
