@@ -69,13 +69,12 @@ static LONG connect_op(struct client_ctx *c, void *arg)
 {
 	struct connect_arg *a = arg;
 	struct wire_msg msg = { .cmd = WIRE_CONNECT };
-	LONG rv;
 
 	msg.u.connect.context = c->daemon_ctx;
 	strncpy(msg.u.connect.reader, a->reader, sizeof(msg.u.connect.reader) - 1);
 	msg.u.connect.share_mode = (uint32_t)a->share_mode;
 	msg.u.connect.preferred_protocols = (uint32_t)a->protocols;
-	rv = conn_call(&c->conn, &msg);
+	LONG rv = conn_call(&c->conn, &msg);
 	if (rv == SCARD_S_SUCCESS)
 		a->reply = msg.u.connect;
 	return rv;
@@ -84,10 +83,6 @@ static LONG connect_op(struct client_ctx *c, void *arg)
 LONG SCardConnect(SCARDCONTEXT hContext, LPCSTR szReader, DWORD dwShareMode,
 		  DWORD dwPreferredProtocols, LPSCARDHANDLE phCard, LPDWORD pdwActiveProtocol)
 {
-	struct connect_arg a = { szReader, dwShareMode, dwPreferredProtocols, { 0 } };
-	struct client_ctx *c;
-	LONG rv;
-
 	if (!phCard || !pdwActiveProtocol)
 		return SCARD_E_INVALID_PARAMETER;
 	*phCard = 0;
@@ -95,10 +90,11 @@ LONG SCardConnect(SCARDCONTEXT hContext, LPCSTR szReader, DWORD dwShareMode,
 		return SCARD_E_UNKNOWN_READER;
 	if (strlen(szReader) > MAX_READERNAME)
 		return SCARD_E_INVALID_VALUE;
-	c = ctx_enter(hContext);
+	struct client_ctx *c = ctx_enter(hContext);
 	if (!c)
 		return SCARD_E_INVALID_HANDLE;
-	rv = client_call_with_recovery(c, connect_op, &a);
+	struct connect_arg a = { szReader, dwShareMode, dwPreferredProtocols, { 0 } };
+	LONG rv = client_call_with_recovery(c, connect_op, &a);
 	if (rv == SCARD_S_SUCCESS) {
 		*pdwActiveProtocol = a.reply.active_protocol;
 		rv = (LONG)a.reply.rv;
@@ -120,11 +116,10 @@ LONG SCardConnect(SCARDCONTEXT hContext, LPCSTR szReader, DWORD dwShareMode,
 LONG SCardReconnect(SCARDHANDLE hCard, DWORD dwShareMode, DWORD dwPreferredProtocols,
 		    DWORD dwInitialization, LPDWORD pdwActiveProtocol)
 {
-	struct wire_msg msg;
-	LONG rv;
-
 	if (!pdwActiveProtocol)
 		return SCARD_E_INVALID_PARAMETER;
+	struct wire_msg msg;
+	LONG rv;
 	do {
 		memset(&msg, 0, sizeof(msg));
 		msg.cmd = WIRE_RECONNECT;
@@ -142,13 +137,13 @@ LONG SCardReconnect(SCARDHANDLE hCard, DWORD dwShareMode, DWORD dwPreferredProto
 
 LONG SCardDisconnect(SCARDHANDLE hCard, DWORD dwDisposition)
 {
-	struct wire_msg msg = { .cmd = WIRE_DISCONNECT };
 	struct card_ref ref;
 	LONG rv = card_enter(hCard, &ref);
 
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 	if (card_link_ok(&ref)) {
+		struct wire_msg msg = { .cmd = WIRE_DISCONNECT };
 		msg.u.disconnect.card = ref.daemon_card;
 		msg.u.disconnect.disposition = (uint32_t)dwDisposition;
 		rv = conn_call(&ref.ctx->conn, &msg);
@@ -185,10 +180,9 @@ LONG SCardBeginTransaction(SCARDHANDLE hCard)
 LONG SCardEndTransaction(SCARDHANDLE hCard, DWORD dwDisposition)
 {
 	struct wire_msg msg = { .cmd = WIRE_END_TRANSACTION };
-	LONG rv;
 
 	msg.u.end.disposition = (uint32_t)dwDisposition;
-	rv = card_call(hCard, &msg);
+	LONG rv = card_call(hCard, &msg);
 	return rv == SCARD_S_SUCCESS ? (LONG)msg.u.end.rv : rv;
 }
 
@@ -252,13 +246,11 @@ LONG SCardTransmit(SCARDHANDLE hCard, const SCARD_IO_REQUEST *pioSendPci, LPCBYT
 		   DWORD cbSendLength, SCARD_IO_REQUEST *pioRecvPci, LPBYTE pbRecvBuffer,
 		   LPDWORD pcbRecvLength)
 {
-	DWORD room;
-	LONG rv;
-
 	if (!pbSendBuffer || !pbRecvBuffer || !pcbRecvLength ||
 	    !pioSendPci)
 		return SCARD_E_INVALID_PARAMETER;
-	room = *pcbRecvLength;
+	DWORD room = *pcbRecvLength;
+	LONG rv;
 	do {
 		/* A refused attempt may have stored the daemon's length (pcscd sends
 		 * 0 with SHARING_VIOLATION); each retry offers the caller's room. */
@@ -276,12 +268,11 @@ LONG SCardControl(SCARDHANDLE hCard, DWORD dwControlCode, LPCVOID pbSendBuffer,
 	struct wire_msg msg = { .cmd = WIRE_CONTROL };
 	struct wire_control *ctl = &msg.u.control;
 	DWORD room = pbRecvBuffer ? cbRecvLength : 0;
-	struct card_ref ref;
-	LONG rv;
 
 	if (lpBytesReturned)
 		*lpBytesReturned = 0;
-	rv = card_enter(hCard, &ref);
+	struct card_ref ref;
+	LONG rv = card_enter(hCard, &ref);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 	if (cbSendLength > MAX_BUFFER_SIZE_EXTENDED || cbRecvLength > MAX_BUFFER_SIZE_EXTENDED) {
@@ -375,11 +366,9 @@ static LONG put_result(void *buf, DWORD room, const void *data, DWORD len, DWORD
 {
 	*allocated = NULL;
 	if (room == SCARD_AUTOALLOCATE) {
-		void *mem;
-
 		if (!buf)
 			return SCARD_E_INVALID_PARAMETER;
-		mem = malloc(len > 0 ? len : 1);
+		void *mem = malloc(len > 0 ? len : 1);
 		if (!mem)
 			return SCARD_E_NO_MEMORY;
 		memcpy(mem, data, len);
@@ -399,32 +388,29 @@ static LONG put_result(void *buf, DWORD room, const void *data, DWORD len, DWORD
 LONG SCardStatus(SCARDHANDLE hCard, LPSTR szReaderName, LPDWORD pcchReaderLen, LPDWORD pdwState,
 		 LPDWORD pdwProtocol, LPBYTE pbAtr, LPDWORD pcbAtrLen)
 {
-	struct status_snapshot snap;
-	DWORD reader_dummy = 0, atr_dummy = 0;
-	DWORD reader_room, atr_room, reader_len;
-	void *reader_mem, *atr_mem;
-	LONG rv, rv2;
-
 	if (pdwState)
 		*pdwState = 0;
 	if (pdwProtocol)
 		*pdwProtocol = 0;
+	DWORD reader_dummy = 0, atr_dummy = 0;
 	if (!pcchReaderLen)
 		pcchReaderLen = &reader_dummy;
 	if (!pcbAtrLen)
 		pcbAtrLen = &atr_dummy;
-	reader_room = *pcchReaderLen;
-	atr_room = *pcbAtrLen;
+	DWORD reader_room = *pcchReaderLen;
+	DWORD atr_room = *pcbAtrLen;
 	*pcchReaderLen = 0;
 	*pcbAtrLen = 0;
 
+	struct status_snapshot snap;
+	LONG rv;
 	do {
 		rv = status_once(hCard, &snap);
 	} while (retry_sharing(rv, false));
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 
-	reader_len = (DWORD)strlen(snap.reader) + 1;
+	DWORD reader_len = (DWORD)strlen(snap.reader) + 1;
 	*pcchReaderLen = reader_len;
 	*pcbAtrLen = snap.atr_len;
 	if (pdwState)
@@ -432,11 +418,13 @@ LONG SCardStatus(SCARDHANDLE hCard, LPSTR szReaderName, LPDWORD pcchReaderLen, L
 	if (pdwProtocol)
 		*pdwProtocol = snap.protocol;
 
+	void *reader_mem;
 	rv = put_result(szReaderName, reader_room, snap.reader, reader_len, 0, true, &reader_mem);
 	if (rv == SCARD_E_INVALID_PARAMETER || rv == SCARD_E_NO_MEMORY)
 		return rv;
-	rv2 = put_result(pbAtr, atr_room, snap.atr, snap.atr_len,
-			 atr_room < snap.atr_len ? atr_room : snap.atr_len, false, &atr_mem);
+	void *atr_mem;
+	LONG rv2 = put_result(pbAtr, atr_room, snap.atr, snap.atr_len,
+			      atr_room < snap.atr_len ? atr_room : snap.atr_len, false, &atr_mem);
 	if (rv2 == SCARD_E_INVALID_PARAMETER || rv2 == SCARD_E_NO_MEMORY) {
 		if (reader_mem) {
 			*(char **)(void *)szReaderName = NULL;
@@ -449,16 +437,9 @@ LONG SCardStatus(SCARDHANDLE hCard, LPSTR szReaderName, LPDWORD pcchReaderLen, L
 
 LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr, LPDWORD pcbAttrLen)
 {
-	struct wire_msg msg = { .cmd = WIRE_GET_ATTRIB };
-	struct wire_getset *gs = &msg.u.getset;
-	struct card_ref ref;
-	DWORD room, offer;
-	bool whole;
-	LONG rv;
-
 	if (!pcbAttrLen)
 		return SCARD_E_INVALID_PARAMETER;
-	room = *pcbAttrLen;
+	DWORD room = *pcbAttrLen;
 	if (room == SCARD_AUTOALLOCATE && !pbAttr)
 		return SCARD_E_INVALID_PARAMETER;
 	/* The daemon is always offered the whole protocol buffer (as pcsc-lite
@@ -466,9 +447,10 @@ LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr, LPDWORD pc
 	 * an allocation says so in *pcbAttrLen beforehand, as pcsc-lite does. A
 	 * caller's buffer larger than the protocol's is fine (pcsc-lite refuses
 	 * it with SCARD_E_INSUFFICIENT_BUFFER). */
-	whole = room == SCARD_AUTOALLOCATE || !pbAttr;
-	offer = MAX_BUFFER_SIZE;
-	rv = card_enter(hCard, &ref);
+	bool whole = room == SCARD_AUTOALLOCATE || !pbAttr;
+	DWORD offer = MAX_BUFFER_SIZE;
+	struct card_ref ref;
+	LONG rv = card_enter(hCard, &ref);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 	if (!card_link_ok(&ref)) {
@@ -477,6 +459,8 @@ LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr, LPDWORD pc
 	}
 	if (whole)
 		*pcbAttrLen = MAX_BUFFER_SIZE;
+	struct wire_msg msg = { .cmd = WIRE_GET_ATTRIB };
+	struct wire_getset *gs = &msg.u.getset;
 	gs->card = ref.daemon_card;
 	gs->attr_id = (uint32_t)dwAttrId;
 	gs->attr_len = (uint32_t)offer;
@@ -501,18 +485,16 @@ LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr, LPDWORD pc
 
 LONG SCardSetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPCBYTE pbAttr, DWORD cbAttrLen)
 {
-	struct wire_msg msg = { .cmd = WIRE_SET_ATTRIB };
-	struct card_ref ref;
-	LONG rv;
-
 	if (!pbAttr || cbAttrLen == 0)
 		return SCARD_E_INVALID_PARAMETER;
-	rv = card_enter(hCard, &ref);
+	struct card_ref ref;
+	LONG rv = card_enter(hCard, &ref);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 	ctx_leave(ref.ctx);
 	if (cbAttrLen > MAX_BUFFER_SIZE)
 		return SCARD_E_INSUFFICIENT_BUFFER;
+	struct wire_msg msg = { .cmd = WIRE_SET_ATTRIB };
 	msg.u.getset.attr_id = (uint32_t)dwAttrId;
 	msg.u.getset.attr_len = (uint32_t)cbAttrLen;
 	memcpy(msg.u.getset.attr, pbAttr, cbAttrLen);

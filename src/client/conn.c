@@ -52,7 +52,6 @@ LONG conn_open(struct client_conn *c, const char *path)
 {
 	struct sockaddr_un addr;
 	size_t len = strlen(path);
-	int fd;
 
 	conn_init(c);
 	if (len == 0 || len >= sizeof(addr.sun_path))
@@ -60,7 +59,7 @@ LONG conn_open(struct client_conn *c, const char *path)
 	memset(&addr, 0, sizeof(addr));
 	addr.sun_family = AF_UNIX;
 	memcpy(addr.sun_path, path, len);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return SCARD_E_NO_SERVICE;
 	if (connect(fd, (struct sockaddr *)&addr,
@@ -93,11 +92,9 @@ static LONG send_all(struct client_conn *c, struct iovec *iov, int n)
 
 	memset(&mh, 0, sizeof(mh));
 	while (n > 0) {
-		ssize_t sent;
-
 		mh.msg_iov = iov;
 		mh.msg_iovlen = (size_t)n;
-		sent = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		ssize_t sent = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 		if (sent < 0) {
 			if (errno == EINTR)
 				continue;
@@ -118,15 +115,13 @@ static LONG send_all(struct client_conn *c, struct iovec *iov, int n)
 
 LONG conn_send(struct client_conn *c, const struct wire_msg *msg, const void *data, size_t len)
 {
-	uint8_t req[REQUEST_MAX];
-	struct iovec iov[2];
-	size_t n;
-
 	if (c->fd < 0)
 		return CLIENT_CONN_LOST;
-	n = wire_encode_request(&c->params, msg, req, sizeof(req));
+	uint8_t req[REQUEST_MAX];
+	size_t n = wire_encode_request(&c->params, msg, req, sizeof(req));
 	if (n == 0)
 		return SCARD_F_INTERNAL_ERROR;
+	struct iovec iov[2];
 	iov[0].iov_base = req;
 	iov[0].iov_len = n;
 	iov[1].iov_base = (void *)(uintptr_t)data;
@@ -207,14 +202,13 @@ LONG conn_recv_reply(struct client_conn *c, struct wire_msg *msg)
 {
 	const struct wire_cmd_spec *spec = wire_cmd_lookup(c->params.proto, msg->cmd);
 	uint8_t buf[REQUEST_MAX];
-	uint32_t cmd = msg->cmd;
-	LONG rv;
 
 	if (!spec || spec->reply_size == 0 || spec->reply_size > sizeof(buf))
 		return SCARD_F_INTERNAL_ERROR;
-	rv = conn_recv_raw(c, buf, spec->reply_size);
+	LONG rv = conn_recv_raw(c, buf, spec->reply_size);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
+	uint32_t cmd = msg->cmd;
 	/* A reply the codec refuses means we are out of step: start afresh. */
 	if (wire_decode_reply(&c->params, cmd, buf, spec->reply_size, msg) != WIRE_OK)
 		return lost(c);
@@ -232,26 +226,22 @@ LONG conn_call(struct client_conn *c, struct wire_msg *msg)
 
 LONG conn_wait_readable(struct client_conn *c, int timeout_ms)
 {
-	struct pollfd pfd;
-
 	if (c->fd < 0)
 		return CLIENT_CONN_LOST;
 	if (c->ahead_len > c->ahead_off)
 		return 1; /* already read ahead */
+	struct pollfd pfd;
 	pfd.fd = c->fd;
 	pfd.events = POLLIN;
-	{
-		int n = poll(&pfd, 1, timeout_ms);
-
-		if (n < 0 && errno == EINTR)
-			return 0; /* the caller re-checks its deadline and waits again */
-		if (n < 0)
-			return lost(c);
-		if (n == 0)
-			return 0;
-		/* POLLHUP with data still queued: let the read drain it first. */
-		if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
-			return 1;
+	int n = poll(&pfd, 1, timeout_ms);
+	if (n < 0 && errno == EINTR)
+		return 0; /* the caller re-checks its deadline and waits again */
+	if (n < 0)
 		return lost(c);
-	}
+	if (n == 0)
+		return 0;
+	/* POLLHUP with data still queued: let the read drain it first. */
+	if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+		return 1;
+	return lost(c);
 }

@@ -28,11 +28,10 @@ void ctx_lost(struct client_ctx *c)
 LONG ctx_reconnect(struct client_ctx *c)
 {
 	struct wire_msg msg = { .cmd = WIRE_ESTABLISH_CONTEXT };
-	LONG rv;
 
 	conn_close(&c->conn);
 	c->generation++; /* card handles of the old connection are now stale */
-	rv = conn_open(&c->conn, c->path);
+	LONG rv = conn_open(&c->conn, c->path);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 	rv = negotiate_version(&c->conn);
@@ -98,10 +97,9 @@ static LONG read_records(struct client_ctx *c, size_t first, size_t records)
 {
 	size_t record = wire_reader_record_size(&c->conn.params);
 	size_t total = first + records;
-	LONG rv;
 
 	c->conn.params.reader_slots = (uint32_t)total;
-	rv = ensure_states_room(c, total * record, total);
+	LONG rv = ensure_states_room(c, total * record, total);
 	if (rv == SCARD_E_NO_MEMORY) {
 		/* The bytes are on their way regardless: keep the stream in step. */
 		rv = conn_discard(&c->conn, records * record);
@@ -121,11 +119,10 @@ static void decode_states(struct client_ctx *c)
 LONG ctx_read_states(struct client_ctx *c, bool legacy)
 {
 	size_t records = legacy ? c->conn.legacy_slots : c->conn.params.reader_slots;
-	LONG rv;
 
 	if (wire_reader_record_size(&c->conn.params) == 0)
 		return SCARD_F_INTERNAL_ERROR;
-	rv = read_records(c, 0, records);
+	LONG rv = read_records(c, 0, records);
 	if (rv == SCARD_S_SUCCESS && legacy) {
 		size_t extra = extra_legacy_records(c);
 
@@ -168,11 +165,10 @@ LONG ctx_fetch_array(struct client_ctx *c)
 {
 	bool sized = ctx_has_sized_arrays(c);
 	struct wire_msg msg;
-	LONG rv;
 
 	memset(&msg, 0, sizeof(msg));
 	msg.cmd = sized ? WIRE_GET_READERS_STATE_ARRAY : WIRE_GET_READERS_STATE;
-	rv = conn_send(&c->conn, &msg, NULL, 0);
+	LONG rv = conn_send(&c->conn, &msg, NULL, 0);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 	return ctx_read_states(c, !sized);
@@ -188,17 +184,13 @@ LONG ctx_fetch_array(struct client_ctx *c)
  */
 LONG ctx_fetch_array_registered(struct client_ctx *c, bool *signalled, LONG *signal_rv)
 {
-	size_t total;
-	size_t missing;
-	uint32_t rv_in_array;
-	LONG rv;
-
 	*signalled = false;
-	rv = ctx_fetch_array(c);
+	LONG rv = ctx_fetch_array(c);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
-	total = wire_reader_array_size(&c->conn.params);
-	missing = wire_take_array_signal(&c->conn.params, c->array_buf, total, &rv_in_array);
+	size_t total = wire_reader_array_size(&c->conn.params);
+	uint32_t rv_in_array;
+	size_t missing = wire_take_array_signal(&c->conn.params, c->array_buf, total, &rv_in_array);
 	if (missing == 0)
 		return SCARD_S_SUCCESS;
 	*signalled = true;
@@ -281,14 +273,12 @@ static LONG fetch_op(struct client_ctx *c, void *arg)
 
 LONG client_send_cancel(const char *path, uint32_t daemon_ctx)
 {
-	struct client_conn conn;
-	struct wire_msg msg = { .cmd = WIRE_CANCEL };
-	LONG rv;
-
 	/* pcsc-lite sends SCARD_CANCEL on a fresh socket, without CMD_VERSION. */
-	rv = conn_open(&conn, path);
+	struct client_conn conn;
+	LONG rv = conn_open(&conn, path);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
+	struct wire_msg msg = { .cmd = WIRE_CANCEL };
 	msg.u.cancel.context = (int32_t)daemon_ctx;
 	rv = conn_call(&conn, &msg);
 	conn_close(&conn);
@@ -300,20 +290,17 @@ LONG client_send_cancel(const char *path, uint32_t daemon_ctx)
 LONG SCardEstablishContext(DWORD dwScope, LPCVOID pvReserved1, LPCVOID pvReserved2,
 			   LPSCARDCONTEXT phContext)
 {
-	char path[CLIENT_PATH_MAX];
-	struct client_ctx *c;
-	LONG rv;
-
 	(void)pvReserved1;
 	(void)pvReserved2;
 	if (!phContext)
 		return SCARD_E_INVALID_PARAMETER;
 	*phContext = 0;
+	char path[CLIENT_PATH_MAX];
 	conn_default_path(path);
-	c = ctx_new(path, dwScope);
+	struct client_ctx *c = ctx_new(path, dwScope);
 	if (!c)
 		return SCARD_E_NO_MEMORY;
-	rv = ctx_reconnect(c);
+	LONG rv = ctx_reconnect(c);
 	if (rv != SCARD_S_SUCCESS) {
 		ctx_free(c);
 		return rv;
@@ -326,16 +313,16 @@ LONG SCardEstablishContext(DWORD dwScope, LPCVOID pvReserved1, LPCVOID pvReserve
 LONG SCardReleaseContext(SCARDCONTEXT hContext)
 {
 	struct client_ctx *c = ctx_take_for_release(hContext);
-	char path[CLIENT_PATH_MAX];
-	uint32_t daemon_ctx;
-	LONG rv = SCARD_S_SUCCESS;
 
 	if (!c)
 		return SCARD_E_INVALID_HANDLE;
 	/* A thread waiting in SCardGetStatusChange holds the lock: wake it. */
+	char path[CLIENT_PATH_MAX];
+	uint32_t daemon_ctx;
 	if (ctx_cancel_own(c, &daemon_ctx, path))
 		(void)client_send_cancel(path, daemon_ctx);
 	pthread_mutex_lock(&c->lock);
+	LONG rv = SCARD_S_SUCCESS;
 	if (c->conn.fd >= 0) {
 		struct wire_msg msg = { .cmd = WIRE_RELEASE_CONTEXT };
 
@@ -383,11 +370,9 @@ static LONG output_buffer(LPSTR buf, DWORD room, DWORD needed, char **out)
 {
 	*out = NULL;
 	if (room == SCARD_AUTOALLOCATE) {
-		char *mem;
-
 		if (!buf)
 			return SCARD_E_INVALID_PARAMETER;
-		mem = malloc(needed);
+		char *mem = malloc(needed);
 		if (!mem)
 			return SCARD_E_NO_MEMORY;
 		*(char **)(void *)buf = mem;
@@ -403,18 +388,16 @@ static LONG output_buffer(LPSTR buf, DWORD room, DWORD needed, char **out)
 LONG SCardListReaders(SCARDCONTEXT hContext, LPCSTR mszGroups, LPSTR mszReaders,
 		      LPDWORD pcchReaders)
 {
-	struct client_ctx *c;
 	DWORD needed = 1; /* the final NUL of the multi-string */
 	char *out;
-	LONG rv;
 
 	(void)mszGroups; /* every reader is in the one default group */
 	if (!pcchReaders)
 		return SCARD_E_INVALID_PARAMETER;
-	c = ctx_enter(hContext);
+	struct client_ctx *c = ctx_enter(hContext);
 	if (!c)
 		return SCARD_E_INVALID_HANDLE;
-	rv = with_recovery(c, fetch_op, NULL);
+	LONG rv = with_recovery(c, fetch_op, NULL);
 	if (rv != SCARD_S_SUCCESS)
 		goto out;
 	for (size_t i = 0; i < c->n_states; i++) {
@@ -446,15 +429,13 @@ out:
 
 LONG SCardListReaderGroups(SCARDCONTEXT hContext, LPSTR mszGroups, LPDWORD pcchGroups)
 {
-	DWORD needed = sizeof(default_group);
-	char *out;
-	LONG rv;
-
 	if (!pcchGroups)
 		return SCARD_E_INVALID_PARAMETER;
 	if (!ctx_exists(hContext))
 		return SCARD_E_INVALID_HANDLE;
-	rv = output_buffer(mszGroups, *pcchGroups, needed, &out);
+	DWORD needed = sizeof(default_group);
+	char *out;
+	LONG rv = output_buffer(mszGroups, *pcchGroups, needed, &out);
 	if (rv == SCARD_S_SUCCESS && out)
 		memcpy(out, default_group, needed);
 	*pcchGroups = needed;

@@ -36,11 +36,10 @@ static LONG send_version(struct client_conn *c, const struct wire_proto *proto,
 			 struct wire_version_msg *reply)
 {
 	struct wire_msg msg = { .cmd = WIRE_VERSION };
-	LONG rv;
 
 	msg.u.version.major = proto->major;
 	msg.u.version.minor = proto->minor;
-	rv = conn_call(c, &msg);
+	LONG rv = conn_call(c, &msg);
 	if (rv == SCARD_S_SUCCESS)
 		*reply = msg.u.version;
 	return rv;
@@ -54,18 +53,16 @@ static LONG send_version(struct client_conn *c, const struct wire_proto *proto,
 static LONG probe_layout(struct client_conn *c)
 {
 	struct wire_params older = c->params;
-	struct wire_msg msg = { .cmd = WIRE_GET_READERS_STATE };
-	size_t short_len, long_len;
-	LONG rv;
 
 	older.proto = c->params.proto->older_layout;
 	older.reader_slots = WIRE_LEGACY_READER_SLOTS;
 	c->params.reader_slots = WIRE_LEGACY_READER_SLOTS;
-	short_len = wire_reader_array_size(&older);
-	long_len = wire_reader_array_size(&c->params);
+	size_t short_len = wire_reader_array_size(&older);
+	size_t long_len = wire_reader_array_size(&c->params);
 	if (short_len == 0 || short_len >= long_len)
 		return SCARD_F_INTERNAL_ERROR;
-	rv = conn_send(c, &msg, NULL, 0);
+	struct wire_msg msg = { .cmd = WIRE_GET_READERS_STATE };
+	LONG rv = conn_send(c, &msg, NULL, 0);
 	if (rv == SCARD_S_SUCCESS)
 		rv = conn_discard(c, short_len);
 	if (rv != SCARD_S_SUCCESS)
@@ -89,16 +86,14 @@ LONG negotiate_version(struct client_conn *c)
 		return SCARD_F_INTERNAL_ERROR;
 	while (next >= 0) {
 		const struct wire_proto *proto = wire_proto_at((size_t)next);
-		struct wire_version_msg reply;
-		int named;
-		LONG rv;
 
 		tried[next] = true;
 		c->params.proto = proto;
-		rv = send_version(c, proto, &reply);
+		struct wire_version_msg reply;
+		LONG rv = send_version(c, proto, &reply);
 		if (rv != SCARD_S_SUCCESS)
 			return rv == CLIENT_CONN_LOST ? SCARD_E_NO_SERVICE : rv;
-		named = table_index(wire_proto_find(reply.major, reply.minor));
+		int named = table_index(wire_proto_find(reply.major, reply.minor));
 		if (reply.rv == SCARD_S_SUCCESS) {
 			if (named >= 0 && named < next)
 				c->params.proto = wire_proto_at((size_t)named);

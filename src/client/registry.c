@@ -109,11 +109,10 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
-	struct card_entry *e = cards;
-
 	/* Only this thread exists now: nobody else can hold any of these locks. */
 	pthread_mutex_init(&registry_lock, NULL);
 	seed_rng();
+	struct card_entry *e = cards;
 	while (e) {
 		struct card_entry *next = e->next;
 
@@ -153,10 +152,8 @@ bool client_no_blocking(void)
 
 struct client_ctx *ctx_new(const char *path, DWORD scope)
 {
-	struct client_ctx *c;
-
 	ensure_init();
-	c = calloc(1, sizeof(*c));
+	struct client_ctx *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	if (pthread_mutex_init(&c->lock, NULL) != 0) {
@@ -204,10 +201,8 @@ static struct client_ctx *find_ctx(SCARDCONTEXT h)
 
 static void unref(struct client_ctx *c)
 {
-	bool last;
-
 	lock_registry();
-	last = --c->refs == 0;
+	bool last = --c->refs == 0;
 	unlock_registry();
 	if (last)
 		ctx_free(c);
@@ -215,10 +210,8 @@ static void unref(struct client_ctx *c)
 
 struct client_ctx *ctx_enter(SCARDCONTEXT h)
 {
-	struct client_ctx *c;
-
 	lock_registry();
-	c = find_ctx(h);
+	struct client_ctx *c = find_ctx(h);
 	if (c)
 		c->refs++;
 	unlock_registry();
@@ -245,14 +238,11 @@ void ctx_leave(struct client_ctx *c)
 
 struct client_ctx *ctx_take_for_release(SCARDCONTEXT h)
 {
-	struct client_ctx *c;
-	struct client_ctx **pp;
-
 	lock_registry();
-	c = find_ctx(h);
+	struct client_ctx *c = find_ctx(h);
 	if (c) {
 		c->released = true;
-		for (pp = &contexts; *pp; pp = &(*pp)->next) {
+		for (struct client_ctx **pp = &contexts; *pp; pp = &(*pp)->next) {
 			if (*pp == c) {
 				*pp = c->next;
 				break;
@@ -266,10 +256,8 @@ struct client_ctx *ctx_take_for_release(SCARDCONTEXT h)
 
 bool ctx_exists(SCARDCONTEXT h)
 {
-	bool found;
-
 	lock_registry();
-	found = find_ctx(h);
+	bool found = find_ctx(h);
 	unlock_registry();
 	return found;
 }
@@ -294,9 +282,8 @@ SCARDHANDLE card_add(struct client_ctx *c, int32_t daemon_card, const char *read
 
 void card_remove(SCARDHANDLE h)
 {
-	struct card_entry *found = NULL;
-
 	lock_registry();
+	struct card_entry *found = NULL;
 	for (struct card_entry **pp = &cards; *pp; pp = &(*pp)->next) {
 		if ((*pp)->handle == h) {
 			found = *pp;
@@ -310,10 +297,9 @@ void card_remove(SCARDHANDLE h)
 
 void card_remove_all(struct client_ctx *c)
 {
+	lock_registry();
 	struct card_entry *gone = NULL;
 	struct card_entry **pp = &cards;
-
-	lock_registry();
 	while (*pp) {
 		struct card_entry *e = *pp;
 
@@ -348,16 +334,13 @@ static struct card_entry *find_card(SCARDHANDLE h)
 
 LONG card_enter(SCARDHANDLE h, struct card_ref *ref)
 {
-	struct card_entry *e;
-	struct client_ctx *c;
-
 	lock_registry();
-	e = find_card(h);
+	struct card_entry *e = find_card(h);
 	if (!e || e->ctx->released) {
 		unlock_registry();
 		return SCARD_E_INVALID_HANDLE;
 	}
-	c = e->ctx;
+	struct client_ctx *c = e->ctx;
 	c->refs++;
 	unlock_registry();
 
@@ -395,10 +378,8 @@ void ctx_set_waiting(struct client_ctx *c, bool waiting)
 
 bool ctx_cancel_pending(struct client_ctx *c)
 {
-	bool pending;
-
 	lock_registry();
-	pending = c->cancel_pending;
+	bool pending = c->cancel_pending;
 	unlock_registry();
 	return pending;
 }
@@ -422,12 +403,10 @@ static bool mark_cancel(struct client_ctx *c, uint32_t *daemon_ctx, char *path)
 
 bool ctx_request_cancel(SCARDCONTEXT h, uint32_t *daemon_ctx, char *path, bool *found)
 {
-	struct client_ctx *c;
-	bool waiting = false;
-
 	lock_registry();
-	c = find_ctx(h);
+	struct client_ctx *c = find_ctx(h);
 	*found = c;
+	bool waiting = false;
 	if (c)
 		waiting = mark_cancel(c, daemon_ctx, path);
 	unlock_registry();
@@ -437,10 +416,8 @@ bool ctx_request_cancel(SCARDCONTEXT h, uint32_t *daemon_ctx, char *path, bool *
 /* Used by SCardReleaseContext on a context it has already unpublished. */
 bool ctx_cancel_own(struct client_ctx *c, uint32_t *daemon_ctx, char *path)
 {
-	bool waiting;
-
 	lock_registry();
-	waiting = mark_cancel(c, daemon_ctx, path);
+	bool waiting = mark_cancel(c, daemon_ctx, path);
 	unlock_registry();
 	return waiting;
 }

@@ -55,13 +55,11 @@ static size_t count_readers(const struct client_ctx *c)
 
 static LONG fetch_reader_events(struct gsc *g)
 {
-	struct wire_msg msg = { .cmd = WIRE_GET_READER_EVENTS };
-	LONG rv;
-
 	g->have_events = wire_cmd_lookup(g->c->conn.params.proto, WIRE_GET_READER_EVENTS);
 	if (!g->have_events)
 		return SCARD_S_SUCCESS;
-	rv = conn_call(&g->c->conn, &msg);
+	struct wire_msg msg = { .cmd = WIRE_GET_READER_EVENTS };
+	LONG rv = conn_call(&g->c->conn, &msg);
 	if (rv == SCARD_S_SUCCESS)
 		g->events = msg.u.events.events;
 	return rv;
@@ -87,11 +85,10 @@ static enum wait_style wait_style(const struct client_ctx *c)
 static LONG send_wait(struct gsc *g)
 {
 	struct wire_msg msg;
-	LONG rv;
 
 	memset(&msg, 0, sizeof(msg));
 	msg.cmd = WIRE_WAIT_READER_STATE_CHANGE;
-	rv = conn_send(&g->c->conn, &msg, NULL, 0);
+	LONG rv = conn_send(&g->c->conn, &msg, NULL, 0);
 	if (rv == SCARD_S_SUCCESS)
 		g->registered = true;
 	return rv;
@@ -107,15 +104,14 @@ static LONG send_wait(struct gsc *g)
 static LONG fetch_count_after_wait(struct gsc *g, bool *signalled, LONG *signal_rv)
 {
 	struct client_ctx *c = g->c;
+
+	*signalled = false;
 	struct wire_msg msg = { .cmd = WIRE_GET_READERS_STATE_SIZE };
+	LONG rv = conn_send(&c->conn, &msg, NULL, 0);
 	struct wire_count_answer answer;
 	uint8_t buf[WIRE_COUNT_AFTER_WAIT_MAX];
 	size_t have = 0, need = 0;
 	int rc = WIRE_E_INVALID;
-	LONG rv;
-
-	*signalled = false;
-	rv = conn_send(&c->conn, &msg, NULL, 0);
 	while (rv == SCARD_S_SUCCESS &&
 	       (rc = wire_decode_count_after_wait(&c->conn.params, buf, have, &need, &answer)) ==
 		       WIRE_NEED_MORE) {
@@ -140,10 +136,9 @@ static LONG fetch_count_after_wait(struct gsc *g, bool *signalled, LONG *signal_
 static LONG do_register(struct gsc *g)
 {
 	struct client_ctx *c = g->c;
-	LONG rv;
 
 	/* Asked before registering, so no event signal can overtake its reply. */
-	rv = fetch_reader_events(g);
+	LONG rv = fetch_reader_events(g);
 	if (rv != SCARD_S_SUCCESS)
 		return rv;
 	switch (wait_style(c)) {
@@ -306,15 +301,14 @@ static LONG unregister(struct gsc *g, LONG *signal_rv)
 	const struct wire_cmd_spec *spec =
 		wire_cmd_lookup(g->c->conn.params.proto, WIRE_STOP_WAITING_READER_STATE_CHANGE);
 	bool always_answered = spec && spec->body == WIRE_BODY_STRUCT;
-	struct wire_msg msg = { .cmd = WIRE_STOP_WAITING_READER_STATE_CHANGE };
-	LONG io;
 
 	*signal_rv = SCARD_S_SUCCESS;
 	if (!g->registered)
 		return SCARD_S_SUCCESS;
 	g->registered = false;
+	struct wire_msg msg = { .cmd = WIRE_STOP_WAITING_READER_STATE_CHANGE };
 	msg.u.wait.timeout = always_answered ? STOP_MARK : 0;
-	io = conn_send(&g->c->conn, &msg, NULL, 0);
+	LONG io = conn_send(&g->c->conn, &msg, NULL, 0);
 	if (io == SCARD_S_SUCCESS)
 		io = conn_recv_reply(&g->c->conn, &msg);
 	if (io != SCARD_S_SUCCESS)
@@ -358,11 +352,8 @@ static LONG run(struct gsc *g, DWORD timeout)
 	/* 4:2/4:3 take the snapshot before registering: an event in between
 	 * sends no signal, so look again now and then. */
 	int64_t slice = wait_style(g->c) == FETCH_THEN_WAIT ? LEGACY_RECHECK_MS : WAIT_SLICE_MS;
-	struct wire_msg msg;
-	LONG rv;
 
 	for (;;) {
-		int64_t left;
 		LONG ready;
 
 		if (evaluate(g))
@@ -381,7 +372,7 @@ static LONG run(struct gsc *g, DWORD timeout)
 			do {
 				if (ctx_cancel_pending(g->c))
 					return stop_waiting(g, SCARD_E_CANCELLED);
-				left = infinite ? slice : deadline - now_ms();
+				int64_t left = infinite ? slice : deadline - now_ms();
 				if (left <= 0)
 					return stop_waiting(g, SCARD_E_TIMEOUT);
 				ready = conn_wait_readable(&g->c->conn,
@@ -391,6 +382,7 @@ static LONG run(struct gsc *g, DWORD timeout)
 		if (ready == NOT_REGISTERED) {
 			/* nothing to wait for: register again below */
 		} else if (ready == 1) {
+			struct wire_msg msg;
 			memset(&msg, 0, sizeof(msg));
 			msg.cmd = WIRE_WAIT_READER_STATE_CHANGE;
 			ready = conn_recv_reply(&g->c->conn, &msg);
@@ -408,7 +400,7 @@ static LONG run(struct gsc *g, DWORD timeout)
 		} else {
 			g->registered = false;
 		}
-		rv = register_with_recovery(g);
+		LONG rv = register_with_recovery(g);
 		if (rv != SCARD_S_SUCCESS)
 			return stop_waiting(g, rv == CLIENT_CONN_LOST ? SCARD_E_NO_SERVICE : rv);
 	}
@@ -417,12 +409,9 @@ static LONG run(struct gsc *g, DWORD timeout)
 LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
 			  SCARD_READERSTATE *rgReaderStates, DWORD cReaders)
 {
-	struct gsc g;
-	DWORD ignored = 0;
-	LONG rv;
-
 	if (!rgReaderStates && cReaders > 0)
 		return SCARD_E_INVALID_PARAMETER;
+	DWORD ignored = 0;
 	for (DWORD j = 0; j < cReaders; j++) {
 		if (!rgReaderStates[j].szReader)
 			return SCARD_E_INVALID_VALUE;
@@ -431,6 +420,7 @@ LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
 	if (cReaders == 0 || ignored == cReaders)
 		return SCARD_S_SUCCESS;
 
+	struct gsc g;
 	memset(&g, 0, sizeof(g));
 	g.c = ctx_enter(hContext);
 	if (!g.c)
@@ -446,7 +436,7 @@ LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
 	g.n = cReaders;
 	ctx_set_waiting(g.c, true);
 
-	rv = register_with_recovery(&g);
+	LONG rv = register_with_recovery(&g);
 	if (rv != SCARD_S_SUCCESS) {
 		rv = stop_waiting(&g, rv);
 		goto out;

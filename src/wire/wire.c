@@ -278,11 +278,9 @@ size_t wire_encode_header(const struct wire_params *params, const struct wire_he
 int wire_check_request(const struct wire_params *params, const struct wire_header *hdr,
 		       const struct wire_cmd_spec **spec)
 {
-	const struct wire_cmd_spec *found;
-
 	if (!params || !params->proto || !hdr)
 		return WIRE_E_INVALID;
-	found = wire_cmd_lookup(params->proto, hdr->cmd);
+	const struct wire_cmd_spec *found = wire_cmd_lookup(params->proto, hdr->cmd);
 	if (!found)
 		return WIRE_E_UNKNOWN_CMD;
 	if (found->body == WIRE_BODY_STRUCT && hdr->size != found->body_size)
@@ -316,11 +314,9 @@ static int decode_struct(const struct wire_params *params, uint32_t cmd, size_t 
 int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
 		     size_t len, struct wire_msg *out)
 {
-	const struct wire_cmd_spec *spec;
-
 	if (!params_usable(params) || !out || (!buf && len > 0))
 		return WIRE_E_INVALID;
-	spec = wire_cmd_lookup(params->proto, cmd);
+	const struct wire_cmd_spec *spec = wire_cmd_lookup(params->proto, cmd);
 	if (!spec)
 		return WIRE_E_UNKNOWN_CMD;
 	if (spec->body == WIRE_BODY_NONE) {
@@ -336,11 +332,9 @@ int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8
 int wire_decode_reply(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
 		      size_t len, struct wire_msg *out)
 {
-	const struct wire_cmd_spec *spec;
-
 	if (!params_usable(params) || !out || (!buf && len > 0))
 		return WIRE_E_INVALID;
-	spec = wire_cmd_lookup(params->proto, cmd);
+	const struct wire_cmd_spec *spec = wire_cmd_lookup(params->proto, cmd);
 	if (!spec)
 		return WIRE_E_UNKNOWN_CMD;
 	return decode_struct(params, cmd, spec->reply_size, buf, len, true, out);
@@ -349,14 +343,10 @@ int wire_decode_reply(const struct wire_params *params, uint32_t cmd, const uint
 size_t wire_encode_body(const struct wire_params *params, const struct wire_msg *msg,
 			uint8_t *buf, size_t cap)
 {
-	const struct wire_cmd_spec *spec;
-	const struct layout *layout;
-	size_t size;
-
 	if (!params_usable(params) || !msg || !buf)
 		return 0;
-	spec = wire_cmd_lookup(params->proto, msg->cmd);
-	layout = layout_of(msg->cmd);
+	const struct wire_cmd_spec *spec = wire_cmd_lookup(params->proto, msg->cmd);
+	const struct layout *layout = layout_of(msg->cmd);
 	/* A GET_ATTRIB reply may carry a length beyond the field (see above): the
 	 * daemon passes on what a driver says, and only the field is written. */
 	if (!spec || !layout ||
@@ -364,7 +354,7 @@ size_t wire_encode_body(const struct wire_params *params, const struct wire_msg 
 		return 0;
 	/* Struct commands reply with their request struct; bare ones with
 	 * their own small reply, the only struct they have. */
-	size = spec->reply_size;
+	size_t size = spec->reply_size;
 	if (size == 0 || size > cap || layout_size(params, layout) != size)
 		return 0;
 	for (size_t i = 0; i < layout->n_fields; i++) {
@@ -377,15 +367,12 @@ size_t wire_encode_body(const struct wire_params *params, const struct wire_msg 
 size_t wire_encode_request(const struct wire_params *params, const struct wire_msg *msg,
 			   uint8_t *buf, size_t cap)
 {
-	const struct wire_cmd_spec *spec;
-	struct wire_header hdr;
-	size_t body;
-
 	if (!params_usable(params) || !msg || !buf)
 		return 0;
-	spec = wire_cmd_lookup(params->proto, msg->cmd);
+	const struct wire_cmd_spec *spec = wire_cmd_lookup(params->proto, msg->cmd);
 	if (!spec)
 		return 0;
+	struct wire_header hdr;
 	hdr.cmd = msg->cmd;
 	hdr.size = spec->body == WIRE_BODY_STRUCT ? spec->body_size : 0;
 	if (cap < WIRE_HEADER_SIZE + (size_t)hdr.size)
@@ -393,7 +380,7 @@ size_t wire_encode_request(const struct wire_params *params, const struct wire_m
 	wire_encode_header(params, &hdr, buf, cap);
 	if (hdr.size == 0)
 		return WIRE_HEADER_SIZE;
-	body = wire_encode_body(params, msg, buf + WIRE_HEADER_SIZE, cap - WIRE_HEADER_SIZE);
+	size_t body = wire_encode_body(params, msg, buf + WIRE_HEADER_SIZE, cap - WIRE_HEADER_SIZE);
 	return body == 0 ? 0 : WIRE_HEADER_SIZE + body;
 }
 
@@ -425,17 +412,14 @@ static uint32_t larger(uint32_t a, uint32_t b)
 
 enum wire_byte_order wire_detect_byte_order(const uint8_t header[WIRE_HEADER_SIZE])
 {
-	uint32_t le_size, le_cmd, be_size, be_cmd;
-	bool le_ok, be_ok;
-
 	if (!header)
 		return WIRE_LITTLE_ENDIAN;
-	le_size = wire_get_u32(WIRE_LITTLE_ENDIAN, header);
-	le_cmd = wire_get_u32(WIRE_LITTLE_ENDIAN, header + 4);
-	be_size = wire_get_u32(WIRE_BIG_ENDIAN, header);
-	be_cmd = wire_get_u32(WIRE_BIG_ENDIAN, header + 4);
-	le_ok = header_plausible(le_size, le_cmd);
-	be_ok = header_plausible(be_size, be_cmd);
+	uint32_t le_size = wire_get_u32(WIRE_LITTLE_ENDIAN, header);
+	uint32_t le_cmd = wire_get_u32(WIRE_LITTLE_ENDIAN, header + 4);
+	uint32_t be_size = wire_get_u32(WIRE_BIG_ENDIAN, header);
+	uint32_t be_cmd = wire_get_u32(WIRE_BIG_ENDIAN, header + 4);
+	bool le_ok = header_plausible(le_size, le_cmd);
+	bool be_ok = header_plausible(be_size, be_cmd);
 	if (le_ok != be_ok)
 		return le_ok ? WIRE_LITTLE_ENDIAN : WIRE_BIG_ENDIAN;
 	/* Both or neither plausible: smaller numbers win, ties stay little. */

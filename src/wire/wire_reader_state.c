@@ -114,11 +114,10 @@ size_t wire_encode_reader_states(const struct wire_params *params,
 				 uint8_t *buf, size_t cap)
 {
 	size_t total = wire_reader_array_size(params);
-	size_t record;
 
 	if (total == 0 || !buf || cap < total || (!states && n > 0))
 		return 0;
-	record = wire_reader_record_size(params);
+	size_t record = wire_reader_record_size(params);
 	memset(buf, 0, total);
 	if (n > params->reader_slots)
 		n = params->reader_slots;
@@ -131,11 +130,10 @@ size_t wire_decode_reader_states(const struct wire_params *params, const uint8_t
 				 size_t len, struct wire_reader_state *out, size_t max)
 {
 	size_t record = wire_reader_record_size(params);
-	size_t n;
 
 	if (record == 0 || !buf || !out)
 		return 0;
-	n = len / record;
+	size_t n = len / record;
 	if (n > max)
 		n = max;
 	for (size_t i = 0; i < n; i++)
@@ -160,16 +158,15 @@ static bool decode_signal(const struct wire_params *params, const uint8_t *p, ui
 int wire_decode_count_after_wait(const struct wire_params *params, const uint8_t *buf,
 				 size_t len, size_t *need, struct wire_count_answer *out)
 {
-	const struct wire_cmd_spec *spec;
-	struct wire_msg msg;
-	size_t count_at = 0;
-
 	if (!params || !need || !out || (!buf && len > 0))
 		return WIRE_E_INVALID;
-	spec = wire_cmd_lookup(params->proto, WIRE_GET_READERS_STATE_SIZE);
+	const struct wire_cmd_spec *spec = wire_cmd_lookup(params->proto,
+							   WIRE_GET_READERS_STATE_SIZE);
 	if (!spec || spec->reply != WIRE_REPLY_INT32)
 		return WIRE_E_UNKNOWN_CMD;
 	memset(out, 0, sizeof(*out));
+	struct wire_msg msg;
+	size_t count_at = 0;
 	for (;;) {
 		*need = count_at + spec->reply_size;
 		if (len < *need)
@@ -207,16 +204,15 @@ size_t wire_take_array_signal(const struct wire_params *params, uint8_t *buf, si
 			      uint32_t *signal_rv)
 {
 	size_t record = wire_reader_record_size(params);
-	size_t name;
-	uint32_t rv;
 
 	if (record == 0 || !buf || !signal_rv)
 		return 0;
-	name = offsets_for(params->proto->reader_name_len).name;
+	size_t name = offsets_for(params->proto->reader_name_len).name;
 	if (record <= WIRE_EVENT_SIGNAL_SIZE + name)
 		return 0;
 	len -= len % record;
 	for (size_t at = 0; at < len; at += record) {
+		uint32_t rv;
 		if (!signal_in_front(params, buf + at, name, &rv))
 			continue;
 		*signal_rv = rv;

@@ -124,12 +124,10 @@ static void sleep_ms(long ms)
 /* --- the full sequence ------------------------------------------------ */
 static int run_sequence(SCARDCONTEXT ctx, const char *reader, char **apdus, int napdu)
 {
-	LONG rv;
-	DWORD len = 0;
-
-	rv = SCardIsValidContext(ctx);
+	LONG rv = SCardIsValidContext(ctx);
 	op_rv("is_valid", rv);
 
+	DWORD len = 0;
 	rv = SCardListReaders(ctx, NULL, NULL, &len);
 	char *mszReaders = NULL;
 	if (rv == SCARD_S_SUCCESS) {

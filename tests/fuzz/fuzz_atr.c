@@ -60,12 +60,12 @@ static void check_strict(const uint8_t *atr, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct atr_info info;
 	if (size < 1)
 		return 0;
 	/* First byte picks the preferred protocols, the rest is the ATR. */
 	uint32_t preferred = data[0] & 0x0f;
 	check_strict(data + 1, size - 1);
+	struct atr_info info;
 	if (atr_parse(data + 1, size - 1, &info) != 0)
 		return 0;
 	if (info.historical_len > 15 || (info.protocols & ~OFFERABLE))

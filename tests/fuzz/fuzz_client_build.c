@@ -41,14 +41,13 @@ static void check_map(const struct client_build_map *m)
 static void fuzz_maps(const char *text, size_t len)
 {
 	struct client_build_map m;
-	const char *base;
 
 	if (client_build_parse_maps_line(text, len, &m))
 		check_map(&m);
 	if (!client_build_find_lib(text, len, &m))
 		return;
 	check_map(&m);
-	base = strrchr(m.path, '/') + 1;
+	const char *base = strrchr(m.path, '/') + 1;
 	if (m.dev_major == 0 || !starts_with(base, "libpcsclite"))
 		__builtin_trap();
 }

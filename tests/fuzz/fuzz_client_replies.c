@@ -159,13 +159,13 @@ static void *accept_loop(void *arg)
 
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		pthread_t t;
 
 		if (fd < 0)
 			continue;
 		pthread_mutex_lock(&srv.lock);
 		srv.active++;
 		pthread_mutex_unlock(&srv.lock);
+		pthread_t t;
 		CHECK(pthread_create(&t, NULL, serve_connection, (void *)(intptr_t)fd) == 0);
 		pthread_detach(t);
 	}
@@ -186,17 +186,15 @@ static void card_calls(SCARDCONTEXT ctx, const char *reader)
 	static const BYTE select_mf[] = { 0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00 };
 	static const BYTE get_challenge[] = { 0x00, 0x84, 0x00, 0x00, 0x08 };
 	SCARDHANDLE card;
-	DWORD proto = 0, len, state;
-	BYTE resp[64], atr[MAX_ATR_SIZE], attr[40], ctl_out[16];
-	char name[48];
-	LONG rv;
+	DWORD proto = 0;
 
-	rv = SCardConnect(ctx, reader, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1,
-			  &card, &proto);
+	LONG rv = SCardConnect(ctx, reader, SCARD_SHARE_SHARED,
+			       SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &card, &proto);
 	if (rv != SCARD_S_SUCCESS)
 		return;
 	(void)SCardBeginTransaction(card);
-	len = sizeof(resp);
+	BYTE resp[64];
+	DWORD len = sizeof(resp);
 	if (SCardTransmit(card, proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 : SCARD_PCI_T1, select_mf,
 			  sizeof(select_mf), NULL, resp, &len) == SCARD_S_SUCCESS)
 		CHECK(len <= sizeof(resp));
@@ -204,19 +202,19 @@ static void card_calls(SCARDCONTEXT ctx, const char *reader)
 	if (SCardTransmit(card, SCARD_PCI_T1, get_challenge, sizeof(get_challenge), NULL, resp,
 			  &len) == SCARD_S_SUCCESS)
 		CHECK(len <= sizeof(resp));
-	{
-		DWORD name_len = sizeof(name), atr_len = sizeof(atr);
-
-		if (SCardStatus(card, name, &name_len, &state, &proto, atr, &atr_len) ==
-		    SCARD_S_SUCCESS) {
-			CHECK(name_len >= 1 && name_len <= sizeof(name) && atr_len <= sizeof(atr));
-			CHECK(name[name_len - 1] == '\0');
-		}
+	BYTE atr[MAX_ATR_SIZE];
+	char name[48];
+	DWORD name_len = sizeof(name), atr_len = sizeof(atr), state;
+	if (SCardStatus(card, name, &name_len, &state, &proto, atr, &atr_len) == SCARD_S_SUCCESS) {
+		CHECK(name_len >= 1 && name_len <= sizeof(name) && atr_len <= sizeof(atr));
+		CHECK(name[name_len - 1] == '\0');
 	}
 	len = 0;
+	BYTE ctl_out[16];
 	if (SCardControl(card, SCARD_CTL_CODE(3400), resp, 2, ctl_out, sizeof(ctl_out), &len) ==
 	    SCARD_S_SUCCESS)
 		CHECK(len <= sizeof(ctl_out));
+	BYTE attr[40];
 	len = sizeof(attr);
 	if (SCardGetAttrib(card, SCARD_ATTR_ATR_STRING, attr, &len) == SCARD_S_SUCCESS)
 		CHECK(len <= sizeof(attr));
@@ -229,16 +227,14 @@ static void card_calls(SCARDCONTEXT ctx, const char *reader)
 static void application(void)
 {
 	SCARDCONTEXT ctx;
-	SCARD_READERSTATE rs[2];
 	char *readers = NULL, fixed[40];
 	DWORD len = SCARD_AUTOALLOCATE;
 	const char *reader = FAKE_READER;
-	LONG rv;
 
 	if (SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx) != SCARD_S_SUCCESS)
 		return;
 	CHECK(SCardIsValidContext(ctx) == SCARD_S_SUCCESS);
-	rv = SCardListReaders(ctx, NULL, (LPSTR)&readers, &len);
+	LONG rv = SCardListReaders(ctx, NULL, (LPSTR)&readers, &len);
 	if (rv == SCARD_S_SUCCESS) {
 		check_multistring(readers, len);
 		if (readers[0] != '\0')
@@ -249,6 +245,7 @@ static void application(void)
 		CHECK(len <= sizeof(fixed));
 		check_multistring(fixed, len);
 	}
+	SCARD_READERSTATE rs[2];
 	memset(rs, 0, sizeof(rs));
 	rs[0].szReader = reader;
 	rs[1].szReader = PNP_READER;
@@ -295,7 +292,6 @@ static void run(const uint8_t *data, size_t size)
 static void record(const char *spec)
 {
 	char *target = strdup(spec), *out = strrchr(target, ':');
-	FILE *f;
 
 	CHECK(target);
 	if (!out) {
@@ -305,7 +301,7 @@ static void record(const char *spec)
 	*out++ = '\0';
 	srv.record_to = target;
 	run(NULL, 0);
-	f = fopen(out, "wb");
+	FILE *f = fopen(out, "wb");
 	CHECK(f && fwrite(srv.recorded, 1, srv.recorded_len, f) == srv.recorded_len);
 	fclose(f);
 	fprintf(stderr, "recorded %zu bytes from %s into %s\n", srv.recorded_len, target, out);
@@ -325,18 +321,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *rec = getenv("FUZZ_CLIENT_RECORD");
-	pthread_t t;
-	int lfd;
 
 	(void)argc;
 	(void)argv;
 	CHECK(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/fuzz.comm", dir);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 16) == 0);
 	atexit(remove_socket);
 	setenv("PCSCLITE_CSOCK_NAME", path, 1);
+	pthread_t t;
 	CHECK(pthread_create(&t, NULL, accept_loop, (void *)(intptr_t)lfd) == 0);
 	pthread_detach(t);
 	if (rec)

@@ -42,12 +42,11 @@ static void check_layout(const struct wire_params *base, const uint8_t *data, si
 	static uint8_t buf[MAX_RECORDS * WIRE_READER_RECORD_SIZE], want[WIRE_READER_RECORD_SIZE];
 	struct wire_params p = *base;
 	size_t record = wire_reader_record_size(&p);
-	size_t n, total;
 
 	p.reader_slots = slots;
-	n = wire_decode_reader_states(&p, data, size, states, MAX_RECORDS);
+	size_t n = wire_decode_reader_states(&p, data, size, states, MAX_RECORDS);
 	CHECK(n == (size / record < MAX_RECORDS ? size / record : MAX_RECORDS));
-	total = wire_encode_reader_states(&p, states, n, buf, sizeof(buf));
+	size_t total = wire_encode_reader_states(&p, states, n, buf, sizeof(buf));
 	CHECK(total == wire_reader_array_size(&p));
 	if (total == 0)
 		return;
@@ -104,10 +103,9 @@ static void check_take_signal(const struct wire_params *p, const uint8_t *data, 
 	size_t record = wire_reader_record_size(p);
 	size_t len = size < sizeof(buf) ? size : sizeof(buf);
 	uint32_t rv = 0xdeadbeef;
-	size_t missing;
 
 	memcpy(buf, data, len);
-	missing = wire_take_array_signal(p, buf, len, &rv);
+	size_t missing = wire_take_array_signal(p, buf, len, &rv);
 	if (missing == 0) {
 		CHECK(memcmp(buf, data, len) == 0 && rv == 0xdeadbeef);
 		return;

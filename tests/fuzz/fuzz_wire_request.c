@@ -52,23 +52,21 @@ static void check_reencode(const struct wire_params *p, const struct wire_msg *m
 static size_t one_request(const struct wire_params *p, const uint8_t *data, size_t len)
 {
 	struct wire_header hdr;
-	const struct wire_cmd_spec *spec = NULL;
-	struct wire_msg msg;
-	uint8_t buf[8 + 512];
-	size_t body, n;
-	int rc;
-
-	rc = wire_decode_header(p, data, len, &hdr);
+	int rc = wire_decode_header(p, data, len, &hdr);
 	if (rc == WIRE_NEED_MORE) {
 		CHECK(len < WIRE_HEADER_SIZE);
 		return 0;
 	}
 	CHECK(rc == WIRE_OK);
+	const struct wire_cmd_spec *spec = NULL;
 	if (wire_check_request(p, &hdr, &spec) != WIRE_OK)
 		return 0; /* the daemon would close the connection here */
 	CHECK(spec && spec->cmd == hdr.cmd);
-	body = spec->body == WIRE_BODY_STRUCT ? spec->body_size : 0;
+	size_t body = spec->body == WIRE_BODY_STRUCT ? spec->body_size : 0;
 	CHECK(body == 0 || hdr.size == body);
+	struct wire_msg msg;
+	uint8_t buf[8 + 512];
+	size_t n;
 	if (body == 0) {
 		/* Bare request: never short of bytes, whatever follows. */
 		static const struct wire_msg zero;

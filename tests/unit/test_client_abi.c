@@ -97,18 +97,16 @@ static void *stringify_in_thread(void *arg)
 
 static void test_stringify_error(void **state)
 {
-	const char *ok, *unknown;
-	void *other;
-	pthread_t t;
-
 	(void)state;
-	unknown = pcsc_stringify_error(0x12345);
+	const char *unknown = pcsc_stringify_error(0x12345);
 	assert_string_equal(unknown, "Unknown error: 0x00012345");
-	ok = pcsc_stringify_error(SCARD_S_SUCCESS);
+	const char *ok = pcsc_stringify_error(SCARD_S_SUCCESS);
 	assert_ptr_equal(ok, unknown); /* one buffer per thread... */
 	assert_true(strlen(ok) > 0 && strlen(ok) < 75);
+	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, stringify_in_thread,
 					(void *)(intptr_t)SCARD_E_NO_SERVICE), 0);
+	void *other;
 	pthread_join(t, &other);
 	assert_ptr_not_equal(other, ok); /* ...and each thread has its own */
 	for (LONG rv = SCARD_F_INTERNAL_ERROR; rv <= SCARD_E_SERVER_TOO_BUSY; rv++) {
@@ -118,12 +116,9 @@ static void test_stringify_error(void **state)
 	}
 	for (LONG rv = SCARD_W_UNSUPPORTED_CARD; rv <= SCARD_W_CARD_NOT_AUTHENTICATED; rv++)
 		assert_true(strncmp(pcsc_stringify_error(rv), "Unknown error", 13) != 0);
-	{
-		char reset[75];
-
-		strcpy(reset, pcsc_stringify_error(SCARD_W_RESET_CARD));
-		assert_string_not_equal(reset, pcsc_stringify_error(SCARD_W_REMOVED_CARD));
-	}
+	char reset[75];
+	strcpy(reset, pcsc_stringify_error(SCARD_W_RESET_CARD));
+	assert_string_not_equal(reset, pcsc_stringify_error(SCARD_W_REMOVED_CARD));
 }
 
 int main(void)

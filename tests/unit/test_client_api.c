@@ -82,11 +82,9 @@ static void test_no_daemon_is_no_service_at_once(void **state)
 
 static void test_null_and_invalid_handles(void **state)
 {
-	SCARD_READERSTATE rs[17];
 	SCARD_IO_REQUEST pci = { SCARD_PROTOCOL_T1, sizeof(pci) };
 	BYTE buf[16];
 	DWORD len = sizeof(buf), proto;
-	SCARDHANDLE card;
 	SCARDCONTEXT ctx;
 
 	(void)state;
@@ -100,8 +98,10 @@ static void test_null_and_invalid_handles(void **state)
 	assert_int_equal(SCardCancel(BOGUS), SCARD_E_INVALID_HANDLE);
 	assert_int_equal(SCardListReaders(BOGUS, NULL, NULL, &len), SCARD_E_INVALID_HANDLE);
 	assert_int_equal(SCardListReaderGroups(BOGUS, NULL, &len), SCARD_E_INVALID_HANDLE);
+	SCARDHANDLE card;
 	assert_int_equal(SCardConnect(BOGUS, TEST_READER0, SCARD_SHARE_SHARED, SCARD_PROTOCOL_ANY,
 				      &card, &proto), SCARD_E_INVALID_HANDLE);
+	SCARD_READERSTATE rs[17];
 	memset(rs, 0, sizeof(rs));
 	rs[0].szReader = TEST_READER0;
 	assert_int_equal(SCardGetStatusChange(BOGUS, 0, rs, 1), SCARD_E_INVALID_HANDLE);
@@ -166,8 +166,6 @@ static void test_null_and_invalid_handles(void **state)
 static void test_list_readers_buffers(void **state)
 {
 	SCARDCONTEXT ctx = establish();
-	char buf[256];
-	char *auto_buf = NULL;
 	DWORD len;
 
 	(void)state;
@@ -182,6 +180,7 @@ static void test_list_readers_buffers(void **state)
 	assert_int_equal(SCardListReaders(ctx, NULL, NULL, &len), SCARD_S_SUCCESS);
 	assert_int_equal(len, READERS_LEN);
 	len = 5;
+	char buf[256];
 	assert_int_equal(SCardListReaders(ctx, NULL, buf, &len), SCARD_E_INSUFFICIENT_BUFFER);
 	assert_int_equal(len, READERS_LEN); /* the required length comes back */
 	len = sizeof(buf);
@@ -189,6 +188,7 @@ static void test_list_readers_buffers(void **state)
 	assert_int_equal(len, READERS_LEN);
 	assert_memory_equal(buf, TEST_READER0 "\0" TEST_READER1 "\0", READERS_LEN);
 
+	char *auto_buf = NULL;
 	len = SCARD_AUTOALLOCATE;
 	assert_int_equal(SCardListReaders(ctx, NULL, NULL, &len), SCARD_E_INVALID_PARAMETER);
 	len = SCARD_AUTOALLOCATE;
@@ -213,31 +213,25 @@ static void test_list_readers_buffers(void **state)
 
 static void test_direct_handle_buffers(void **state)
 {
-	SCARDCONTEXT ctx;
-	SCARDHANDLE card;
-	char name[128];
-	char *auto_name = NULL;
-	BYTE attr[300];
-	BYTE *auto_attr = NULL;
-	DWORD len, state_word = 99, proto = 99, atr_len = 99;
-
 	(void)state;
 	if (!daemon_.with_readers)
 		skip_because(NO_VPCD);
-	ctx = establish();
-	card = connect_direct(ctx);
+	SCARDCONTEXT ctx = establish();
+	SCARDHANDLE card = connect_direct(ctx);
 
 	/* SCardStatus: size query, short buffer, auto-allocation */
-	len = 0;
+	DWORD len = 0, state_word = 99, proto = 99, atr_len = 99;
 	assert_int_equal(SCardStatus(card, NULL, &len, &state_word, &proto, NULL, &atr_len),
 			 SCARD_S_SUCCESS);
 	assert_int_equal(len, sizeof(TEST_READER1));
 	assert_int_equal(state_word & 0xFFFF, SCARD_ABSENT);
 	assert_int_equal(atr_len, 0);
 	len = 3;
+	char name[128];
 	assert_int_equal(SCardStatus(card, name, &len, NULL, NULL, NULL, NULL),
 			 SCARD_E_INSUFFICIENT_BUFFER);
 	assert_int_equal(len, sizeof(TEST_READER1));
+	char *auto_name = NULL;
 	len = SCARD_AUTOALLOCATE;
 	assert_int_equal(SCardStatus(card, (LPSTR)&auto_name, &len, NULL, NULL, NULL, NULL),
 			 SCARD_S_SUCCESS);
@@ -250,6 +244,7 @@ static void test_direct_handle_buffers(void **state)
 			 SCARD_S_SUCCESS);
 	assert_int_equal(len, sizeof(TEST_READER1));
 	len = 4;
+	BYTE attr[300];
 	assert_int_equal(SCardGetAttrib(card, SCARD_ATTR_DEVICE_FRIENDLY_NAME, attr, &len),
 			 SCARD_E_INSUFFICIENT_BUFFER);
 	assert_int_equal(len, sizeof(TEST_READER1));
@@ -260,6 +255,7 @@ static void test_direct_handle_buffers(void **state)
 	len = SCARD_AUTOALLOCATE;
 	assert_int_equal(SCardGetAttrib(card, SCARD_ATTR_DEVICE_FRIENDLY_NAME, NULL, &len),
 			 SCARD_E_INVALID_PARAMETER);
+	BYTE *auto_attr = NULL;
 	len = SCARD_AUTOALLOCATE;
 	assert_int_equal(SCardGetAttrib(card, SCARD_ATTR_DEVICE_FRIENDLY_NAME,
 					(LPBYTE)&auto_attr, &len), SCARD_S_SUCCESS);
@@ -285,13 +281,11 @@ static void test_direct_handle_buffers(void **state)
 static void test_status_change_timeouts(void **state)
 {
 	SCARD_READERSTATE rs[2];
-	SCARDCONTEXT ctx;
-	long long t0, dt;
 
 	(void)state;
 	if (!daemon_.with_readers)
 		skip_because(NO_VPCD);
-	ctx = establish();
+	SCARDCONTEXT ctx = establish();
 	memset(rs, 0, sizeof(rs));
 	rs[0].szReader = TEST_READER1;
 	rs[0].dwCurrentState = SCARD_STATE_UNAWARE;
@@ -303,9 +297,9 @@ static void test_status_change_timeouts(void **state)
 	rs[0].dwCurrentState = rs[0].dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
 	assert_int_equal(SCardGetStatusChange(ctx, 0, rs, 1), SCARD_E_TIMEOUT);
 	assert_false(rs[0].dwEventState & SCARD_STATE_CHANGED);
-	t0 = test_now_ms();
+	long long t0 = test_now_ms();
 	assert_int_equal(SCardGetStatusChange(ctx, 250, rs, 1), SCARD_E_TIMEOUT);
-	dt = test_now_ms() - t0;
+	long long dt = test_now_ms() - t0;
 	assert_true(dt >= 240); /* it waited: a lower bound no load can break */
 
 	/* a different event counter is a change */
@@ -390,13 +384,12 @@ static void join_waiter(struct waiter *w)
 
 static void test_cancel_from_another_thread(void **state)
 {
-	SCARDCONTEXT ctx;
 	static struct waiter w;
 
 	(void)state;
 	if (!daemon_.with_readers)
 		skip_because(NO_VPCD);
-	ctx = establish();
+	SCARDCONTEXT ctx = establish();
 	assert_int_equal(SCardCancel(ctx), SCARD_S_SUCCESS); /* nobody waits: no-op */
 	start_waiter(&w, ctx);
 	assert_int_equal(SCardCancel(ctx), SCARD_S_SUCCESS);
@@ -454,13 +447,11 @@ static void test_threads_share_a_context(void **state)
 
 static void test_daemon_restart_recovery(void **state)
 {
-	SCARDCONTEXT ctx, other;
 	SCARDHANDLE card = 0;
 	static struct waiter w;
-	DWORD len;
 
 	(void)state;
-	ctx = establish();
+	SCARDCONTEXT ctx = establish();
 	if (daemon_.with_readers) {
 		card = connect_direct(ctx);
 		start_waiter(&w, ctx);
@@ -468,6 +459,7 @@ static void test_daemon_restart_recovery(void **state)
 
 	/* the daemon crashes: a waiting call returns, nothing hangs */
 	test_daemon_stop(&daemon_, true);
+	DWORD len;
 	if (daemon_.with_readers) {
 		join_waiter(&w);
 		assert_int_equal(w.rv, SCARD_E_NO_SERVICE);
@@ -477,6 +469,7 @@ static void test_daemon_restart_recovery(void **state)
 	}
 	len = 0;
 	assert_int_equal(SCardListReaders(ctx, NULL, NULL, &len), SCARD_E_NO_SERVICE);
+	SCARDCONTEXT other;
 	assert_int_equal(SCardEstablishContext(SCARD_SCOPE_USER, NULL, NULL, &other),
 			 SCARD_E_NO_SERVICE);
 	assert_int_equal(SCardIsValidContext(ctx), SCARD_S_SUCCESS);
@@ -503,19 +496,14 @@ static void test_daemon_restart_recovery(void **state)
 
 static void test_fork_child_reconnects(void **state)
 {
-	SCARDCONTEXT ctx;
-	SCARDHANDLE card;
-	DWORD len;
-	pid_t pid;
-	int status;
-
 	(void)state;
 	if (!daemon_.with_readers)
 		skip_because(NO_VPCD);
-	ctx = establish();
-	card = connect_direct(ctx);
-	pid = fork();
+	SCARDCONTEXT ctx = establish();
+	SCARDHANDLE card = connect_direct(ctx);
+	pid_t pid = fork();
 	assert_true(pid >= 0);
+	DWORD len;
 	if (pid == 0) {
 		int fails = 0;
 
@@ -528,6 +516,7 @@ static void test_fork_child_reconnects(void **state)
 		fails |= (SCardReleaseContext(ctx) != SCARD_S_SUCCESS) << 3;
 		_exit(fails);
 	}
+	int status;
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);

@@ -94,7 +94,7 @@ static void make_elf(struct image *im, const struct elf_spec *s)
 {
 	static const char strtab[] = "\0.text\0.bss\0.shstrtab\0.bsx";
 	const uint32_t n_text = 1, n_bss = 7, n_shstrtab = 12, n_bsx = 22;
-	size_t eh = s->is64 ? 64 : 52, sh = s->is64 ? 64 : 40, off;
+	size_t eh = s->is64 ? 64 : 52, sh = s->is64 ? 64 : 40;
 	size_t str_off = eh, sh_off = (eh + sizeof(strtab) + 7) & ~(size_t)7;
 	unsigned n = s->kind == BSS_TWO ? 5 : 4;
 
@@ -107,7 +107,7 @@ static void make_elf(struct image *im, const struct elf_spec *s)
 	put(im, 16, s->type, 2);
 	put(im, 18, s->is64 ? 62 : 3, 2); /* e_machine */
 	put(im, 20, 1, 4);                /* e_version */
-	off = 24;
+	size_t off = 24;
 	put_word(im, &off, 0, s->is64);   /* e_entry */
 	put_word(im, &off, 0, s->is64);   /* e_phoff */
 	put_word(im, &off, sh_off, s->is64);
@@ -141,16 +141,15 @@ static bool image_bss(const struct elf_spec *s, uint64_t *bss)
 static uint32_t image_slots(const struct elf_spec *s)
 {
 	struct image im;
-	uint64_t bss_mem = 0, bss_fd = 0;
-	bool ok_mem, ok_fd;
 	FILE *f = tmpfile();
 
 	assert_non_null(f);
 	make_elf(&im, s);
 	assert_int_equal(fwrite(im.b, 1, im.len, f), im.len);
 	assert_int_equal(fflush(f), 0);
-	ok_mem = client_build_bss_from_image(im.b, im.len, &bss_mem);
-	ok_fd = client_build_bss_from_fd(fileno(f), &bss_fd);
+	uint64_t bss_mem = 0, bss_fd = 0;
+	bool ok_mem = client_build_bss_from_image(im.b, im.len, &bss_mem);
+	bool ok_fd = client_build_bss_from_fd(fileno(f), &bss_fd);
 	fclose(f);
 	assert_int_equal(ok_mem, ok_fd);
 	if (!ok_mem)
@@ -222,7 +221,6 @@ static void test_bad_elf(void **state)
 {
 	struct elf_spec s = {.is64 = true, .bss = 16 * REC + 300, .type = 3};
 	struct image im;
-	uint8_t garbage[512];
 	uint64_t bss = 0;
 	(void)state;
 
@@ -239,6 +237,7 @@ static void test_bad_elf(void **state)
 	put(&im, 60, 200, 2);
 	assert_false(client_build_bss_from_image(im.b, im.len, &bss));
 	srand(7);
+	uint8_t garbage[512];
 	for (size_t i = 0; i < sizeof(garbage); i++)
 		garbage[i] = (uint8_t)rand();
 	assert_false(client_build_bss_from_image(garbage, sizeof(garbage), &bss));
@@ -294,11 +293,10 @@ static void test_real_libraries(void **state)
 static void test_maps_line(void **state)
 {
 	struct client_build_map m;
-	const char *l;
 	(void)state;
 
-	l = "7f1c2a000000-7f1c2a004000 r--p 00000000 fe:00 1180123                    "
-	    "/usr/lib/x86_64-linux-gnu/libpcsclite.so.1.0.0";
+	const char *l = "7f1c2a000000-7f1c2a004000 r--p 00000000 fe:00 1180123                    "
+			"/usr/lib/x86_64-linux-gnu/libpcsclite.so.1.0.0";
 	assert_true(client_build_parse_maps_line(l, strlen(l), &m));
 	assert_true(m.start == 0x7f1c2a000000ull && m.end == 0x7f1c2a004000ull);
 	assert_int_equal(m.dev_major, 0xfe);
@@ -356,7 +354,6 @@ static const char maps_2x[] =
 static void test_pick(void **state)
 {
 	struct client_build_map m;
-	char text[2048];
 	(void)state;
 
 	assert_true(client_build_find_lib(maps_2x, strlen(maps_2x), &m));
@@ -371,6 +368,7 @@ static void test_pick(void **state)
 
 	/* major 0 (overlayfs, FUSE, tmpfs): no guess, and no falling back to
 	 * the redirector when the real library is there */
+	char text[2048];
 	snprintf(text, sizeof(text), "%s", maps_2x);
 	memcpy(strstr(text, "fe:00 501"), "00:2a", 5);
 	memcpy(strstr(text, "fe:00 501"), "00:2a", 5);
@@ -401,12 +399,12 @@ struct mapper {
 static void spawn_mapper(const char *path, struct mapper *mp)
 {
 	int ready[2], hold[2];
-	char c;
 
 	assert_int_equal(pipe(ready), 0);
 	assert_int_equal(pipe(hold), 0);
 	mp->pid = fork();
 	assert_true(mp->pid >= 0);
+	char c;
 	if (mp->pid == 0) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		struct stat st;
@@ -460,7 +458,6 @@ static void need_guess_for(const char *path)
 static void test_process_debian_lib(void **state)
 {
 	static const char *const libs[] = {DEBIAN_LIB, DEBIAN_LIB32, DEBIAN_LIB_BE};
-	struct client_build_stats st;
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
@@ -481,6 +478,7 @@ static void test_process_debian_lib(void **state)
 		stop_mapper(&mp);
 	}
 	/* one parse per library, the second guess from the cache */
+	struct client_build_stats st;
 	client_build_stats(&st);
 	assert_int_equal(st.parses, 3);
 	assert_int_equal(st.hits, 3);
@@ -493,14 +491,11 @@ static uint32_t guess_synthetic_48(char *dir_template, bool need_block_device)
 	struct elf_spec s = {.is64 = true, .bss = 48 * REC + 300, .type = 3};
 	char path[128];
 	struct image im;
-	struct mapper mp;
-	uint32_t slots;
-	FILE *f;
 
 	assert_non_null(mkdtemp(dir_template));
 	snprintf(path, sizeof(path), "%s/libpcsclite.so.1", dir_template);
 	make_elf(&im, &s);
-	f = fopen(path, "wb");
+	FILE *f = fopen(path, "wb");
 	assert_non_null(f);
 	assert_int_equal(fwrite(im.b, 1, im.len, f), im.len);
 	fclose(f);
@@ -514,8 +509,9 @@ static uint32_t guess_synthetic_48(char *dir_template, bool need_block_device)
 		rmdir(dir_template);
 		skip_because("environment: %s is on a block device; the test needs tmpfs", path);
 	}
+	struct mapper mp;
 	spawn_mapper(path, &mp);
-	slots = client_build_guess_slots(mp.pid);
+	uint32_t slots = client_build_guess_slots(mp.pid);
 	stop_mapper(&mp);
 	unlink(path);
 	rmdir(dir_template);
@@ -566,12 +562,7 @@ static bool have_openat2(void)
 /* The opener: map_files, the root fallback, and the inode check. */
 static void test_open_mapped(void **state)
 {
-	char maps_path[64], text[1 << 18];
-	struct client_build_map m, other;
 	struct mapper mp;
-	size_t used;
-	ssize_t n;
-	int fd;
 	(void)state;
 
 	if (access(DEBIAN_LIB, R_OK) != 0)
@@ -579,14 +570,19 @@ static void test_open_mapped(void **state)
 	if (!on_block_device(DEBIAN_LIB))
 		skip_because("environment: %s is not on a block device", DEBIAN_LIB);
 	spawn_mapper(DEBIAN_LIB, &mp);
+	char maps_path[64];
 	snprintf(maps_path, sizeof(maps_path), "/proc/%d/maps", (int)mp.pid);
-	fd = open(maps_path, O_RDONLY | O_CLOEXEC);
+	int fd = open(maps_path, O_RDONLY | O_CLOEXEC);
 	assert_true(fd >= 0);
 	/* procfs hands out maps a page at a time */
+	char text[1 << 18];
+	size_t used;
+	ssize_t n;
 	for (used = 0; used < sizeof(text) && (n = read(fd, text + used, sizeof(text) - used)) > 0;)
 		used += (size_t)n;
 	close(fd);
 	assert_true(used > 0 && used < sizeof(text));
+	struct client_build_map m;
 	assert_true(client_build_find_lib(text, used, &m));
 
 	fd = client_build_open_mapped(mp.pid, &m);
@@ -594,7 +590,7 @@ static void test_open_mapped(void **state)
 	close(fd);
 	/* no such mapping: the path inside the client's root serves, if it
 	 * crosses no mount point */
-	other = m;
+	struct client_build_map other = m;
 	other.start = 0x1000, other.end = 0x2000;
 	fd = client_build_open_mapped(mp.pid, &other);
 	if (same_mount("/", m.path) && have_openat2())

@@ -35,11 +35,10 @@ pid_t test_gettid(void)
 static long blocked_syscall(pid_t tid)
 {
 	char path[64], buf[256];
-	FILE *f;
 	long nr = -1;
 
 	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
-	f = fopen(path, "r");
+	FILE *f = fopen(path, "r");
 	if (!f)
 		return -1;
 	/* "nr arg1 ... sp pc" while blocked, "running" otherwise */
@@ -67,14 +66,13 @@ static bool port_free(int port)
 {
 	struct sockaddr_in sa;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	bool ok;
 
 	if (fd < 0)
 		return false;
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons((uint16_t)port);
-	ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	bool ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
 	close(fd);
 	return ok;
 }
@@ -95,9 +93,6 @@ static int pick_port(void)
 
 int test_daemon_init(struct test_daemon *d)
 {
-	char path[192];
-	FILE *f;
-
 	memset(d, 0, sizeof(*d));
 	d->pid = -1;
 	snprintf(d->dir, sizeof(d->dir), "/tmp/scardd-client-XXXXXX");
@@ -110,9 +105,10 @@ int test_daemon_init(struct test_daemon *d)
 	d->with_readers = access(TEST_VPCD_DRIVER, R_OK) == 0;
 	if (d->with_readers) {
 		int port = pick_port();
+		char path[192];
 
 		snprintf(path, sizeof(path), "%s/vpcd", d->confdir);
-		f = fopen(path, "w");
+		FILE *f = fopen(path, "w");
 		if (!f)
 			return -1;
 		fprintf(f, "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:%d\nLIBPATH %s\n"
@@ -127,13 +123,12 @@ static bool daemon_ready(struct test_daemon *d)
 {
 	SCARDCONTEXT ctx;
 	DWORD len = 0;
-	bool ok;
 
 	if (SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx) != SCARD_S_SUCCESS)
 		return false;
-	ok = !d->with_readers ||
-	     (SCardListReaders(ctx, NULL, NULL, &len) == SCARD_S_SUCCESS &&
-	      len == sizeof(TEST_READER0) + sizeof(TEST_READER1) + 1);
+	bool ok = !d->with_readers ||
+		  (SCardListReaders(ctx, NULL, NULL, &len) == SCARD_S_SUCCESS &&
+		   len == sizeof(TEST_READER0) + sizeof(TEST_READER1) + 1);
 	SCardReleaseContext(ctx);
 	return ok;
 }

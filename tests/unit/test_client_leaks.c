@@ -54,28 +54,25 @@ static void *cancel_when_waiting(void *arg)
  * attributes, a wait and its cancel, failed calls. Returns the failures. */
 static int cycle(void)
 {
-	SCARD_READERSTATE rs[2];
 	SCARDCONTEXT ctx, ctx2;
-	SCARDHANDLE card;
-	DWORD len, proto;
-	char *readers = NULL;
-	BYTE *attr = NULL;
-	struct canceller canceller;
-	pthread_t t;
 	int fails = 0;
 
 	if (SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx) != SCARD_S_SUCCESS)
 		return 100;
 	fails += SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx2) != SCARD_S_SUCCESS;
-	len = SCARD_AUTOALLOCATE;
+	DWORD len = SCARD_AUTOALLOCATE;
+	char *readers = NULL;
 	fails += SCardListReaders(ctx, NULL, (LPSTR)&readers, &len) != SCARD_S_SUCCESS;
 	fails += SCardFreeMemory(ctx, readers) != SCARD_S_SUCCESS;
 	len = SCARD_AUTOALLOCATE;
 	fails += SCardListReaderGroups(ctx, (LPSTR)&readers, &len) != SCARD_S_SUCCESS;
 	fails += SCardFreeMemory(ctx, readers) != SCARD_S_SUCCESS;
+	SCARDHANDLE card;
+	DWORD proto;
 	fails += SCardConnect(ctx, TEST_READER1, SCARD_SHARE_DIRECT, 0, &card, &proto) !=
 		 SCARD_S_SUCCESS;
 	len = SCARD_AUTOALLOCATE;
+	BYTE *attr = NULL;
 	fails += SCardGetAttrib(card, SCARD_ATTR_DEVICE_FRIENDLY_NAME, (LPBYTE)&attr, &len) !=
 		 SCARD_S_SUCCESS;
 	fails += SCardFreeMemory(ctx, attr) != SCARD_S_SUCCESS;
@@ -83,13 +80,15 @@ static int cycle(void)
 	fails += SCardStatus(card, (LPSTR)&readers, &len, NULL, NULL, NULL, NULL) !=
 		 SCARD_S_SUCCESS;
 	fails += SCardFreeMemory(ctx, readers) != SCARD_S_SUCCESS;
+	SCARD_READERSTATE rs[2];
 	memset(rs, 0, sizeof(rs));
 	rs[0].szReader = TEST_READER1;
 	rs[1].szReader = "\\\\?PnP?\\Notification";
 	fails += SCardGetStatusChange(ctx, 0, rs, 2) != SCARD_S_SUCCESS;
 	rs[0].dwCurrentState = rs[0].dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
 	rs[1].dwCurrentState = rs[1].dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
-	canceller = (struct canceller){ .ctx = ctx, .waiter = test_gettid() };
+	struct canceller canceller = { .ctx = ctx, .waiter = test_gettid() };
+	pthread_t t;
 	pthread_create(&t, NULL, cancel_when_waiting, &canceller);
 	fails += SCardGetStatusChange(ctx, INFINITE, rs, 2) != SCARD_E_CANCELLED;
 	pthread_join(t, NULL);
@@ -123,13 +122,13 @@ static int group_teardown(void **state)
 
 static int run_child(char *const argv[])
 {
-	int status;
 	pid_t pid = fork();
 
 	if (pid == 0) {
 		execvp(argv[0], argv);
 		_exit(127);
 	}
+	int status;
 	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
 		return -1;
 	return WEXITSTATUS(status);
@@ -144,22 +143,16 @@ static void test_cycle_has_no_leak(void **state)
 	assert_true(n > 0);
 	self[n] = '\0';
 #ifdef UNDER_ASAN
-	{
-		char *argv[] = { self, "--cycle", NULL };
-
-		assert_int_equal(run_child(argv), 0);
-	}
+	char *argv[] = { self, "--cycle", NULL };
+	assert_int_equal(run_child(argv), 0);
 #else
-	{
-		char *argv[] = { "valgrind", "--quiet", "--leak-check=full",
-				 "--show-leak-kinds=definite,indirect,possible",
-				 "--errors-for-leak-kinds=definite,indirect,possible",
-				 "--error-exitcode=99", self, "--cycle", NULL };
-
-		if (access("/usr/bin/valgrind", X_OK) != 0)
-			skip_because("missing-peer: valgrind (scripts/install-deps installs it)");
-		assert_int_equal(run_child(argv), 0);
-	}
+	if (access("/usr/bin/valgrind", X_OK) != 0)
+		skip_because("missing-peer: valgrind (scripts/install-deps installs it)");
+	char *argv[] = { "valgrind", "--quiet", "--leak-check=full",
+			 "--show-leak-kinds=definite,indirect,possible",
+			 "--errors-for-leak-kinds=definite,indirect,possible",
+			 "--error-exitcode=99", self, "--cycle", NULL };
+	assert_int_equal(run_child(argv), 0);
 #endif
 }
 

@@ -135,24 +135,25 @@ static void expect_word(const uint8_t *buf, size_t off, enum wire_byte_order ord
 static void roundtrip_request(const struct wire_params *p, uint32_t cmd)
 {
 	uint8_t buf[BUF_CAP];
-	struct wire_msg in, out, empty;
-	struct wire_header hdr;
-	const struct wire_cmd_spec *spec = NULL;
-	size_t n;
+	struct wire_msg in;
 
 	sample_msg(cmd, &in);
-	n = wire_encode_request(p, &in, buf, sizeof(buf));
+	size_t n = wire_encode_request(p, &in, buf, sizeof(buf));
 	assert_true(n >= WIRE_HEADER_SIZE);
+	struct wire_header hdr;
+	const struct wire_cmd_spec *spec = NULL;
 	assert_int_equal(wire_decode_header(p, buf, n, &hdr), WIRE_OK);
 	assert_int_equal(hdr.cmd, cmd);
 	assert_int_equal(wire_check_request(p, &hdr, &spec), WIRE_OK);
 	assert_non_null(spec);
 	assert_int_equal(spec->cmd, cmd);
+	struct wire_msg out;
 	if (spec->body == WIRE_BODY_NONE) {
 		/* Bare requests: header only, size 0, decodes to an empty msg. */
 		assert_int_equal(n, WIRE_HEADER_SIZE);
 		assert_int_equal(hdr.size, 0);
 		assert_int_equal(wire_decode_body(p, cmd, buf + n, 0, &out), WIRE_OK);
+		struct wire_msg empty;
 		memset(&empty, 0, sizeof(empty));
 		empty.cmd = cmd;
 		assert_memory_equal(&out, &empty, sizeof(out));
@@ -168,19 +169,19 @@ static void roundtrip_request(const struct wire_params *p, uint32_t cmd)
 static void roundtrip_reply(const struct wire_params *p, uint32_t cmd)
 {
 	uint8_t buf[BUF_CAP];
-	struct wire_msg in, out;
+	struct wire_msg in;
 	const struct wire_cmd_spec *spec = wire_cmd_lookup(p->proto, cmd);
-	size_t n;
 
 	assert_non_null(spec);
 	sample_msg(cmd, &in);
-	n = wire_encode_body(p, &in, buf, sizeof(buf));
+	size_t n = wire_encode_body(p, &in, buf, sizeof(buf));
 	assert_int_equal(n, spec->reply_size);
 	if (n == 0) {
 		/* Reader-state arrays have no fixed struct. */
 		assert_int_equal(spec->reply, WIRE_REPLY_STATE_ARRAY);
 		return;
 	}
+	struct wire_msg out;
 	assert_int_equal(wire_decode_reply(p, cmd, buf, n, &out), WIRE_OK);
 	assert_memory_equal(&out, &in, sizeof(in));
 	/* Struct commands: same struct both ways. Bare commands: a whole reply
@@ -236,10 +237,9 @@ static void test_layout_version(void **state)
 	};
 	struct wire_msg m = { .cmd = WIRE_VERSION, .u.version = { 4, 4, 0 } };
 	uint8_t buf[BUF_CAP];
-	struct wire_params p;
 
 	(void)state;
-	p = params_for(4, WIRE_LITTLE_ENDIAN);
+	struct wire_params p = params_for(4, WIRE_LITTLE_ENDIAN);
 	assert_int_equal(wire_encode_request(&p, &m, buf, sizeof(buf)), sizeof(le));
 	assert_memory_equal(buf, le, sizeof(le));
 	p = params_for(4, WIRE_BIG_ENDIAN);
@@ -279,13 +279,13 @@ static void test_layout_connect(void **state)
 static void test_layout_connect_short_names(void **state)
 {
 	struct wire_params p = params_for(2, WIRE_LITTLE_ENDIAN);
-	struct wire_msg m, out;
-	uint8_t buf[BUF_CAP];
+	struct wire_msg m;
 
 	(void)state;
 	p.proto = wire_proto_find(4, 2)->older_layout;
 	assert_int_equal(p.proto->reader_name_len, 100);
 	sample_msg(WIRE_CONNECT, &m);
+	uint8_t buf[BUF_CAP];
 	assert_int_equal(wire_encode_body(&p, &m, buf, sizeof(buf)), 124);
 	expect_word(buf, 0, p.order, 0x0A0B0C0D);
 	assert_memory_equal(buf + 4, "Virtual Reader 00 00", 21);
@@ -294,6 +294,7 @@ static void test_layout_connect_short_names(void **state)
 	expect_word(buf, 112, p.order, 0x12345678);
 	expect_word(buf, 116, p.order, 2);
 	expect_word(buf, 120, p.order, 0x8010000B);
+	struct wire_msg out;
 	assert_int_equal(wire_decode_body(&p, WIRE_CONNECT, buf, 124, &out), WIRE_OK);
 	assert_memory_equal(&out, &m, sizeof(m));
 }
@@ -396,7 +397,7 @@ static void test_layout_reconnect_establish(void **state)
 static void test_negative_handles(void **state)
 {
 	struct wire_params p = params_for(4, WIRE_LITTLE_ENDIAN);
-	struct wire_msg m, out;
+	struct wire_msg m;
 	uint8_t buf[BUF_CAP];
 
 	(void)state;
@@ -404,6 +405,7 @@ static void test_negative_handles(void **state)
 	m.u.connect.card = -1;
 	assert_int_equal(wire_encode_body(&p, &m, buf, sizeof(buf)), 152);
 	expect_word(buf, 140, p.order, 0xFFFFFFFF);
+	struct wire_msg out;
 	assert_int_equal(wire_decode_body(&p, WIRE_CONNECT, buf, 152, &out), WIRE_OK);
 	assert_int_equal(out.u.connect.card, -1);
 }
@@ -417,13 +419,13 @@ static void test_truncated(void **state)
 		struct wire_params p = params_for(4, orders[o]);
 		uint8_t buf[BUF_CAP];
 		struct wire_header hdr;
-		struct wire_msg m, out;
 
 		memset(buf, 0, sizeof(buf));
 		for (size_t len = 0; len < WIRE_HEADER_SIZE; len++)
 			assert_int_equal(wire_decode_header(&p, buf, len, &hdr), WIRE_NEED_MORE);
 		for (size_t i = 0; i < N_CMDS_4_4; i++) {
 			const struct wire_cmd_spec *spec = wire_cmd_lookup(p.proto, cmds_4_4[i]);
+			struct wire_msg m, out;
 
 			sample_msg(cmds_4_4[i], &m);
 			if (wire_encode_body(&p, &m, buf, sizeof(buf)) == 0)
@@ -445,7 +447,6 @@ static void test_truncated(void **state)
 static void test_bad_size(void **state)
 {
 	struct wire_params p = params_for(4, WIRE_LITTLE_ENDIAN);
-	const struct wire_cmd_spec *spec;
 
 	(void)state;
 	for (size_t i = 0; i < N_CMDS_4_4; i++) {
@@ -457,8 +458,8 @@ static void test_bad_size(void **state)
 			continue;
 		for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 			struct wire_header hdr = { sizes[s], cmds_4_4[i] };
+			const struct wire_cmd_spec *spec = NULL;
 
-			spec = NULL;
 			assert_int_equal(wire_check_request(&p, &hdr, &spec), WIRE_E_BAD_SIZE);
 		}
 	}
@@ -490,14 +491,14 @@ static void test_no_body_ignores_size(void **state)
 static int decode_with_word(uint32_t cmd, size_t off, uint32_t value)
 {
 	struct wire_params p = params_for(4, WIRE_BIG_ENDIAN);
-	struct wire_msg m, out;
+	struct wire_msg m;
 	uint8_t buf[BUF_CAP];
-	size_t n;
 
 	sample_msg(cmd, &m);
-	n = wire_encode_body(&p, &m, buf, sizeof(buf));
+	size_t n = wire_encode_body(&p, &m, buf, sizeof(buf));
 	assert_true(n > off + 3);
 	wire_put_u32(p.order, buf + off, value);
+	struct wire_msg out;
 	return wire_decode_body(&p, cmd, buf, n, &out);
 }
 
@@ -545,15 +546,15 @@ static void test_encode_refuses_bad_lengths(void **state)
 static void test_get_attrib_reply_length_beyond_the_field(void **state)
 {
 	struct wire_params p = params_for(4, WIRE_LITTLE_ENDIAN);
-	struct wire_msg m, out;
+	struct wire_msg m;
 	uint8_t buf[BUF_CAP];
-	size_t n;
 
 	(void)state;
 	sample_msg(WIRE_GET_ATTRIB, &m);
 	m.u.getset.attr_len = 0xFFFFFFFF;
-	n = wire_encode_body(&p, &m, buf, sizeof(buf));
+	size_t n = wire_encode_body(&p, &m, buf, sizeof(buf));
 	assert_int_equal(n, 280);
+	struct wire_msg out;
 	assert_int_equal(wire_decode_reply(&p, WIRE_GET_ATTRIB, buf, n, &out), WIRE_OK);
 	assert_int_equal(out.u.getset.attr_len, 0xFFFFFFFF);
 	assert_memory_equal(out.u.getset.attr, m.u.getset.attr, sizeof(m.u.getset.attr));
@@ -601,11 +602,11 @@ static void test_unknown_commands(void **state)
 		for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
 			struct wire_header hdr = { 0, unknown[i] };
 			const struct wire_cmd_spec *spec = NULL;
-			struct wire_msg m;
 
 			assert_int_equal(wire_check_request(&p, &hdr, &spec), WIRE_E_UNKNOWN_CMD);
 			assert_null(spec);
 			assert_null(wire_cmd_lookup(p.proto, unknown[i]));
+			struct wire_msg m;
 			assert_int_equal(wire_decode_body(&p, unknown[i], buf, sizeof(buf), &m),
 					 WIRE_E_UNKNOWN_CMD);
 			memset(&m, 0, sizeof(m));
@@ -620,8 +621,6 @@ static void test_unknown_commands(void **state)
 
 static void test_version_table(void **state)
 {
-	struct wire_params p;
-
 	(void)state;
 	assert_null(wire_proto_find(4, 1));
 	assert_null(wire_proto_find(4, 7));
@@ -646,6 +645,7 @@ static void test_version_table(void **state)
 	for (int32_t minor = 3; minor <= 6; minor++)
 		assert_null(wire_proto_find(4, minor)->older_layout);
 
+	struct wire_params p;
 	wire_params_init(&p);
 	assert_ptr_equal(p.proto, wire_proto_default());
 	assert_int_equal(p.order, WIRE_LITTLE_ENDIAN);
@@ -738,7 +738,6 @@ static void test_size_constants(void **state)
 	for (size_t v = 0; v <= wire_proto_count(); v++) {
 		const struct wire_proto *proto =
 			v < wire_proto_count() ? wire_proto_at(v) : wire_proto_find(4, 2)->older_layout;
-		struct wire_params p;
 
 		for (size_t i = 0; i < proto->n_cmds; i++) {
 			const struct wire_cmd_spec *spec = &proto->cmds[i];
@@ -750,6 +749,7 @@ static void test_size_constants(void **state)
 		}
 		assert_int_equal(wire_cmd_lookup(proto, WIRE_WAIT_READER_STATE_CHANGE)->reply_size,
 				 WIRE_EVENT_SIGNAL_SIZE);
+		struct wire_params p;
 		wire_params_init(&p);
 		p.proto = proto;
 		if (proto->reader_name_len == WIRE_MAX_READERNAME)
@@ -878,7 +878,6 @@ static void test_wait_request_bytes(void **state)
 	struct wire_params p3 = params_for(3, WIRE_LITTLE_ENDIAN);
 	struct wire_params p4 = params_for(4, WIRE_LITTLE_ENDIAN);
 	struct wire_msg m;
-	struct wire_header hdr;
 	uint8_t buf[BUF_CAP];
 
 	(void)state;
@@ -887,7 +886,7 @@ static void test_wait_request_bytes(void **state)
 	expect_word(buf, 0, p3.order, 8);
 	expect_word(buf, 4, p3.order, WIRE_WAIT_READER_STATE_CHANGE);
 	expect_word(buf, 8, p3.order, 0x00C0FFEE);
-	hdr = (struct wire_header){ 0, WIRE_WAIT_READER_STATE_CHANGE };
+	struct wire_header hdr = { 0, WIRE_WAIT_READER_STATE_CHANGE };
 	assert_int_equal(wire_check_request(&p3, &hdr, NULL), WIRE_E_BAD_SIZE);
 	assert_int_equal(wire_check_request(&p4, &hdr, NULL), WIRE_OK);
 	assert_int_equal(wire_encode_request(&p4, &m, buf, sizeof(buf)), 8);
@@ -926,7 +925,7 @@ static void test_connect_name_forced_nul(void **state)
 static void test_connect_name_truncated_on_encode(void **state)
 {
 	struct wire_params p = params_for(4, WIRE_BIG_ENDIAN);
-	struct wire_msg m, out;
+	struct wire_msg m;
 	uint8_t buf[BUF_CAP];
 
 	(void)state;
@@ -942,6 +941,7 @@ static void test_connect_name_truncated_on_encode(void **state)
 	assert_int_equal(buf[4 + 98], 'Z');
 	assert_int_equal(buf[4 + 99], 0);
 	expect_word(buf, 104, p.order, 2);
+	struct wire_msg out;
 	assert_int_equal(wire_decode_body(&p, WIRE_CONNECT, buf, 124, &out), WIRE_OK);
 	assert_int_equal(strlen(out.u.connect.reader), 99);
 }
@@ -1102,7 +1102,6 @@ static void test_bare_command_replies(void **state)
 static void test_bare_request_ignores_following_bytes(void **state)
 {
 	uint8_t buf[16];
-	struct wire_msg out, empty, reply;
 
 	(void)state;
 	memset(buf, 0xAB, sizeof(buf));
@@ -1114,12 +1113,15 @@ static void test_bare_request_ignores_following_bytes(void **state)
 
 			if (p.proto->cmds[i].body != WIRE_BODY_NONE)
 				continue;
+			struct wire_msg empty;
 			memset(&empty, 0, sizeof(empty));
 			empty.cmd = cmd;
+			struct wire_msg reply;
 			assert_int_equal(wire_decode_reply(&p, cmd, buf, sizeof(buf), &reply),
 					 WIRE_OK);
 			for (size_t len = 0; len <= sizeof(buf); len++) {
 				bool whole = len >= p.proto->cmds[i].reply_size;
+				struct wire_msg out;
 
 				assert_int_equal(wire_decode_body(&p, cmd, buf, len, &out), WIRE_OK);
 				assert_memory_equal(&out, whole ? &reply : &empty, sizeof(out));

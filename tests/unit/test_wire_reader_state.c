@@ -146,7 +146,6 @@ static void roundtrip(struct wire_params p, size_t n)
 	uint8_t *buf = malloc(size);
 	struct wire_reader_state *in = calloc(p.reader_slots, sizeof(*in));
 	struct wire_reader_state *out = calloc(p.reader_slots, sizeof(*out));
-	struct wire_reader_state empty;
 
 	assert_non_null(buf);
 	assert_non_null(in);
@@ -156,6 +155,7 @@ static void roundtrip(struct wire_params p, size_t n)
 	assert_int_equal(wire_encode_reader_states(&p, in, n, buf, size), size);
 	assert_int_equal(wire_decode_reader_states(&p, buf, size, out, p.reader_slots),
 			 p.reader_slots);
+	struct wire_reader_state empty;
 	memset(&empty, 0, sizeof(empty));
 	for (size_t i = 0; i < p.reader_slots; i++)
 		assert_memory_equal(&out[i], i < n ? &in[i] : &empty, sizeof(empty));
@@ -203,7 +203,7 @@ static void test_zero_padding(void **state)
 static void test_extra_states_dropped(void **state)
 {
 	struct wire_params p = params_for(6, WIRE_LITTLE_ENDIAN, 2);
-	struct wire_reader_state st[5], out[5];
+	struct wire_reader_state st[5];
 	uint8_t buf[5 * 184];
 
 	(void)state;
@@ -213,6 +213,7 @@ static void test_extra_states_dropped(void **state)
 	assert_int_equal(wire_encode_reader_states(&p, st, 5, buf, sizeof(buf)), 2 * 184);
 	for (size_t i = 2 * 184; i < sizeof(buf); i++)
 		assert_int_equal(buf[i], 0xEE); /* nothing written past the array */
+	struct wire_reader_state out[5];
 	assert_int_equal(wire_decode_reader_states(&p, buf, 2 * 184, out, 5), 2);
 	assert_string_equal(out[1].name, st[1].name);
 }
@@ -226,17 +227,18 @@ static void test_name_truncation(void **state)
 		for (size_t v = 0; v < 2; v++) {
 			struct wire_params p = ps[v];
 			size_t name_len = p.proto->reader_name_len;
-			struct wire_reader_state st, out;
-			uint8_t buf[2944];
+			struct wire_reader_state st;
 
 			p.reader_slots = 1;
 			sample_state(&st, 0);
 			memset(st.name, 'N', sizeof(st.name)); /* no NUL anywhere */
+			uint8_t buf[2944];
 			assert_int_equal(wire_encode_reader_states(&p, &st, 1, buf, sizeof(buf)),
 					 name_len + 56);
 			assert_int_equal(buf[name_len - 2], 'N');
 			assert_int_equal(buf[name_len - 1], 0);
 			expect_word(buf, name_len, p.order, st.event_counter);
+			struct wire_reader_state out;
 			assert_int_equal(wire_decode_reader_states(&p, buf, name_len + 56, &out, 1), 1);
 			assert_int_equal(strlen(out.name), name_len - 1);
 
@@ -268,13 +270,14 @@ static void test_name_garbage_after_nul(void **state)
 static void test_atr_len_passthrough(void **state)
 {
 	struct wire_params p = params_for(4, WIRE_BIG_ENDIAN, 1);
-	struct wire_reader_state st, out;
+	struct wire_reader_state st;
 	uint8_t buf[184];
 
 	(void)state;
 	sample_state(&st, 0);
 	st.atr_len = 34;
 	assert_int_equal(wire_encode_reader_states(&p, &st, 1, buf, sizeof(buf)), 184);
+	struct wire_reader_state out;
 	assert_int_equal(wire_decode_reader_states(&p, buf, sizeof(buf), &out, 1), 1);
 	assert_int_equal(out.atr_len, 34);
 	assert_int_equal(out.sharing, st.sharing);
