@@ -48,9 +48,9 @@ void check(LONG rv, LONG want, const char *what)
 void transmit_once(const struct pcsc *api, SCARDHANDLE card, DWORD protocol)
 {
 	/* SELECT by AID; what it says does not matter to the instant card. */
-	static const BYTE apdu[] = {0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00,
-				    0x00, 0x00, 0x03, 0x10, 0x10, 0x00};
-	SCARD_IO_REQUEST pci = {protocol, sizeof(SCARD_IO_REQUEST)};
+	static const BYTE apdu[] = { 0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00,
+				     0x00, 0x00, 0x03, 0x10, 0x10, 0x00 };
+	SCARD_IO_REQUEST pci = { protocol, sizeof(SCARD_IO_REQUEST) };
 	BYTE resp[258];
 	DWORD len = sizeof resp;
 	check(api->transmit(card, &pci, apdu, sizeof apdu, NULL, resp, &len), SCARD_S_SUCCESS,

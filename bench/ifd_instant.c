@@ -26,8 +26,8 @@
 #define MAX_READERS 64
 
 /* TD1 offers T=0, TD2 T=1; TCK = 0x80 ^ 0x80 ^ 0x01. */
-static const UCHAR atr[] = {0x3B, 0x80, 0x80, 0x01, 0x01};
-static const UCHAR status_ok[] = {0x90, 0x00};
+static const UCHAR atr[] = { 0x3B, 0x80, 0x80, 0x01, 0x01 };
+static const UCHAR status_ok[] = { 0x90, 0x00 };
 static const char vendor_name[] = "scardd bench";
 
 /* Slot count per open reader (Lun >> 16); read at open and by
@@ -131,22 +131,16 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 		return IFD_COMMUNICATION_ERROR;
 	UCHAR byte;
 	switch (Tag) {
-	case TAG_IFD_ATR:
-		return put_value(Value, Length, atr, sizeof atr);
-	case TAG_IFD_SLOTS_NUMBER:
-		byte = (UCHAR)slots;
-		return put_value(Value, Length, &byte, 1);
+	case TAG_IFD_ATR: return put_value(Value, Length, atr, sizeof atr);
+	case TAG_IFD_SLOTS_NUMBER: byte = (UCHAR)slots; return put_value(Value, Length, &byte, 1);
 	case TAG_IFD_SIMULTANEOUS_ACCESS:
 		byte = MAX_READERS;
 		return put_value(Value, Length, &byte, 1);
 	case TAG_IFD_THREAD_SAFE:
-	case TAG_IFD_SLOT_THREAD_SAFE:
-		byte = 1;
-		return put_value(Value, Length, &byte, 1);
+	case TAG_IFD_SLOT_THREAD_SAFE: byte = 1; return put_value(Value, Length, &byte, 1);
 	case SCARD_ATTR_VENDOR_NAME:
 		return put_value(Value, Length, vendor_name, sizeof vendor_name);
-	default:
-		return IFD_ERROR_TAG;
+	default: return IFD_ERROR_TAG;
 	}
 }
 
@@ -185,14 +179,12 @@ RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 		memcpy(Atr, atr, sizeof atr);
 		*AtrLength = sizeof atr;
 		return IFD_SUCCESS;
-	default:
-		return IFD_NOT_SUPPORTED;
+	default: return IFD_NOT_SUPPORTED;
 	}
 }
 
-RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer,
-			       DWORD TxLength, PUCHAR RxBuffer, PDWORD RxLength,
-			       PSCARD_IO_HEADER RecvPci)
+RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer, DWORD TxLength,
+			       PUCHAR RxBuffer, PDWORD RxLength, PSCARD_IO_HEADER RecvPci)
 {
 	(void)Lun;
 	(void)TxBuffer;

@@ -20,7 +20,8 @@ static int io_all(int fd, char *buf, size_t n, int writing)
 {
 	size_t done = 0;
 	while (done < n) {
-		ssize_t k = writing ? write(fd, buf + done, n - done) : read(fd, buf + done, n - done);
+		ssize_t k = writing ? write(fd, buf + done, n - done)
+				    : read(fd, buf + done, n - done);
 		if (k <= 0)
 			return -1;
 		done += (size_t)k;
@@ -60,11 +61,12 @@ int main(int argc, char **argv)
 		echo(sv[1]);
 	}
 	close(sv[1]);
-	char buf[MESSAGE] = {0};
+	char buf[MESSAGE] = { 0 };
 	long n = 0;
 	double t0 = now_us(), end = t0 + seconds * 1e6, t = t0;
 	while (t < end) {
-		if (io_all(sv[0], buf, sizeof buf, 1) < 0 || io_all(sv[0], buf, sizeof buf, 0) < 0) {
+		if (io_all(sv[0], buf, sizeof buf, 1) < 0 ||
+		    io_all(sv[0], buf, sizeof buf, 0) < 0) {
 			fprintf(stderr, "the echo process went away\n");
 			return 1;
 		}

@@ -44,7 +44,7 @@ static void client(const char *lib, const char *reader, double seconds, int read
 	if (write(ready, &byte, 1) != 1 || read(go, &byte, 1) != 0)
 		exit(1);
 
-	struct result r = {0, 0};
+	struct result r = { 0, 0 };
 	double t0 = now_us(), end = t0 + seconds * 1e6, t = t0;
 	while (t < end) {
 		transmit_once(&api, card, protocol);
@@ -62,7 +62,8 @@ static void client(const char *lib, const char *reader, double seconds, int read
 int main(int argc, char **argv)
 {
 	if (argc < 5 || argc - 4 > MAX_CLIENTS) {
-		fprintf(stderr, "usage: %s LIBRARY SECONDS DAEMON_PID READER [READER...]\n", argv[0]);
+		fprintf(stderr, "usage: %s LIBRARY SECONDS DAEMON_PID READER [READER...]\n",
+			argv[0]);
 		return 2;
 	}
 	const char *lib = argv[1];

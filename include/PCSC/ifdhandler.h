@@ -77,25 +77,21 @@ typedef struct _SCARD_IO_HEADER {
 PCSC_API RESPONSECODE IFDHCreateChannelByName(DWORD Lun, LPSTR DeviceName);
 PCSC_API RESPONSECODE IFDHCreateChannel(DWORD Lun, DWORD Channel);
 PCSC_API RESPONSECODE IFDHCloseChannel(DWORD Lun);
-PCSC_API RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length,
-					  PUCHAR Value);
-PCSC_API RESPONSECODE IFDHSetCapabilities(DWORD Lun, DWORD Tag, DWORD Length,
-					  PUCHAR Value);
-PCSC_API RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags,
-						UCHAR PTS1, UCHAR PTS2, UCHAR PTS3);
-PCSC_API RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr,
-				   PDWORD AtrLength);
-PCSC_API RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci,
-					PUCHAR TxBuffer, DWORD TxLength, PUCHAR RxBuffer,
-					PDWORD RxLength, PSCARD_IO_HEADER RecvPci);
+PCSC_API RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Value);
+PCSC_API RESPONSECODE IFDHSetCapabilities(DWORD Lun, DWORD Tag, DWORD Length, PUCHAR Value);
+PCSC_API RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags, UCHAR PTS1,
+						UCHAR PTS2, UCHAR PTS3);
+PCSC_API RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength);
+PCSC_API RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer,
+					DWORD TxLength, PUCHAR RxBuffer, PDWORD RxLength,
+					PSCARD_IO_HEADER RecvPci);
 #ifdef IFDHANDLERv2
 /* Old drivers: no control code; also carries raw transmits. */
-PCSC_API RESPONSECODE IFDHControl(DWORD Lun, PUCHAR TxBuffer, DWORD TxLength,
-				  PUCHAR RxBuffer, PDWORD RxLength);
+PCSC_API RESPONSECODE IFDHControl(DWORD Lun, PUCHAR TxBuffer, DWORD TxLength, PUCHAR RxBuffer,
+				  PDWORD RxLength);
 #else
-PCSC_API RESPONSECODE IFDHControl(DWORD Lun, DWORD dwControlCode, PUCHAR TxBuffer,
-				  DWORD TxLength, PUCHAR RxBuffer, DWORD RxLength,
-				  LPDWORD pdwBytesReturned);
+PCSC_API RESPONSECODE IFDHControl(DWORD Lun, DWORD dwControlCode, PUCHAR TxBuffer, DWORD TxLength,
+				  PUCHAR RxBuffer, DWORD RxLength, LPDWORD pdwBytesReturned);
 #endif
 PCSC_API RESPONSECODE IFDHICCPresence(DWORD Lun);
 

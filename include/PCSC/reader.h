@@ -132,10 +132,10 @@ extern "C" {
 
 /* CCID structures are little endian whatever the host is. */
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-#define HOST_TO_CCID_16(x) ((uint16_t)((((x) >> 8) & 0xFF) | (((x) & 0xFF) << 8)))
+#define HOST_TO_CCID_16(x) ((uint16_t)((((x) >> 8) & 0xFF) | (((x)&0xFF) << 8)))
 #define HOST_TO_CCID_32(x) \
-	((uint32_t)((((x) >> 24) & 0xFF) | (((x) >> 8) & 0xFF00) | \
-		    (((x) & 0xFF00) << 8) | (((x) & 0xFF) << 24)))
+	((uint32_t)((((x) >> 24) & 0xFF) | (((x) >> 8) & 0xFF00) | (((x)&0xFF00) << 8) | \
+		    (((x)&0xFF) << 24)))
 #else
 #define HOST_TO_CCID_16(x) (x)
 #define HOST_TO_CCID_32(x) (x)

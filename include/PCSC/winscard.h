@@ -13,8 +13,8 @@
 extern "C" {
 #endif
 
-PCSC_API LONG SCardEstablishContext(DWORD dwScope, LPCVOID pvReserved1,
-				    LPCVOID pvReserved2, LPSCARDCONTEXT phContext);
+PCSC_API LONG SCardEstablishContext(DWORD dwScope, LPCVOID pvReserved1, LPCVOID pvReserved2,
+				    LPSCARDCONTEXT phContext);
 
 PCSC_API LONG SCardReleaseContext(SCARDCONTEXT hContext);
 
@@ -24,9 +24,8 @@ PCSC_API LONG SCardConnect(SCARDCONTEXT hContext, LPCSTR szReader, DWORD dwShare
 			   DWORD dwPreferredProtocols, LPSCARDHANDLE phCard,
 			   LPDWORD pdwActiveProtocol);
 
-PCSC_API LONG SCardReconnect(SCARDHANDLE hCard, DWORD dwShareMode,
-			     DWORD dwPreferredProtocols, DWORD dwInitialization,
-			     LPDWORD pdwActiveProtocol);
+PCSC_API LONG SCardReconnect(SCARDHANDLE hCard, DWORD dwShareMode, DWORD dwPreferredProtocols,
+			     DWORD dwInitialization, LPDWORD pdwActiveProtocol);
 
 PCSC_API LONG SCardDisconnect(SCARDHANDLE hCard, DWORD dwDisposition);
 
@@ -35,8 +34,7 @@ PCSC_API LONG SCardBeginTransaction(SCARDHANDLE hCard);
 PCSC_API LONG SCardEndTransaction(SCARDHANDLE hCard, DWORD dwDisposition);
 
 PCSC_API LONG SCardStatus(SCARDHANDLE hCard, LPSTR szReaderName, LPDWORD pcchReaderLen,
-			  LPDWORD pdwState, LPDWORD pdwProtocol, LPBYTE pbAtr,
-			  LPDWORD pcbAtrLen);
+			  LPDWORD pdwState, LPDWORD pdwProtocol, LPBYTE pbAtr, LPDWORD pcbAtrLen);
 
 PCSC_API LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
 				   SCARD_READERSTATE *rgReaderStates, DWORD cReaders);
@@ -46,12 +44,10 @@ PCSC_API LONG SCardControl(SCARDHANDLE hCard, DWORD dwControlCode, LPCVOID pbSen
 			   LPDWORD lpBytesReturned);
 
 PCSC_API LONG SCardTransmit(SCARDHANDLE hCard, const SCARD_IO_REQUEST *pioSendPci,
-			    LPCBYTE pbSendBuffer, DWORD cbSendLength,
-			    SCARD_IO_REQUEST *pioRecvPci, LPBYTE pbRecvBuffer,
-			    LPDWORD pcbRecvLength);
+			    LPCBYTE pbSendBuffer, DWORD cbSendLength, SCARD_IO_REQUEST *pioRecvPci,
+			    LPBYTE pbRecvBuffer, LPDWORD pcbRecvLength);
 
-PCSC_API LONG SCardListReaderGroups(SCARDCONTEXT hContext, LPSTR mszGroups,
-				    LPDWORD pcchGroups);
+PCSC_API LONG SCardListReaderGroups(SCARDCONTEXT hContext, LPSTR mszGroups, LPDWORD pcchGroups);
 
 PCSC_API LONG SCardListReaders(SCARDCONTEXT hContext, LPCSTR mszGroups, LPSTR mszReaders,
 			       LPDWORD pcchReaders);
@@ -60,11 +56,9 @@ PCSC_API LONG SCardFreeMemory(SCARDCONTEXT hContext, LPCVOID pvMem);
 
 PCSC_API LONG SCardCancel(SCARDCONTEXT hContext);
 
-PCSC_API LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr,
-			     LPDWORD pcbAttrLen);
+PCSC_API LONG SCardGetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPBYTE pbAttr, LPDWORD pcbAttrLen);
 
-PCSC_API LONG SCardSetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPCBYTE pbAttr,
-			     DWORD cbAttrLen);
+PCSC_API LONG SCardSetAttrib(SCARDHANDLE hCard, DWORD dwAttrId, LPCBYTE pbAttr, DWORD cbAttrLen);
 
 #ifdef __cplusplus
 }

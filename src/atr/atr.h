@@ -11,15 +11,16 @@
 #include <stdint.h>
 
 struct atr_info {
-	uint32_t protocols;        /* SCARD_PROTOCOL_T0/T1/T15 bits offered (T=0 if no TD1) */
-	uint32_t default_protocol; /* the first offered protocol (SCARD_PROTOCOL_T0 when none named) */
-	bool specific_mode;        /* TA2 present: the card runs one protocol only */
+	uint32_t protocols; /* SCARD_PROTOCOL_T0/T1/T15 bits offered (T=0 if no TD1) */
+	uint32_t
+		default_protocol; /* the first offered protocol (SCARD_PROTOCOL_T0 when none named) */
+	bool specific_mode;       /* TA2 present: the card runs one protocol only */
 	uint32_t specific_protocol;
-	bool can_change;           /* TA2 bit 8 clear: the card may switch to negotiable mode */
-	uint8_t ta1;               /* Fi/Di (0x11 when absent) */
+	bool can_change; /* TA2 bit 8 clear: the card may switch to negotiable mode */
+	uint8_t ta1;     /* Fi/Di (0x11 when absent) */
 	size_t historical_len;
-	bool has_tck;              /* owed when a protocol other than T=0 is named; an ATR */
-	bool tck_ok;               /* missing it still parses, with has_tck false */
+	bool has_tck; /* owed when a protocol other than T=0 is named; an ATR */
+	bool tck_ok;  /* missing it still parses, with has_tck false */
 };
 
 /*

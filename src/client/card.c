@@ -187,8 +187,7 @@ LONG SCardEndTransaction(SCARDHANDLE hCard, DWORD dwDisposition)
 }
 
 static LONG transmit_once(SCARDHANDLE hCard, const SCARD_IO_REQUEST *send_pci, LPCBYTE send,
-			  DWORD send_len, SCARD_IO_REQUEST *recv_pci, LPBYTE recv,
-			  LPDWORD recv_len)
+			  DWORD send_len, SCARD_IO_REQUEST *recv_pci, LPBYTE recv, LPDWORD recv_len)
 {
 	struct wire_msg msg = { .cmd = WIRE_TRANSMIT };
 	struct wire_transmit *t = &msg.u.transmit;
@@ -214,7 +213,7 @@ static LONG transmit_once(SCARDHANDLE hCard, const SCARD_IO_REQUEST *send_pci, L
 	t->send_length = (uint32_t)send_len;
 	t->recv_pci_protocol = recv_pci ? (uint32_t)recv_pci->dwProtocol : SCARD_PROTOCOL_ANY;
 	t->recv_pci_length = recv_pci ? (uint32_t)recv_pci->cbPciLength
-					      : (uint32_t)sizeof(SCARD_IO_REQUEST);
+				      : (uint32_t)sizeof(SCARD_IO_REQUEST);
 	t->recv_length = (uint32_t)room;
 	rv = conn_send(&ref.ctx->conn, &msg, send, send_len);
 	if (rv == SCARD_S_SUCCESS)
@@ -246,8 +245,7 @@ LONG SCardTransmit(SCARDHANDLE hCard, const SCARD_IO_REQUEST *pioSendPci, LPCBYT
 		   DWORD cbSendLength, SCARD_IO_REQUEST *pioRecvPci, LPBYTE pbRecvBuffer,
 		   LPDWORD pcbRecvLength)
 {
-	if (!pbSendBuffer || !pbRecvBuffer || !pcbRecvLength ||
-	    !pioSendPci)
+	if (!pbSendBuffer || !pbRecvBuffer || !pcbRecvLength || !pioSendPci)
 		return SCARD_E_INVALID_PARAMETER;
 	DWORD room = *pcbRecvLength;
 	LONG rv;
@@ -261,9 +259,8 @@ LONG SCardTransmit(SCARDHANDLE hCard, const SCARD_IO_REQUEST *pioSendPci, LPCBYT
 	return rv;
 }
 
-LONG SCardControl(SCARDHANDLE hCard, DWORD dwControlCode, LPCVOID pbSendBuffer,
-		  DWORD cbSendLength, LPVOID pbRecvBuffer, DWORD cbRecvLength,
-		  LPDWORD lpBytesReturned)
+LONG SCardControl(SCARDHANDLE hCard, DWORD dwControlCode, LPCVOID pbSendBuffer, DWORD cbSendLength,
+		  LPVOID pbRecvBuffer, DWORD cbRecvLength, LPDWORD lpBytesReturned)
 {
 	struct wire_msg msg = { .cmd = WIRE_CONTROL };
 	struct wire_control *ctl = &msg.u.control;

@@ -42,8 +42,8 @@
 struct client_conn {
 	int fd;                    /* -1 when not connected */
 	struct wire_params params; /* what was negotiated on this socket */
-	uint32_t legacy_slots;     /* records in this daemon's fixed arrays (16, or
-	                              48 for Fedora's patched pcscd) */
+	/* records in this daemon's fixed arrays (16, or 48 for Fedora's patched pcscd) */
+	uint32_t legacy_slots;
 	uint8_t ahead[CLIENT_READ_AHEAD]; /* read from the socket, not yet consumed */
 	size_t ahead_off, ahead_len;
 };
@@ -81,19 +81,19 @@ LONG negotiate_version(struct client_conn *c);
 /* ---- registry.c: contexts, card handles, locks, fork ---- */
 
 struct client_ctx {
-	SCARDCONTEXT handle;       /* what the application holds */
-	struct client_ctx *next;   /* registry */
-	unsigned refs;             /* registry: the list's own + one per user */
-	bool released;             /* registry: SCardReleaseContext has begun */
-	bool waiting;              /* registry: inside SCardGetStatusChange */
-	bool cancel_pending;       /* registry: SCardCancel arrived during the wait */
-	uint32_t daemon_ctx;       /* registry: the daemon's number for it */
-	char path[CLIENT_PATH_MAX];/* immutable: where this context's daemon lives */
-	DWORD scope;               /* immutable */
+	SCARDCONTEXT handle;        /* what the application holds */
+	struct client_ctx *next;    /* registry */
+	unsigned refs;              /* registry: the list's own + one per user */
+	bool released;              /* registry: SCardReleaseContext has begun */
+	bool waiting;               /* registry: inside SCardGetStatusChange */
+	bool cancel_pending;        /* registry: SCardCancel arrived during the wait */
+	uint32_t daemon_ctx;        /* registry: the daemon's number for it */
+	char path[CLIENT_PATH_MAX]; /* immutable: where this context's daemon lives */
+	DWORD scope;                /* immutable */
 
-	pthread_mutex_t lock;      /* one exchange at a time */
-	struct client_conn conn;   /* lock */
-	unsigned generation;       /* lock: bumped whenever the connection changes */
+	pthread_mutex_t lock;    /* one exchange at a time */
+	struct client_conn conn; /* lock */
+	unsigned generation;     /* lock: bumped whenever the connection changes */
 
 	/* lock: the last reader-state array received */
 	struct wire_reader_state *states;
@@ -106,9 +106,9 @@ struct client_ctx {
 /* What a card handle resolves to; copied out so no lock is needed to use it. */
 struct card_ref {
 	SCARDHANDLE handle;
-	struct client_ctx *ctx;    /* referenced and locked by card_enter() */
+	struct client_ctx *ctx; /* referenced and locked by card_enter() */
 	int32_t daemon_card;
-	unsigned generation;       /* ctx->generation when the card was connected */
+	unsigned generation; /* ctx->generation when the card was connected */
 	char reader[WIRE_MAX_READERNAME];
 };
 

@@ -329,8 +329,9 @@ LONG SCardReleaseContext(SCARDCONTEXT hContext)
 		msg.u.release.context = c->daemon_ctx;
 		rv = conn_call(&c->conn, &msg);
 		/* A daemon that is gone has dropped the context already. */
-		rv = rv == CLIENT_CONN_LOST ? SCARD_S_SUCCESS
-		     : rv != SCARD_S_SUCCESS ? rv : (LONG)msg.u.release.rv;
+		rv = rv == CLIENT_CONN_LOST  ? SCARD_S_SUCCESS
+		     : rv != SCARD_S_SUCCESS ? rv
+					     : (LONG)msg.u.release.rv;
 	}
 	conn_close(&c->conn);
 	card_remove_all(c);

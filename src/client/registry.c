@@ -32,9 +32,9 @@ struct card_entry {
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct client_ctx *contexts;     /* registry */
-static struct card_entry *cards;        /* registry */
-static uint64_t rng_state;              /* registry */
+static struct client_ctx *contexts; /* registry */
+static struct card_entry *cards;    /* registry */
+static uint64_t rng_state;          /* registry */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static bool no_blocking;
 

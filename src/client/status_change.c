@@ -23,20 +23,19 @@
 /* run(): not waiting on the socket, as no registration is in place */
 #define NOT_REGISTERED ((LONG)-2)
 
-#define COMPARED_STATES                                                          \
-	(SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE | SCARD_STATE_EMPTY |      \
-	 SCARD_STATE_PRESENT | SCARD_STATE_EXCLUSIVE | SCARD_STATE_INUSE |        \
-	 SCARD_STATE_MUTE)
+#define COMPARED_STATES \
+	(SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE | SCARD_STATE_EMPTY | SCARD_STATE_PRESENT | \
+	 SCARD_STATE_EXCLUSIVE | SCARD_STATE_INUSE | SCARD_STATE_MUTE)
 
 struct gsc {
 	struct client_ctx *c;
 	SCARD_READERSTATE *rs;
 	DWORD n;
-	size_t start_count;  /* readers in the first snapshot, for the PnP entry */
-	bool have_events;    /* the daemon speaks CMD_GET_READER_EVENTS (4:5+) */
+	size_t start_count; /* readers in the first snapshot, for the PnP entry */
+	bool have_events;   /* the daemon speaks CMD_GET_READER_EVENTS (4:5+) */
 	uint32_t events;
 	bool registered;
-	bool recovered;      /* the connection was re-established once already */
+	bool recovered; /* the connection was re-established once already */
 };
 
 static bool is_pnp(const char *name)
@@ -67,15 +66,15 @@ static LONG fetch_reader_events(struct gsc *g)
 
 /* How this connection's version registers for events and takes its snapshot. */
 enum wait_style {
-	WAIT_WITH_ARRAY,  /* 4:4/4:5: WAIT answers the array at once */
-	WAIT_THEN_FETCH,  /* 4:6: WAIT, then 0x16 and 0x17 */
-	FETCH_THEN_WAIT,  /* 4:2/4:3: 0x12, then WAIT with its 8-byte body */
+	WAIT_WITH_ARRAY, /* 4:4/4:5: WAIT answers the array at once */
+	WAIT_THEN_FETCH, /* 4:6: WAIT, then 0x16 and 0x17 */
+	FETCH_THEN_WAIT, /* 4:2/4:3: 0x12, then WAIT with its 8-byte body */
 };
 
 static enum wait_style wait_style(const struct client_ctx *c)
 {
-	const struct wire_cmd_spec *spec =
-		wire_cmd_lookup(c->conn.params.proto, WIRE_WAIT_READER_STATE_CHANGE);
+	const struct wire_cmd_spec *spec = wire_cmd_lookup(c->conn.params.proto,
+							   WIRE_WAIT_READER_STATE_CHANGE);
 
 	if (spec && spec->reply == WIRE_REPLY_ARRAY_AND_WAIT)
 		return WAIT_WITH_ARRAY;
@@ -298,8 +297,8 @@ static int64_t now_ms(void)
 
 static LONG unregister(struct gsc *g, LONG *signal_rv)
 {
-	const struct wire_cmd_spec *spec =
-		wire_cmd_lookup(g->c->conn.params.proto, WIRE_STOP_WAITING_READER_STATE_CHANGE);
+	const struct wire_cmd_spec *spec = wire_cmd_lookup(g->c->conn.params.proto,
+							   WIRE_STOP_WAITING_READER_STATE_CHANGE);
 	bool always_answered = spec && spec->body == WIRE_BODY_STRUCT;
 
 	*signal_rv = SCARD_S_SUCCESS;
@@ -406,8 +405,8 @@ static LONG run(struct gsc *g, DWORD timeout)
 	}
 }
 
-LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout,
-			  SCARD_READERSTATE *rgReaderStates, DWORD cReaders)
+LONG SCardGetStatusChange(SCARDCONTEXT hContext, DWORD dwTimeout, SCARD_READERSTATE *rgReaderStates,
+			  DWORD cReaders)
 {
 	if (!rgReaderStates && cReaders > 0)
 		return SCARD_E_INVALID_PARAMETER;

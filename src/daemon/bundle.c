@@ -36,8 +36,8 @@ void bundle_list_free(struct bundle_list *list)
 	*list = (struct bundle_list){ 0 };
 }
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-							   const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+							  ...)
 {
 	if (!err || !errlen)
 		return;
@@ -101,10 +101,10 @@ enum { F_VENDOR, F_PRODUCT, F_FRIENDLY, F_EXEC, F_NAME, F_CAPS, F_COUNT };
 
 struct plist {
 	XML_Parser parser;
-	int depth;       /* of the element being read */
-	int dict_depth;  /* of the top <dict>, 0 until found */
+	int depth;      /* of the element being read */
+	int dict_depth; /* of the top <dict>, 0 until found */
 	bool dict_done;
-	char key[64];    /* last <key>, waiting for its value */
+	char key[64]; /* last <key>, waiting for its value */
 	bool have_key;
 	struct pfield *target; /* field receiving the current value or array */
 	int array_depth;       /* depth of the open <array>, 0 when none */
@@ -456,9 +456,9 @@ static void plist_free(struct plist *pl)
 static struct plist *plist_new(char *err, size_t errlen)
 {
 	static const char *const keys[F_COUNT] = {
-		[F_VENDOR] = "ifdVendorID",	    [F_PRODUCT] = "ifdProductID",
-		[F_FRIENDLY] = "ifdFriendlyName",   [F_EXEC] = "CFBundleExecutable",
-		[F_NAME] = "CFBundleName",	    [F_CAPS] = "ifdCapabilities",
+		[F_VENDOR] = "ifdVendorID",       [F_PRODUCT] = "ifdProductID",
+		[F_FRIENDLY] = "ifdFriendlyName", [F_EXEC] = "CFBundleExecutable",
+		[F_NAME] = "CFBundleName",        [F_CAPS] = "ifdCapabilities",
 	};
 	struct plist *pl = calloc(1, sizeof *pl);
 	if (!pl)

@@ -72,7 +72,7 @@ static long negotiate(struct worker *w, unsigned slot, uint32_t preferred, uint3
 	if (chosen != SCARD_PROTOCOL_RAW && w->cfg.drv->ops.set_protocol_parameters) {
 		worker_drv_enter(w);
 		RESPONSECODE rc = w->cfg.drv->ops.set_protocol_parameters(worker_lun(w, slot),
-									    chosen, 0, 0, 0, 0);
+									  chosen, 0, 0, 0, 0);
 		worker_drv_leave(w);
 		if (rc == IFD_NOT_SUPPORTED || rc == IFD_ERROR_NOT_SUPPORTED) {
 			/* The reader cannot switch: only the card's default works. */
@@ -188,7 +188,8 @@ static bool keep_rx(struct job *job, const uint8_t *rx, size_t len)
  */
 static size_t rx_buffer(struct worker *w, uint32_t rx_cap)
 {
-	size_t cap = rx_cap < WIRE_MAX_BUFFER_SIZE_EXTENDED ? rx_cap : WIRE_MAX_BUFFER_SIZE_EXTENDED;
+	size_t cap = rx_cap < WIRE_MAX_BUFFER_SIZE_EXTENDED ? rx_cap
+							    : WIRE_MAX_BUFFER_SIZE_EXTENDED;
 	memset(w->scratch, 0, cap);
 	return cap;
 }
@@ -211,8 +212,8 @@ static void run_transmit(struct worker *w, struct job *job)
 		job->rv = ss->gone ? SCARD_E_READER_UNAVAILABLE : SCARD_W_REMOVED_CARD;
 		return;
 	}
-	SCARD_IO_HEADER send_pci = {.Protocol = 0, .Length = 0};
-	SCARD_IO_HEADER recv_pci = {.Protocol = 0, .Length = 0};
+	SCARD_IO_HEADER send_pci = { .Protocol = 0, .Length = 0 };
+	SCARD_IO_HEADER recv_pci = { .Protocol = 0, .Length = 0 };
 	/* Drivers take T=0 as 0 and T=1 as 1, not the SCARD_PROTOCOL bits. */
 	if (job->protocol == SCARD_PROTOCOL_T1)
 		send_pci.Protocol = 1;
@@ -224,8 +225,8 @@ static void run_transmit(struct worker *w, struct job *job)
 	DWORD rx_len = (DWORD)cap;
 	worker_drv_enter(w);
 	RESPONSECODE rc = w->cfg.drv->ops.transmit_to_icc(worker_lun(w, job->slot), send_pci,
-							  job->tx, job->tx_len, w->scratch,
-							  &rx_len, &recv_pci);
+							  job->tx, job->tx_len, w->scratch, &rx_len,
+							  &recv_pci);
 	worker_drv_leave(w);
 	job->rv = map_transmit_rc(rc);
 	if (rc == IFD_ICC_NOT_PRESENT)

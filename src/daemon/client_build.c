@@ -20,9 +20,9 @@
 #include <libelf.h>
 #endif
 
-#define SECTIONS_MAX 4096u     /* real libraries have about 30 */
-#define MAPS_MAX (32u << 20)   /* 65530 mappings (vm.max_map_count) fit */
-#define CACHE_SIZE 16u         /* distinct libpcsclite builds in use */
+#define SECTIONS_MAX 4096u   /* real libraries have about 30 */
+#define MAPS_MAX (32u << 20) /* 65530 mappings (vm.max_map_count) fit */
+#define CACHE_SIZE 16u       /* distinct libpcsclite builds in use */
 #define DELETED_SUFFIX " (deleted)"
 
 /* --- the rule -------------------------------------------------------- */
@@ -237,7 +237,7 @@ static bool take_path(struct cursor *c, struct client_build_map *m)
 
 bool client_build_parse_maps_line(const char *line, size_t len, struct client_build_map *m)
 {
-	struct cursor c = {line, line + len};
+	struct cursor c = { line, line + len };
 	uint64_t offset, major, minor;
 
 	if (!line)
@@ -411,8 +411,8 @@ static int open_map_files(pid_t pid, const struct client_build_map *m)
 {
 	char path[96];
 
-	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid,
-		 m->start, m->end);
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, m->start,
+		 m->end);
 	return open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 }
 
@@ -516,8 +516,12 @@ static void cache_store(const struct stat *st, uint32_t slots)
 {
 	pthread_mutex_lock(&cache_lock);
 	cache[cache_next] = (struct cache_entry){
-		.used = true, .dev = st->st_dev, .ino = st->st_ino,
-		.mtime = st->st_mtim, .size = st->st_size, .slots = slots,
+		.used = true,
+		.dev = st->st_dev,
+		.ino = st->st_ino,
+		.mtime = st->st_mtim,
+		.size = st->st_size,
+		.slots = slots,
 	};
 	cache_next = (cache_next + 1) % CACHE_SIZE;
 	stats.parses++;

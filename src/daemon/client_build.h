@@ -45,8 +45,8 @@
 #include "wire.h"
 
 #define CLIENT_BUILD_RECORD WIRE_READER_RECORD_SIZE /* sizeof(READER_STATE) since 1.8.4 */
-#define CLIENT_BUILD_STEP 16u          /* counts come in multiples of this */
-#define CLIENT_BUILD_SLOTS_MAX 4096u   /* SOCKET_SPEC_READERS_MAX */
+#define CLIENT_BUILD_STEP 16u                       /* counts come in multiples of this */
+#define CLIENT_BUILD_SLOTS_MAX 4096u                /* SOCKET_SPEC_READERS_MAX */
 #define CLIENT_BUILD_REST_MAX (4u * CLIENT_BUILD_RECORD)
 #define CLIENT_BUILD_FILE_MAX (64u << 20) /* larger "libraries" are refused */
 #define CLIENT_BUILD_PATH_MAX 4096u
@@ -73,10 +73,10 @@ bool client_build_bss_from_fd(int fd, uint64_t *bss);
 
 /* One file mapping of /proc/PID/maps. */
 struct client_build_map {
-	uint64_t start, end;   /* addresses, for /proc/PID/map_files */
+	uint64_t start, end; /* addresses, for /proc/PID/map_files */
 	unsigned dev_major, dev_minor;
 	uint64_t inode;
-	bool deleted;          /* path ended in " (deleted)" (now removed) */
+	bool deleted; /* path ended in " (deleted)" (now removed) */
 	char path[CLIENT_BUILD_PATH_MAX];
 };
 

@@ -26,7 +26,8 @@ static uint32_t legacy_slots(const struct session *s)
 	uint32_t guess = client_build_guess_slots(s->pid);
 	if (guess && guess != WIRE_LEGACY_READER_SLOTS)
 		log_info("client %" PRIu64 " (pid %d): its libpcsclite holds %u readers; "
-			 "serving it %u-record arrays", s->id, (int)s->pid, guess, guess);
+			 "serving it %u-record arrays",
+			 s->id, (int)s->pid, guess, guess);
 	return guess ? guess : WIRE_LEGACY_READER_SLOTS;
 }
 

@@ -55,8 +55,8 @@ enum outcome cmd_transmit(struct request *rq)
 	struct reader *r = h->reader;
 	if (!reader_card_present(r))
 		return reply_rv(s, rq->msg, SCARD_W_REMOVED_CARD);
-	if (h->protocol == 0 || (t->send_pci_protocol != h->protocol &&
-				 t->send_pci_protocol != SCARD_PROTOCOL_RAW))
+	if (h->protocol == 0 ||
+	    (t->send_pci_protocol != h->protocol && t->send_pci_protocol != SCARD_PROTOCOL_RAW))
 		return reply_rv(s, rq->msg, SCARD_E_PROTO_MISMATCH);
 	if (t->recv_length < 2)
 		return reply_rv(s, rq->msg, SCARD_E_INSUFFICIENT_BUFFER);
@@ -131,8 +131,7 @@ static long own_attribute(const struct reader *r, struct job *job, struct wire_g
 		value = r->atr;
 		len = r->atr_len;
 		break;
-	default:
-		return SCARD_E_UNSUPPORTED_FEATURE;
+	default: return SCARD_E_UNSUPPORTED_FEATURE;
 	}
 	if (len > job->rx_cap)
 		return SCARD_E_INSUFFICIENT_BUFFER;

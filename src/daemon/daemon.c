@@ -94,7 +94,7 @@ static void conf_warning(const char *source, int line, const char *msg)
 
 int daemon_load_readers(struct daemon *d)
 {
-	struct reader_conf conf = {0};
+	struct reader_conf conf = { 0 };
 	int n = reader_conf_load(d->opts->config_dir, &conf, conf_warning);
 	if (n < 0) {
 		log_info("no reader configuration at %s", d->opts->config_dir);
@@ -135,7 +135,7 @@ void daemon_wait_devices(struct daemon *d, unsigned timeout_ms)
 				  d->devices.opening);
 			break;
 		}
-		struct pollfd pfd = {.fd = d->jobs.done.efd, .events = POLLIN};
+		struct pollfd pfd = { .fd = d->jobs.done.efd, .events = POLLIN };
 		if (poll(&pfd, 1, (int)(end - now)) > 0)
 			jobs_drain(&d->jobs);
 	}

@@ -43,14 +43,14 @@ struct daemon {
 	size_t n_sockets;
 	struct readers readers;
 	struct devices devices;
-	struct bundle_list bundles;    /* USB driver bundles, for hotplug */
+	struct bundle_list bundles; /* USB driver bundles, for hotplug */
 	struct jobs jobs;
 	int signal_fd;
 
-	struct session *sessions;      /* every connected client */
+	struct session *sessions; /* every connected client */
 	size_t n_sessions;
 	uint64_t next_session_id;
-	struct session *waiters;       /* registered for status-change signals */
+	struct session *waiters; /* registered for status-change signals */
 	size_t n_waiters;
 	struct session *dirty, *dirty_tail; /* sessions to settle before the loop sleeps */
 

@@ -14,7 +14,7 @@
 void devices_init(struct devices *ds, struct readers *rs, struct completions *done,
 		  unsigned poll_ms)
 {
-	*ds = (struct devices){.rs = rs, .done = done, .poll_ms = poll_ms};
+	*ds = (struct devices){ .rs = rs, .done = done, .poll_ms = poll_ms };
 }
 
 struct reader *device_reader(const struct device *dev, unsigned slot)
@@ -82,8 +82,9 @@ static void register_slots(struct devices *ds, struct device *dev)
 		readers_make_name(name, sizeof(name), dev->friendly_name, dev->index, i);
 		struct reader *r = readers_add(ds->rs, name, dev, i);
 		if (!r) {
-			log_error("reader name %s already in use (or out of memory); slot not added",
-				  name);
+			log_error(
+				"reader name %s already in use (or out of memory); slot not added",
+				name);
 			continue;
 		}
 		dev->readers[i] = r;

@@ -45,13 +45,13 @@ struct device {
 };
 
 struct devices {
-	struct device *head;      /* in configuration order */
+	struct device *head; /* in configuration order */
 	struct readers *rs;
 	struct completions *done;
 	unsigned poll_ms;
 	unsigned next_lun_index;
-	unsigned opening;         /* devices whose channel is still opening */
-	bool startup_done;        /* from now on readers register as they open */
+	unsigned opening;  /* devices whose channel is still opening */
+	bool startup_done; /* from now on readers register as they open */
 };
 
 void devices_init(struct devices *ds, struct readers *rs, struct completions *done,

@@ -17,8 +17,8 @@ _Static_assert(sizeof(void *) == sizeof(void (*)(void)), "function pointers must
 static struct driver *registry;
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-							   const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+							  ...)
 {
 	if (!err || !errlen)
 		return;

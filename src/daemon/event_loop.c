@@ -34,7 +34,7 @@ struct el_timer {
 	uint64_t order; /* creation order, breaks ties between equal deadlines */
 	el_timer_fn *fn;
 	void *data;
-	uint32_t gen;   /* bumped at each reuse of the slot; 0 never used */
+	uint32_t gen; /* bumped at each reuse of the slot; 0 never used */
 	size_t heap_pos;
 	bool active;
 	uint32_t next_free;
@@ -54,8 +54,8 @@ struct event_loop {
 
 	struct el_timer *timers; /* pool, indexed by slot */
 	size_t timers_cap;
-	uint32_t free_head;      /* slot + 1; 0 = empty list */
-	uint32_t *heap;          /* slot numbers ordered as a min-heap */
+	uint32_t free_head; /* slot + 1; 0 = empty list */
+	uint32_t *heap;     /* slot numbers ordered as a min-heap */
 	size_t heap_len;
 	uint64_t timer_order;
 

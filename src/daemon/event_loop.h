@@ -12,9 +12,9 @@
 struct event_loop;
 
 enum {
-	EL_READ = 1,  /* readable; also set on hang-up and error so the reader sees EOF */
+	EL_READ = 1, /* readable; also set on hang-up and error so the reader sees EOF */
 	EL_WRITE = 2,
-	EL_HUP = 4,   /* peer hung up or error (only in the mask passed to callbacks) */
+	EL_HUP = 4, /* peer hung up or error (only in the mask passed to callbacks) */
 };
 
 typedef void el_file_fn(struct event_loop *loop, int fd, void *data, int mask);
@@ -22,9 +22,9 @@ typedef void el_timer_fn(struct event_loop *loop, uint64_t id, void *data);
 
 /* What a before-sleep hook tells the loop. */
 enum {
-	EL_SLEEP,  /* nothing left: wait for events and timers */
-	EL_AGAIN,  /* more work is ready: look for events without waiting, then call again */
-	EL_LEAVE,  /* this thread no longer owns the loop: el_run returns EL_RUN_LEFT at once */
+	EL_SLEEP, /* nothing left: wait for events and timers */
+	EL_AGAIN, /* more work is ready: look for events without waiting, then call again */
+	EL_LEAVE, /* this thread no longer owns the loop: el_run returns EL_RUN_LEFT at once */
 };
 /*
  * Called once per pass of the loop, after the pass's events and timers

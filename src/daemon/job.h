@@ -21,10 +21,10 @@ struct session;
 struct worker;
 
 enum job_kind {
-	JOB_OPEN,       /* the channel was opened (or not): slot count (worker-made) */
-	JOB_CONNECT,    /* power up if needed, negotiate the protocol */
-	JOB_RECONNECT,  /* reset or power-cycle per `action`, renegotiate */
-	JOB_DISPOSE,    /* leave/reset/unpower/eject after disconnect or end */
+	JOB_OPEN,      /* the channel was opened (or not): slot count (worker-made) */
+	JOB_CONNECT,   /* power up if needed, negotiate the protocol */
+	JOB_RECONNECT, /* reset or power-cycle per `action`, renegotiate */
+	JOB_DISPOSE,   /* leave/reset/unpower/eject after disconnect or end */
 	JOB_TRANSMIT,
 	JOB_CONTROL,
 	JOB_GET_ATTRIB,
@@ -35,10 +35,10 @@ enum job_kind {
 /* Where the loop last put the job; only the loop writes it. */
 enum job_state {
 	JOB_NEW,
-	JOB_PENDING,    /* in the loop's list, to run this pass */
-	JOB_QUEUED,     /* given to the worker: queued, running or posted */
-	JOB_RUNNING,    /* run inline by a thread that lost the loop meanwhile */
-	JOB_DONE,       /* finishing */
+	JOB_PENDING, /* in the loop's list, to run this pass */
+	JOB_QUEUED,  /* given to the worker: queued, running or posted */
+	JOB_RUNNING, /* run inline by a thread that lost the loop meanwhile */
+	JOB_DONE,    /* finishing */
 };
 
 typedef void job_finish_fn(struct daemon *d, struct session *s, struct job *job);
@@ -46,7 +46,7 @@ typedef void job_finish_fn(struct daemon *d, struct session *s, struct job *job)
 struct job {
 	enum job_kind kind;
 	enum job_state state;
-	struct job *next;        /* in whichever list holds it */
+	struct job *next; /* in whichever list holds it */
 	struct device *dev;
 	struct worker *worker;
 	unsigned slot;
@@ -57,28 +57,28 @@ struct job {
 	struct wire_msg msg;     /* the request being answered */
 
 	/* inputs */
-	uint32_t action;         /* IFD power action */
-	uint32_t preferred;      /* preferred protocols (connect/reconnect) */
-	uint32_t protocol;       /* active protocol (transmit) */
-	uint32_t code;           /* control code / attribute id */
-	uint32_t rx_cap;         /* client's receive buffer size */
+	uint32_t action;    /* IFD power action */
+	uint32_t preferred; /* preferred protocols (connect/reconnect) */
+	uint32_t protocol;  /* active protocol (transmit) */
+	uint32_t code;      /* control code / attribute id */
+	uint32_t rx_cap;    /* client's receive buffer size */
 	uint8_t *tx;
 	size_t tx_len;
 
 	/* outputs */
-	long rv;                 /* SCARD_* */
-	bool unknown_tag;        /* get-attrib: the driver does not know the attribute */
+	long rv;          /* SCARD_* */
+	bool unknown_tag; /* get-attrib: the driver does not know the attribute */
 	uint8_t *rx;
 	size_t rx_len;
-	bool present, powered;   /* card state after the job */
-	bool mute;               /* present but its power-up failed */
-	bool unavailable;        /* the device is gone (card event) */
-	bool card_lost;          /* the driver found no card during the job */
+	bool present, powered; /* card state after the job */
+	bool mute;             /* present but its power-up failed */
+	bool unavailable;      /* the device is gone (card event) */
+	bool card_lost;        /* the driver found no card during the job */
 	uint8_t atr[WIRE_MAX_ATR_SIZE];
 	size_t atr_len;
-	bool atr_changed;        /* the card was (re)powered */
+	bool atr_changed; /* the card was (re)powered */
 	uint32_t out_protocol;
-	unsigned n_slots;        /* JOB_OPEN */
+	unsigned n_slots; /* JOB_OPEN */
 };
 
 struct job *job_new(enum job_kind kind, struct device *dev, struct worker *w, unsigned slot,

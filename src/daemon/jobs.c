@@ -65,7 +65,7 @@ static void on_completion(struct event_loop *loop, int fd, void *data, int mask)
 int jobs_init(struct jobs *js, struct daemon *d, struct event_loop *loop,
 	      struct loop_runner *runner)
 {
-	*js = (struct jobs){.d = d, .runner = runner};
+	*js = (struct jobs){ .d = d, .runner = runner };
 	pthread_mutex_init(&js->done.lock, NULL);
 	js->done.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (js->done.efd < 0)
@@ -181,7 +181,6 @@ void jobs_abandon(struct jobs *js, struct job *job)
 		if (worker_cancel(job->worker, job))
 			job_free(job);
 		break;
-	default:
-		break;
+	default: break;
 	}
 }

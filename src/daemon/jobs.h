@@ -31,7 +31,7 @@ struct completions {
 };
 
 struct jobs {
-	struct daemon *d;             /* handed to finish functions */
+	struct daemon *d; /* handed to finish functions */
 	struct loop_runner *runner;
 	struct completions done;
 	struct job *pending, *pending_tail;

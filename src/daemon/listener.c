@@ -124,10 +124,8 @@ struct listener *listener_open(const char *path)
 	case 1:
 		log_crit("another PC/SC daemon is already serving %s; not starting", path);
 		return NULL;
-	case -1:
-		return NULL;
-	default:
-		break;
+	case -1: return NULL;
+	default: break;
 	}
 	if (unlink(path) == 0)
 		log_info("removed stale socket %s", path);
@@ -191,7 +189,8 @@ static void on_accept(struct event_loop *loop, int fd, void *data, int mask)
 		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
-				log_error("accept: %s (raise the open-file limit)", strerror(errno));
+				log_error("accept: %s (raise the open-file limit)",
+					  strerror(errno));
 				pause_accepting(l);
 			} else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				log_error("accept: %s", strerror(errno));

@@ -9,7 +9,12 @@
 /* Drivers (vpcd, ccid) call log_msg and log_xxd from the daemon with
  * pcsc-lite's priorities 0..3, so these values are part of the driver ABI;
  * the daemon must be linked with its symbols exported (-rdynamic). */
-enum log_level { LOG_LEVEL_DEBUG = 0, LOG_LEVEL_INFO = 1, LOG_LEVEL_ERROR = 2, LOG_LEVEL_CRITICAL = 3 };
+enum log_level {
+	LOG_LEVEL_DEBUG = 0,
+	LOG_LEVEL_INFO = 1,
+	LOG_LEVEL_ERROR = 2,
+	LOG_LEVEL_CRITICAL = 3
+};
 
 void log_init(const char *ident, enum log_level level, bool foreground);
 void log_set_level(enum log_level level);

@@ -25,15 +25,15 @@ struct loop_runner {
 	/* the call the loop's owner is in (its seq), 0 for none; whoever
 	 * clears it first, the caller or the monitor, decides who owns the loop */
 	_Atomic uint64_t current;
-	_Atomic uint64_t seq;      /* calls begun */
+	_Atomic uint64_t seq; /* calls begun */
 	atomic_bool monitor_idle;
 	bool monitor_quit;
 	bool monitor_started;
 	pthread_t monitor;
 	bool loop_done;
 	int loop_rc;
-	unsigned spares;           /* threads waiting to be given the loop */
-	unsigned wanted;           /* hand-overs not yet taken by a spare */
+	unsigned spares; /* threads waiting to be given the loop */
+	unsigned wanted; /* hand-overs not yet taken by a spare */
 	unsigned handoffs;
 	struct runner_thread *threads;
 };

@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 	log_set_apdu(opts.apdu);
 	raise_fd_limit();
 
-	struct listener *listeners[OPTIONS_MAX_SOCKETS] = {0};
+	struct listener *listeners[OPTIONS_MAX_SOCKETS] = { 0 };
 	for (size_t i = 0; i < opts.n_sockets; i++) {
 		listeners[i] = listener_open(opts.sockets[i].path);
 		if (!listeners[i]) {

@@ -60,21 +60,21 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 {
 	enum { OPT_DRIVERS = 256, OPT_POLL, OPT_MAX_HANDLES, OPT_DRIVER_TIMEOUT };
 	static const struct option longopts[] = {
-		{"foreground", no_argument, NULL, 'f'},
-		{"socket", required_argument, NULL, 's'},
-		{"config-dir", required_argument, NULL, 'c'},
-		{"config", required_argument, NULL, 'c'},
-		{"drivers-dir", required_argument, NULL, OPT_DRIVERS},
-		{"debug", no_argument, NULL, 'd'},
-		{"info", no_argument, NULL, 'i'},
-		{"error", no_argument, NULL, 'e'},
-		{"apdu", no_argument, NULL, 'a'},
-		{"poll-ms", required_argument, NULL, OPT_POLL},
-		{"max-card-handles", required_argument, NULL, OPT_MAX_HANDLES},
-		{"driver-timeout", required_argument, NULL, OPT_DRIVER_TIMEOUT},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'v'},
-		{NULL, 0, NULL, 0},
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "config-dir", required_argument, NULL, 'c' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "drivers-dir", required_argument, NULL, OPT_DRIVERS },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "info", no_argument, NULL, 'i' },
+		{ "error", no_argument, NULL, 'e' },
+		{ "apdu", no_argument, NULL, 'a' },
+		{ "poll-ms", required_argument, NULL, OPT_POLL },
+		{ "max-card-handles", required_argument, NULL, OPT_MAX_HANDLES },
+		{ "driver-timeout", required_argument, NULL, OPT_DRIVER_TIMEOUT },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
 	};
 	const char *env = getenv("PCSCLITE_CSOCK_NAME");
 
@@ -93,7 +93,8 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 		case 'f': opts->foreground = true; break;
 		case 's':
 			if (opts->n_sockets == OPTIONS_MAX_SOCKETS) {
-				fprintf(stderr, "%s: at most %u sockets\n", argv[0], OPTIONS_MAX_SOCKETS);
+				fprintf(stderr, "%s: at most %u sockets\n", argv[0],
+					OPTIONS_MAX_SOCKETS);
 				return OPTIONS_EXIT_ERROR;
 			}
 			if (!add_socket(opts, optarg, argv[0]))
@@ -113,7 +114,8 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 			break;
 		case OPT_MAX_HANDLES:
 			if (!parse_unsigned(optarg, 1, 1000000, &opts->max_handles)) {
-				fprintf(stderr, "%s: --max-card-handles wants 1..1000000\n", argv[0]);
+				fprintf(stderr, "%s: --max-card-handles wants 1..1000000\n",
+					argv[0]);
 				return OPTIONS_EXIT_ERROR;
 			}
 			break;
@@ -132,8 +134,8 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 		fprintf(stderr, "%s: unexpected argument '%s'\n", argv[0], argv[optind]);
 		return OPTIONS_EXIT_ERROR;
 	}
-	if (opts->n_sockets == 0 && !add_socket(opts, env && *env ? env : SCARDD_DEFAULT_SOCKET,
-						 argv[0]))
+	if (opts->n_sockets == 0 &&
+	    !add_socket(opts, env && *env ? env : SCARDD_DEFAULT_SOCKET, argv[0]))
 		return OPTIONS_EXIT_ERROR;
 	for (size_t i = 0; i < opts->n_sockets; i++) {
 		for (size_t k = 0; k < i; k++) {

@@ -13,8 +13,8 @@ struct options {
 	/* --socket (repeatable), else $PCSCLITE_CSOCK_NAME, else the default */
 	struct socket_spec sockets[OPTIONS_MAX_SOCKETS];
 	size_t n_sockets;
-	const char *config_dir;    /* reader.conf.d directory or file */
-	const char *drivers_dir;   /* driver bundles (Info.plist) */
+	const char *config_dir;  /* reader.conf.d directory or file */
+	const char *drivers_dir; /* driver bundles (Info.plist) */
 	enum log_level level;
 	bool foreground;
 	bool apdu;

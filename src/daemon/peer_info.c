@@ -103,6 +103,6 @@ void peer_describe(pid_t pid, uid_t uid, char *buf, size_t cap)
 			box = "own mount namespace";
 		name[0] = '\0';
 	}
-	snprintf(buf, cap, "pid %d uid %d exe %s%s%s%s%s", (int)pid, (int)uid, exe,
-		 box ? ", " : "", box ? box : "", box && name[0] ? " " : "", box ? name : "");
+	snprintf(buf, cap, "pid %d uid %d exe %s%s%s%s%s", (int)pid, (int)uid, exe, box ? ", " : "",
+		 box ? box : "", box && name[0] ? " " : "", box ? name : "");
 }

@@ -44,7 +44,7 @@ static void check_slot(struct worker *w, unsigned slot)
 		if (ss->gone)
 			return;
 		log_error("%s: the driver reports the device gone (slot %u)", w->name, slot);
-		*ss = (struct slot_state){.gone = true};
+		*ss = (struct slot_state){ .gone = true };
 		post_change(w, slot);
 		return;
 	}
@@ -58,7 +58,7 @@ static void check_slot(struct worker *w, unsigned slot)
 	if (present == ss->present && !ss->gone)
 		return;
 
-	*ss = (struct slot_state){.present = present};
+	*ss = (struct slot_state){ .present = present };
 	if (present && card_ops_power(w, slot, IFD_POWER_UP) != IFD_SUCCESS)
 		log_error("%s: card in slot %u does not answer to power-up", w->name, slot);
 	post_change(w, slot);
@@ -106,8 +106,9 @@ static void *event_thread_main(void *arg)
 			break;
 		if (rc != IFD_SUCCESS) {
 			/* The driver cannot wait after all: fall back to the poll period. */
-			struct timespec ts = {.tv_sec = w->cfg.poll_ms / 1000,
-					      .tv_nsec = (long)(w->cfg.poll_ms % 1000) * 1000000L};
+			struct timespec ts = { .tv_sec = w->cfg.poll_ms / 1000,
+					       .tv_nsec = (long)(w->cfg.poll_ms % 1000) *
+							  1000000L };
 			nanosleep(&ts, NULL);
 		}
 		worker_check_presence(w);

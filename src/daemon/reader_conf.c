@@ -41,7 +41,7 @@ struct parser {
 /* ---- small helpers ---- */
 
 __attribute__((format(printf, 3, 4))) static void warnf(struct parser *ps, int line,
-							 const char *fmt, ...)
+							const char *fmt, ...)
 {
 	char msg[160];
 	if (!ps->warn)
@@ -250,8 +250,7 @@ static int stanza_finish(struct parser *ps)
 }
 
 /* Records key k; a NULL value means it was bad and spoils the stanza. */
-static void stanza_set(struct stanza *st, enum conf_key k, char *value, uint32_t channel,
-		       int line)
+static void stanza_set(struct stanza *st, enum conf_key k, char *value, uint32_t channel, int line)
 {
 	if (!st->seen || k == KEY_FRIENDLYNAME)
 		st->line = line;
@@ -261,15 +260,9 @@ static void stanza_set(struct stanza *st, enum conf_key k, char *value, uint32_t
 		return;
 	}
 	switch (k) {
-	case KEY_FRIENDLYNAME:
-		st->name = value;
-		break;
-	case KEY_DEVICENAME:
-		st->device = value;
-		break;
-	case KEY_LIBPATH:
-		st->lib = value;
-		break;
+	case KEY_FRIENDLYNAME: st->name = value; break;
+	case KEY_DEVICENAME: st->device = value; break;
+	case KEY_LIBPATH: st->lib = value; break;
 	default:
 		st->channel = channel;
 		st->has_channel = true;

@@ -7,13 +7,13 @@
 #include <stdint.h>
 
 struct reader_conf_entry {
-	char *friendly_name;   /* without the quotes */
-	char *device_name;     /* NULL if absent */
+	char *friendly_name; /* without the quotes */
+	char *device_name;   /* NULL if absent */
 	char *lib_path;
-	uint32_t channel_id;   /* 0 if absent */
+	uint32_t channel_id; /* 0 if absent */
 	bool has_channel_id;
-	char *source;          /* file the stanza came from, for logs */
-	int line;              /* line of its FRIENDLYNAME */
+	char *source; /* file the stanza came from, for logs */
+	int line;     /* line of its FRIENDLYNAME */
 };
 
 struct reader_conf {

@@ -37,10 +37,10 @@ struct reader {
 	char name[WIRE_MAX_READERNAME];
 	struct readers *rs;
 	unsigned refs;
-	bool removed;      /* gone from the registry; handles and waiters may remain */
-	bool unavailable;  /* listed, but its device does not answer (SCARD_UNKNOWN) */
-	size_t position;   /* index in the clients' array while registered */
-	void *device;      /* opaque to the model: who drives this reader */
+	bool removed;     /* gone from the registry; handles and waiters may remain */
+	bool unavailable; /* listed, but its device does not answer (SCARD_UNKNOWN) */
+	size_t position;  /* index in the clients' array while registered */
+	void *device;     /* opaque to the model: who drives this reader */
 	unsigned slot;
 
 	/* card state as clients see it */
@@ -48,21 +48,21 @@ struct reader {
 	uint32_t event_counter; /* 16 bits, bumped on insertion and removal */
 	uint8_t atr[WIRE_MAX_ATR_SIZE];
 	uint32_t atr_len;
-	uint32_t protocol;      /* negotiated protocol, 0 until a connect negotiates */
+	uint32_t protocol; /* negotiated protocol, 0 until a connect negotiates */
 
 	/* sharing and the transaction lock (handles.c) */
 	struct handle *handles;
-	int32_t sharing;        /* -1 exclusive, 0 none, n shared handles */
+	int32_t sharing; /* -1 exclusive, 0 none, n shared handles */
 	struct handle *lock_holder;
 	unsigned lock_count;
 	struct reader_waiter waiters; /* sentinel of the lock queue, FIFO */
 
-	bool woken;             /* queued in rs->woken */
+	bool woken; /* queued in rs->woken */
 	struct reader *next_woken;
 };
 
 struct readers {
-	struct reader **slots;  /* positions; NULL = free */
+	struct reader **slots; /* positions; NULL = free */
 	size_t cap;
 	size_t count;
 	uint32_t reader_events; /* counter for CMD_GET_READER_EVENTS, 1..0x7FFF */

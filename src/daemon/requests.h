@@ -31,7 +31,7 @@ enum outcome {
 struct request {
 	struct session *s;
 	struct wire_msg *msg;
-	const uint8_t *data;  /* bytes after the struct (transmit, control) */
+	const uint8_t *data; /* bytes after the struct (transmit, control) */
 	size_t data_len;
 	/* set by the handler */
 	struct job *job;

@@ -121,8 +121,8 @@ static void queue_output(struct session *s, const uint8_t *buf, size_t len)
  * struct and the data after it reach the client together, in one system
  * call, so it wakes once.
  */
-static void send_parts(struct session *s, const uint8_t *head, size_t head_len,
-		       const uint8_t *tail, size_t tail_len)
+static void send_parts(struct session *s, const uint8_t *head, size_t head_len, const uint8_t *tail,
+		       size_t tail_len)
 {
 	if (s->closing || head_len + tail_len == 0)
 		return;
@@ -133,8 +133,8 @@ static void send_parts(struct session *s, const uint8_t *head, size_t head_len,
 	size_t sent = 0;
 	if (out_pending(s) == 0) {
 		/* The common case: nothing queued, and the socket takes it all now. */
-		struct iovec iov[2] = {{(void *)head, head_len}, {(void *)tail, tail_len}};
-		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = tail_len ? 2 : 1};
+		struct iovec iov[2] = { { (void *)head, head_len }, { (void *)tail, tail_len } };
+		struct msghdr mh = { .msg_iov = iov, .msg_iovlen = tail_len ? 2 : 1 };
 		ssize_t n = sendmsg(s->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			session_fail(s, NULL);
@@ -252,10 +252,9 @@ static void park_lock(struct session *s, struct reader *r, const struct wire_msg
 }
 
 /* Runs one decoded request and does what its outcome asks. */
-static void run_request(struct session *s, struct wire_msg *msg, const uint8_t *data,
-			size_t len)
+static void run_request(struct session *s, struct wire_msg *msg, const uint8_t *data, size_t len)
 {
-	struct request rq = {.s = s, .msg = msg, .data = data, .data_len = len};
+	struct request rq = { .s = s, .msg = msg, .data = data, .data_len = len };
 	switch (requests_handle(&rq)) {
 	case OUT_DONE: break;
 	case OUT_JOB: park_job(s, rq.job, msg); break;
@@ -275,8 +274,8 @@ void sessions_retry_lock_waiters(struct daemon *d)
 			n++;
 		struct reader_waiter *w;
 		while (n-- > 0 && !r->lock_holder && (w = reader_first_waiter(r))) {
-			struct session *s =
-				(struct session *)((char *)w - offsetof(struct session, lock_wait));
+			struct session *s = (struct session *)((char *)w -
+							       offsetof(struct session, lock_wait));
 			struct wire_msg msg = s->parked;
 			unpark_lock(s);
 			run_request(s, &msg, NULL, 0);
@@ -367,9 +366,10 @@ static void process_input(struct session *s)
 			return;
 		}
 		if (rc != WIRE_OK) {
-			const struct wire_cmd_spec *want = wire_cmd_lookup(s->params.proto, hdr.cmd);
-			log_error("client %" PRIu64 " (pid %d): %s with size %u, expected %u", s->id,
-				  (int)s->pid, wire_cmd_name(hdr.cmd), hdr.size,
+			const struct wire_cmd_spec *want = wire_cmd_lookup(s->params.proto,
+									   hdr.cmd);
+			log_error("client %" PRIu64 " (pid %d): %s with size %u, expected %u",
+				  s->id, (int)s->pid, wire_cmd_name(hdr.cmd), hdr.size,
 				  want ? want->body_size : 0);
 			session_fail(s, "wrong message size");
 			return;
@@ -489,8 +489,7 @@ static void session_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	d->n_sessions--;
-	log_debug("client %" PRIu64 " (pid %d) gone, %zu left", s->id, (int)s->pid,
-		  d->n_sessions);
+	log_debug("client %" PRIu64 " (pid %d) gone, %zu left", s->id, (int)s->pid, d->n_sessions);
 	free(s->in);
 	free(s->out);
 	free(s);
@@ -570,8 +569,8 @@ void session_accept(void *data, const struct peer *peer)
 		d->sessions->prev = s;
 	d->sessions = s;
 	d->n_sessions++;
-	log_debug("client %" PRIu64 " connected: pid %d uid %d, %zu clients", s->id,
-		  (int)s->pid, (int)s->uid, d->n_sessions);
+	log_debug("client %" PRIu64 " connected: pid %d uid %d, %zu clients", s->id, (int)s->pid,
+		  (int)s->uid, d->n_sessions);
 }
 
 void sessions_free_all(struct daemon *d)

@@ -32,8 +32,8 @@ struct socket_spec;
 
 enum session_park {
 	PARK_NONE = 0,
-	PARK_JOB,       /* a job runs the request */
-	PARK_LOCK,      /* waiting for a reader's transaction lock */
+	PARK_JOB,  /* a job runs the request */
+	PARK_LOCK, /* waiting for a reader's transaction lock */
 };
 
 struct session {
@@ -47,21 +47,21 @@ struct session {
 
 	/* the client's protocol state (request handlers keep it) */
 	struct wire_params params;
-	bool versioned;         /* CMD_VERSION seen */
-	bool order_known;       /* byte order settled by the first header */
-	uint32_t legacy_slots;  /* records in 0x12 and 4:4/4:5 WAIT arrays */
-	uint32_t told_slots;    /* 4:6: the length 0x16 last answered, 0 = none */
-	uint32_t context;       /* the connection's context, if has_context */
+	bool versioned;        /* CMD_VERSION seen */
+	bool order_known;      /* byte order settled by the first header */
+	uint32_t legacy_slots; /* records in 0x12 and 4:4/4:5 WAIT arrays */
+	uint32_t told_slots;   /* 4:6: the length 0x16 last answered, 0 = none */
+	uint32_t context;      /* the connection's context, if has_context */
 	bool has_context;
 	struct handle_list handles;
 
 	/* buffered bytes */
-	uint8_t *in;            /* unparsed request bytes */
+	uint8_t *in; /* unparsed request bytes */
 	size_t in_len, in_cap;
-	uint8_t *out;           /* unsent reply bytes: out[out_off, out_len) */
+	uint8_t *out; /* unsent reply bytes: out[out_off, out_len) */
 	size_t out_off, out_len, out_cap;
-	bool rest_awaited;      /* the request being read already had its short wait */
-	int mask;               /* what the loop watches now */
+	bool rest_awaited; /* the request being read already had its short wait */
+	int mask;          /* what the loop watches now */
 
 	/* what it waits for (session code only) */
 	enum session_park park;
@@ -69,16 +69,16 @@ struct session {
 	uint64_t job_timer;     /* fails the request if the driver never answers */
 	struct wire_msg parked; /* PARK_LOCK: the request to retry */
 	struct reader_waiter lock_wait;
-	uint64_t lock_timer;    /* a waiting BEGIN gives up after a short while */
-	bool waiting;           /* registered for status-change signals */
+	uint64_t lock_timer; /* a waiting BEGIN gives up after a short while */
+	bool waiting;        /* registered for status-change signals */
 	struct session *wait_prev, *wait_next;
-	bool fetch_pending;     /* 4:6: registered by 0x13, array not fetched yet */
-	bool signal_held;       /* an event signal waits for that fetch */
+	bool fetch_pending; /* 4:6: registered by 0x13, array not fetched yet */
+	bool signal_held;   /* an event signal waits for that fetch */
 	uint32_t held_rv;
 
-	bool closing;           /* hung up, write failed, or bad input */
-	bool dirty;             /* in the daemon's list of sessions to settle */
-	bool process;           /* buffered input may hold a request to run */
+	bool closing; /* hung up, write failed, or bad input */
+	bool dirty;   /* in the daemon's list of sessions to settle */
+	bool process; /* buffered input may hold a request to run */
 	struct session *next_dirty;
 	struct session *prev, *next; /* the daemon's list */
 };

@@ -45,7 +45,7 @@ bool session_stop_waiting(struct session *s)
 
 static void send_signal_now(struct session *s, uint32_t rv)
 {
-	struct wire_msg msg = {.cmd = WIRE_WAIT_READER_STATE_CHANGE};
+	struct wire_msg msg = { .cmd = WIRE_WAIT_READER_STATE_CHANGE };
 	msg.u.wait.timeout = 0;
 	msg.u.wait.rv = rv;
 	session_send_msg(s, &msg);

@@ -23,8 +23,8 @@
 
 struct socket_spec {
 	char path[SOCKET_SPEC_PATH_MAX];
-	unsigned readers;       /* 0 = auto */
-	unsigned name_len;      /* 100 or 128 */
+	unsigned readers;                    /* 0 = auto */
+	unsigned name_len;                   /* 100 or 128 */
 	char prefer[SOCKET_SPEC_PREFER_MAX]; /* "" = configuration order */
 };
 

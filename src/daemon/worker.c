@@ -107,7 +107,7 @@ static RESPONSECODE create_channel(struct worker *w, unsigned slot)
 
 static bool get_byte_cap(struct worker *w, DWORD tag, uint8_t *out)
 {
-	uint8_t value[8] = {0};
+	uint8_t value[8] = { 0 };
 	DWORD len = 1;
 	worker_drv_enter(w);
 	RESPONSECODE rc = w->cfg.drv->ops.get_capabilities(worker_lun(w, 0), tag, &len, value);

@@ -30,21 +30,21 @@ struct event_thread;
 struct slot_state {
 	bool present;
 	bool powered;
-	bool mute;          /* present, but the last power-up failed */
-	bool gone;          /* the driver says the device is gone (IFD_NO_SUCH_DEVICE) */
-	uint32_t protocol;  /* negotiated, 0 = not yet */
+	bool mute;         /* present, but the last power-up failed */
+	bool gone;         /* the driver says the device is gone (IFD_NO_SUCH_DEVICE) */
+	uint32_t protocol; /* negotiated, 0 = not yet */
 	uint8_t atr[WIRE_MAX_ATR_SIZE];
 	size_t atr_len;
 };
 
 struct worker_config {
-	struct driver *drv;        /* the worker takes over this reference */
-	const char *name;          /* for log lines: the friendly name */
-	const char *device_name;   /* DEVICENAME, or NULL */
+	struct driver *drv;      /* the worker takes over this reference */
+	const char *name;        /* for log lines: the friendly name */
+	const char *device_name; /* DEVICENAME, or NULL */
 	uint32_t channel_id;
 	unsigned long lun_base;
 	unsigned poll_ms;
-	struct device *dev;        /* opaque: stamped on the jobs it makes */
+	struct device *dev; /* opaque: stamped on the jobs it makes */
 	struct completions *done;
 	job_finish_fn *opened;     /* finish of its JOB_OPEN */
 	job_finish_fn *card_event; /* finish of its JOB_CARD_EVENT */
@@ -57,24 +57,24 @@ struct worker {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct job *head, *tail;   /* queued jobs, FIFO */
-	bool busy;                 /* a thread is in the driver */
-	bool waiting_idle;         /* the worker waits for busy to clear */
-	bool opened;               /* the channel is open: jobs may run */
+	struct job *head, *tail; /* queued jobs, FIFO */
+	bool busy;               /* a thread is in the driver */
+	bool waiting_idle;       /* the worker waits for busy to clear */
+	bool opened;             /* the channel is open: jobs may run */
 	bool stop;
 	bool exited;
-	bool check_presence;       /* an event thread saw something */
-	bool lib_held;             /* the driver library's lock is held for a whole job */
-	bool serialize;            /* the driver is not thread-safe: take its lock */
-	atomic_uint last_call_us;  /* how long the last job took, wherever it ran */
+	bool check_presence;      /* an event thread saw something */
+	bool lib_held;            /* the driver library's lock is held for a whole job */
+	bool serialize;           /* the driver is not thread-safe: take its lock */
+	atomic_uint last_call_us; /* how long the last job took, wherever it ran */
 
 	/* owned by whichever thread holds busy */
 	struct slot_state *slots;
 	unsigned n_slots;
-	uint8_t *scratch;          /* the driver's receive buffer */
+	uint8_t *scratch; /* the driver's receive buffer */
 
 	/* card presence (presence.c) */
-	void *wait_event;          /* the driver's event wait, or NULL */
+	void *wait_event; /* the driver's event wait, or NULL */
 	void *stop_wait;
 	bool killable;
 	struct event_thread *events;

@@ -159,7 +159,7 @@ static LONG exchange(SCARDHANDLE h, DWORD proto, bool raw, const uint8_t *cmd, s
 			return rv != SCARD_S_SUCCESS ? rv : (LONG)SCARD_F_COMM_ERROR;
 		}
 		memcpy(copy, cur, cur_len);
-		steps[*n_steps] = (struct step){copy, cur_len, resp, rlen, why};
+		steps[*n_steps] = (struct step){ copy, cur_len, resp, rlen, why };
 		(*n_steps)++;
 		memcpy(data + *data_len, resp, rlen - 2);
 		*data_len += rlen - 2;
@@ -199,7 +199,7 @@ static LONG exchange(SCARDHANDLE h, DWORD proto, bool raw, const uint8_t *cmd, s
 
 int cmd_send(int argc, char **argv)
 {
-	struct apdu_list apdus = {0};
+	struct apdu_list apdus = { 0 };
 	const char *reader_arg = NULL;
 	DWORD protocols = SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1;
 	DWORD share = SCARD_SHARE_SHARED;
@@ -250,7 +250,7 @@ int cmd_send(int argc, char **argv)
 	}
 	SCARDCONTEXT ctx = 0;
 	SCARDHANDLE h = 0;
-	struct reader_list rl = {0};
+	struct reader_list rl = { 0 };
 	const char *reader = NULL;
 	if (rc == EXIT_OK)
 		rc = open_context(&ctx);
@@ -287,8 +287,8 @@ int cmd_send(int argc, char **argv)
 		struct step steps[MAX_STEPS];
 		size_t n_steps = 0, data_len = 0;
 		uint16_t sw = 0;
-		LONG rv = exchange(h, active, raw, apdus.cmd[i], apdus.len[i], steps, &n_steps, data,
-				   &data_len, &sw);
+		LONG rv = exchange(h, active, raw, apdus.cmd[i], apdus.len[i], steps, &n_steps,
+				   data, &data_len, &sw);
 		if (g_opts.json && n_steps) {
 			printf("%s{\"command\":", i ? "," : "");
 			json_hex(stdout, apdus.cmd[i], apdus.len[i]);
@@ -308,8 +308,8 @@ int cmd_send(int argc, char **argv)
 			if (with_data > 1 && rv == SCARD_S_SUCCESS) {
 				printf("= ");
 				print_hex(stdout, data, data_len);
-				printf("%s%02X %02X   %s\n", data_len ? " " : "", sw >> 8, sw & 0xFF,
-				       vcard_sw_text(sw));
+				printf("%s%02X %02X   %s\n", data_len ? " " : "", sw >> 8,
+				       sw & 0xFF, vcard_sw_text(sw));
 			}
 		}
 		free_steps(steps, n_steps);

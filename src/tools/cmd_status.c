@@ -35,7 +35,7 @@ static bool read_full(int fd, uint8_t *buf, size_t len)
 {
 	size_t got = 0;
 	while (got < len) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		int n = poll(&pfd, 1, RAW_TIMEOUT_MS);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -54,7 +54,7 @@ static bool read_full(int fd, uint8_t *buf, size_t len)
 static void probe_daemon(const char *path, struct daemon_info *di)
 {
 	memset(di, 0, sizeof(*di));
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		snprintf(di->error, sizeof(di->error), "socket path too long");
 		return;
@@ -89,7 +89,7 @@ static void probe_daemon(const char *path, struct daemon_info *di)
 	struct wire_params params;
 	wire_params_init(&params);
 	const struct wire_cmd_spec *spec = wire_cmd_lookup(params.proto, WIRE_VERSION);
-	struct wire_msg msg = {.cmd = WIRE_VERSION};
+	struct wire_msg msg = { .cmd = WIRE_VERSION };
 	msg.u.version.major = params.proto->major;
 	msg.u.version.minor = params.proto->minor;
 	uint8_t buf[64];
@@ -132,7 +132,7 @@ int cmd_status(int argc, char **argv)
 	struct daemon_info di;
 	probe_daemon(path, &di);
 
-	struct reader_list rl = {0};
+	struct reader_list rl = { 0 };
 	SCARD_READERSTATE *st = NULL;
 	LONG rv = SCARD_E_NO_SERVICE;
 	SCARDCONTEXT ctx = 0;
@@ -144,7 +144,8 @@ int cmd_status(int argc, char **argv)
 			st = calloc(rl.n, sizeof(*st));
 			for (size_t i = 0; st && i < rl.n; i++)
 				st[i].szReader = rl.names[i];
-			LONG r2 = st ? SCardGetStatusChange(ctx, 0, st, (DWORD)rl.n) : SCARD_E_NO_MEMORY;
+			LONG r2 = st ? SCardGetStatusChange(ctx, 0, st, (DWORD)rl.n)
+				     : SCARD_E_NO_MEMORY;
 			if (r2 != SCARD_S_SUCCESS && r2 != (LONG)SCARD_E_TIMEOUT) {
 				free(st);
 				st = NULL;
@@ -190,11 +191,11 @@ int cmd_status(int argc, char **argv)
 			printf("daemon:    not running (%s)\n", di.error);
 		} else {
 			if (di.have_cred)
-				printf("daemon:    %s, pid %d, uid %u\n", di.comm[0] ? di.comm : "?",
-				       (int)di.pid, (unsigned)di.uid);
+				printf("daemon:    %s, pid %d, uid %u\n",
+				       di.comm[0] ? di.comm : "?", (int)di.pid, (unsigned)di.uid);
 			if (di.have_version && di.version_rv)
-				printf("protocol:  %d:%d (refuses %s clients)\n", di.major, di.minor,
-				       wire_proto_default()->name);
+				printf("protocol:  %d:%d (refuses %s clients)\n", di.major,
+				       di.minor, wire_proto_default()->name);
 			else if (di.have_version)
 				printf("protocol:  %d:%d\n", di.major, di.minor);
 			else

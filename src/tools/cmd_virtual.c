@@ -24,7 +24,7 @@
 #define EVENT_TIMEOUT_MS 5000
 
 struct target {
-	char *reader;   /* NULL when only a slot number is known */
+	char *reader; /* NULL when only a slot number is known */
 	unsigned slot;
 	char control[PATH_MAX];
 };
@@ -39,8 +39,8 @@ static int discover(SCARDCONTEXT ctx, const char *reader, struct target *t, bool
 		if (quiet)
 			return EXIT_CONTROL;
 		char what[200];
-		snprintf(what, sizeof(what), "cannot open %s to find its control socket (use --control)",
-			 reader);
+		snprintf(what, sizeof(what),
+			 "cannot open %s to find its control socket (use --control)", reader);
 		return pcsc_fail(what, rv);
 	}
 	unsigned char buf[512];
@@ -79,7 +79,7 @@ static int discover(SCARDCONTEXT ctx, const char *reader, struct target *t, bool
 /* Sends one command line; reply gets the information lines and the final line. */
 static int control_call(const char *path, const char *line, char *reply, size_t cap)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(addr.sun_path)) {
 		err_msg("control socket path too long: %s", path);
 		return EXIT_CONTROL;
@@ -87,7 +87,8 @@ static int control_call(const char *path, const char *line, char *reply, size_t 
 	strcpy(addr.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		err_msg("cannot reach the ifd-virtual control socket %s: %s", path, strerror(errno));
+		err_msg("cannot reach the ifd-virtual control socket %s: %s", path,
+			strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return EXIT_CONTROL;
@@ -110,12 +111,13 @@ static int control_call(const char *path, const char *line, char *reply, size_t 
 				break;
 			last = p;
 			p = nl + 1;
-			if (p == reply + len && (!strncmp(last, "ok", 2) || !strncmp(last, "error", 5))) {
+			if (p == reply + len &&
+			    (!strncmp(last, "ok", 2) || !strncmp(last, "error", 5))) {
 				rc = !strncmp(last, "ok", 2) ? EXIT_OK : EXIT_CONTROL;
 				goto done;
 			}
 		}
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		int k = poll(&pfd, 1, CONTROL_TIMEOUT_MS);
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -135,7 +137,7 @@ done:
 /* The reader's state now, or 0 if unknown. */
 static DWORD reader_state(SCARDCONTEXT ctx, const char *reader)
 {
-	SCARD_READERSTATE st = {.szReader = reader, .dwCurrentState = SCARD_STATE_UNAWARE};
+	SCARD_READERSTATE st = { .szReader = reader, .dwCurrentState = SCARD_STATE_UNAWARE };
 	if (SCardGetStatusChange(ctx, 0, &st, 1) != SCARD_S_SUCCESS)
 		return 0;
 	return st.dwEventState & ~(DWORD)SCARD_STATE_CHANGED;
@@ -160,7 +162,7 @@ static bool wait_for_daemon(SCARDCONTEXT ctx, const char *reader, DWORD before, 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	unsigned long c0 = before >> 16;
 	bool was_in = before & SCARD_STATE_PRESENT;
-	SCARD_READERSTATE st = {.szReader = reader, .dwCurrentState = before};
+	SCARD_READERSTATE st = { .szReader = reader, .dwCurrentState = before };
 	for (;;) {
 		DWORD s = st.dwCurrentState;
 		unsigned long c = s >> 16;
@@ -298,10 +300,13 @@ int cmd_virtual(int argc, char **argv)
 	}
 	const char *action = args[0];
 	bool is_status = !strcmp(action, "status");
-	int want = !strcmp(action, "insert") ? -1 : !strcmp(action, "fast") ? 3
-		  : (!strcmp(action, "remove") || !strcmp(action, "mute") ||
-		     !strcmp(action, "unmute")) ? 2
-		  : is_status ? -2 : 0;
+	int want = !strcmp(action, "insert") ? -1
+		   : !strcmp(action, "fast") ? 3
+		   : (!strcmp(action, "remove") || !strcmp(action, "mute") ||
+		      !strcmp(action, "unmute"))
+			   ? 2
+		   : is_status ? -2
+			       : 0;
 	if (want == 0 || (want > 0 && n != want) || (want == -1 && (n < 2 || n > 3)) ||
 	    (want == -2 && n > 2) ||
 	    (want == 3 && strcmp(args[2], "on") && strcmp(args[2], "off"))) {
@@ -348,7 +353,8 @@ int cmd_virtual(int argc, char **argv)
 				if (g_opts.json)
 					printf("{\"readers\":[");
 				size_t k = 0;
-				for (char *line = strtok(reply, "\n"); line; line = strtok(NULL, "\n")) {
+				for (char *line = strtok(reply, "\n"); line;
+				     line = strtok(NULL, "\n")) {
 					unsigned s;
 					if (sscanf(line, "slot %u", &s) != 1)
 						continue;
@@ -395,13 +401,14 @@ int cmd_virtual(int argc, char **argv)
 			if (rc == EXIT_OK) {
 				n_targets = 1;
 				if (control) /* --control wins over what the driver says */
-					snprintf(targets[0].control, sizeof(targets[0].control), "%s",
-						 control);
+					snprintf(targets[0].control, sizeof(targets[0].control),
+						 "%s", control);
 			}
 		} else {
 			/* status of every ifd-virtual reader the daemon has */
 			for (size_t i = 0; i < rl.n; i++)
-				if (discover(ctx, rl.names[i], &targets[n_targets], true) == EXIT_OK)
+				if (discover(ctx, rl.names[i], &targets[n_targets], true) ==
+				    EXIT_OK)
 					n_targets++;
 			if (n_targets == 0) {
 				err_msg("no ifd-virtual reader with a control channel on %s",
@@ -423,14 +430,17 @@ int cmd_virtual(int argc, char **argv)
 	bool is_insert = !strcmp(action, "insert"), is_remove = !strcmp(action, "remove");
 	bool is_mute = !strcmp(action, "mute"), is_unmute = !strcmp(action, "unmute");
 	DWORD before = (wait && have_ctx && t->reader && strcmp(action, "fast") != 0)
-			       ? reader_state(ctx, t->reader) : 0;
+			       ? reader_state(ctx, t->reader)
+			       : 0;
 	/* what the daemon will show once it has seen the change, if anything */
-	bool expect = is_insert || ((is_remove || is_mute || is_unmute) &&
-				     (before & SCARD_STATE_PRESENT) &&
-				     (!is_mute || !(before & SCARD_STATE_MUTE)) &&
-				     (!is_unmute || (before & SCARD_STATE_MUTE)));
-	enum change what = is_insert ? CH_INSERT : is_remove ? CH_REMOVE : is_mute ? CH_MUTE
-										 : CH_UNMUTE;
+	bool expect = is_insert ||
+		      ((is_remove || is_mute || is_unmute) && (before & SCARD_STATE_PRESENT) &&
+		       (!is_mute || !(before & SCARD_STATE_MUTE)) &&
+		       (!is_unmute || (before & SCARD_STATE_MUTE)));
+	enum change what = is_insert   ? CH_INSERT
+			   : is_remove ? CH_REMOVE
+			   : is_mute   ? CH_MUTE
+				       : CH_UNMUTE;
 	char line[PATH_MAX + 64], reply[8192];
 	if (is_insert)
 		snprintf(line, sizeof(line), "insert %u%s%s", t->slot, card_path[0] ? " " : "",
@@ -444,8 +454,9 @@ int cmd_virtual(int argc, char **argv)
 	for (char *p = strchr(reply, '\n'); p && p[1]; p = strchr(p + 1, '\n'))
 		last = p + 1;
 	last[strcspn(last, "\n")] = 0;
-	const char *text = !strncmp(last, "ok", 2) ? last + (last[2] == ' ' ? 3 : 2)
-			   : !strncmp(last, "error", 5) ? last + (last[5] == ' ' ? 6 : 5) : last;
+	const char *text = !strncmp(last, "ok", 2)      ? last + (last[2] == ' ' ? 3 : 2)
+			   : !strncmp(last, "error", 5) ? last + (last[5] == ' ' ? 6 : 5)
+							: last;
 	bool seen = true;
 	if (rc == EXIT_OK && before && expect)
 		seen = wait_for_daemon(ctx, t->reader, before, what);

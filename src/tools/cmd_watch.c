@@ -240,18 +240,20 @@ int cmd_watch(int argc, char **argv)
 			if (!(st[i].dwEventState & SCARD_STATE_CHANGED) && !first)
 				continue;
 			size_t atr_len = (now & SCARD_STATE_PRESENT) && st[i].cbAtr <= MAX_ATR_SIZE
-						 ? st[i].cbAtr : 0;
+						 ? st[i].cbAtr
+						 : 0;
 			if (now & (SCARD_STATE_UNKNOWN | SCARD_STATE_UNAVAILABLE))
 				relist = true;
 			if (first) {
-				emit((now & SCARD_STATE_PRESENT) ? "card present" : "no card", w[i].name,
-				     now, st[i].rgbAtr, atr_len);
+				emit((now & SCARD_STATE_PRESENT) ? "card present" : "no card",
+				     w[i].name, now, st[i].rgbAtr, atr_len);
 			} else {
 				const char *ev[6];
 				int n = describe(w[i].state, now, ev, 6);
 				for (int k = 0; k < n; k++) {
 					bool show_atr = !strcmp(ev[k], "card inserted");
-					emit(ev[k], w[i].name, now, st[i].rgbAtr, show_atr ? atr_len : 0);
+					emit(ev[k], w[i].name, now, st[i].rgbAtr,
+					     show_atr ? atr_len : 0);
 					events++;
 				}
 			}

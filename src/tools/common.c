@@ -38,25 +38,19 @@ void err_msg(const char *fmt, ...)
 int exit_code_for(LONG rv)
 {
 	switch ((unsigned long)rv) {
-	case SCARD_S_SUCCESS:
-		return EXIT_OK;
+	case SCARD_S_SUCCESS: return EXIT_OK;
 	case SCARD_E_NO_SERVICE:
-	case SCARD_E_SERVICE_STOPPED:
-		return EXIT_NO_DAEMON;
+	case SCARD_E_SERVICE_STOPPED: return EXIT_NO_DAEMON;
 	case SCARD_E_NO_READERS_AVAILABLE:
 	case SCARD_E_UNKNOWN_READER:
-	case SCARD_E_READER_UNAVAILABLE:
-		return EXIT_NO_READER;
+	case SCARD_E_READER_UNAVAILABLE: return EXIT_NO_READER;
 	case SCARD_E_NO_SMARTCARD:
 	case SCARD_W_REMOVED_CARD:
 	case SCARD_W_UNRESPONSIVE_CARD:
 	case SCARD_W_UNPOWERED_CARD:
-	case SCARD_W_UNSUPPORTED_CARD:
-		return EXIT_NO_CARD;
-	case SCARD_E_SHARING_VIOLATION:
-		return EXIT_SHARING;
-	default:
-		return EXIT_ERROR;
+	case SCARD_W_UNSUPPORTED_CARD: return EXIT_NO_CARD;
+	case SCARD_E_SHARING_VIOLATION: return EXIT_SHARING;
+	default: return EXIT_ERROR;
 	}
 }
 
@@ -77,12 +71,8 @@ int pcsc_fail(const char *what, LONG rv)
 	case SCARD_E_READER_UNAVAILABLE:
 		err_msg("%s: no such reader (any more); `scard list` shows the readers", what);
 		break;
-	case SCARD_E_NO_SMARTCARD:
-		err_msg("%s: there is no card in the reader", what);
-		break;
-	case SCARD_W_REMOVED_CARD:
-		err_msg("%s: the card was removed", what);
-		break;
+	case SCARD_E_NO_SMARTCARD: err_msg("%s: there is no card in the reader", what); break;
+	case SCARD_W_REMOVED_CARD: err_msg("%s: the card was removed", what); break;
 	case SCARD_W_UNRESPONSIVE_CARD:
 		err_msg("%s: the card does not answer (mute card)", what);
 		break;
@@ -167,7 +157,8 @@ long parse_hex(const char *s, uint8_t *out, size_t cap)
 			continue;
 		if (!isxdigit((unsigned char)*s))
 			return -1;
-		int v = isdigit((unsigned char)*s) ? *s - '0' : (tolower((unsigned char)*s) - 'a' + 10);
+		int v = isdigit((unsigned char)*s) ? *s - '0'
+						   : (tolower((unsigned char)*s) - 'a' + 10);
 		if (half < 0) {
 			half = v;
 		} else {
@@ -266,12 +257,20 @@ const char *resolve_reader(const struct reader_list *rl, const char *arg, int *e
 
 size_t state_words(DWORD state, const char **words, size_t max)
 {
-	static const struct { DWORD bit; const char *word; } bits[] = {
-		{SCARD_STATE_CHANGED, "CHANGED"},	{SCARD_STATE_UNKNOWN, "UNKNOWN"},
-		{SCARD_STATE_UNAVAILABLE, "UNAVAILABLE"}, {SCARD_STATE_EMPTY, "EMPTY"},
-		{SCARD_STATE_PRESENT, "PRESENT"},	{SCARD_STATE_ATRMATCH, "ATRMATCH"},
-		{SCARD_STATE_EXCLUSIVE, "EXCLUSIVE"},	{SCARD_STATE_INUSE, "INUSE"},
-		{SCARD_STATE_MUTE, "MUTE"},		{SCARD_STATE_UNPOWERED, "UNPOWERED"},
+	static const struct {
+		DWORD bit;
+		const char *word;
+	} bits[] = {
+		{ SCARD_STATE_CHANGED, "CHANGED" },
+		{ SCARD_STATE_UNKNOWN, "UNKNOWN" },
+		{ SCARD_STATE_UNAVAILABLE, "UNAVAILABLE" },
+		{ SCARD_STATE_EMPTY, "EMPTY" },
+		{ SCARD_STATE_PRESENT, "PRESENT" },
+		{ SCARD_STATE_ATRMATCH, "ATRMATCH" },
+		{ SCARD_STATE_EXCLUSIVE, "EXCLUSIVE" },
+		{ SCARD_STATE_INUSE, "INUSE" },
+		{ SCARD_STATE_MUTE, "MUTE" },
+		{ SCARD_STATE_UNPOWERED, "UNPOWERED" },
 	};
 	size_t n = 0;
 	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]) && n < max; i++)

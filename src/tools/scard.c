@@ -101,8 +101,8 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*fn)(int, char **);
 	} cmds[] = {
-		{"list", cmd_list},	{"watch", cmd_watch},	  {"send", cmd_send},
-		{"status", cmd_status}, {"virtual", cmd_virtual},
+		{ "list", cmd_list },     { "watch", cmd_watch },     { "send", cmd_send },
+		{ "status", cmd_status }, { "virtual", cmd_virtual },
 	};
 	int rc = -1;
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)

@@ -12,14 +12,14 @@
 /* Exit codes: also listed by `scard --help`. */
 enum scard_exit {
 	EXIT_OK = 0,
-	EXIT_ERROR = 1,       /* any other PC/SC or system error */
-	EXIT_USAGE = 2,       /* bad arguments, bad APDU, unreadable script or card file */
-	EXIT_NO_DAEMON = 3,   /* no daemon answers on the socket */
-	EXIT_NO_READER = 4,   /* reader not found, or no reader at all */
-	EXIT_NO_CARD = 5,     /* no card, card removed or not answering */
-	EXIT_SHARING = 6,     /* another application holds the reader exclusively */
-	EXIT_CARD_SW = 7,     /* send: a status word other than 90 00 */
-	EXIT_CONTROL = 8,     /* virtual: control channel unreachable or command refused */
+	EXIT_ERROR = 1,     /* any other PC/SC or system error */
+	EXIT_USAGE = 2,     /* bad arguments, bad APDU, unreadable script or card file */
+	EXIT_NO_DAEMON = 3, /* no daemon answers on the socket */
+	EXIT_NO_READER = 4, /* reader not found, or no reader at all */
+	EXIT_NO_CARD = 5,   /* no card, card removed or not answering */
+	EXIT_SHARING = 6,   /* another application holds the reader exclusively */
+	EXIT_CARD_SW = 7,   /* send: a status word other than 90 00 */
+	EXIT_CONTROL = 8,   /* virtual: control channel unreachable or command refused */
 };
 
 struct opts {
@@ -43,7 +43,7 @@ void json_str(FILE *f, const char *s);
 void json_hex(FILE *f, const uint8_t *b, size_t n); /* "3B8880" */
 
 /* ---- hex ---- */
-void print_hex(FILE *f, const uint8_t *b, size_t n); /* "3B 88 80" */
+void print_hex(FILE *f, const uint8_t *b, size_t n);     /* "3B 88 80" */
 void hex_compact(char *out, const uint8_t *b, size_t n); /* out: 2n+1 bytes */
 /* Parses hex with optional blanks and colons. -1 on bad input or too long. */
 long parse_hex(const char *s, uint8_t *out, size_t cap);

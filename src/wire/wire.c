@@ -50,6 +50,8 @@ struct layout {
 	size_t n_fields;
 };
 
+/* The layouts read as tables: the formatter leaves them alone. */
+/* clang-format off */
 #define WORD(member) { F_WORD, offsetof(struct wire_msg, u.member) }
 #define NAME(member) { F_NAME, offsetof(struct wire_msg, u.member) }
 #define ATTR(member) { F_ATTR, offsetof(struct wire_msg, u.member) }
@@ -135,6 +137,7 @@ static const struct layout layouts[] = {
 	[WIRE_GET_READER_EVENTS] = LAYOUT(events_fields),
 	[WIRE_GET_READERS_STATE_SIZE] = LAYOUT(count_fields),
 };
+/* clang-format on */
 
 static const struct layout *layout_of(uint32_t cmd)
 {
@@ -146,12 +149,9 @@ static const struct layout *layout_of(uint32_t cmd)
 static size_t field_size(const struct wire_params *params, enum field_kind kind)
 {
 	switch (kind) {
-	case F_NAME:
-		return params->proto->reader_name_len;
-	case F_ATTR:
-		return WIRE_MAX_BUFFER_SIZE;
-	case F_WORD:
-		break;
+	case F_NAME: return params->proto->reader_name_len;
+	case F_ATTR: return WIRE_MAX_BUFFER_SIZE;
+	case F_WORD: break;
 	}
 	return 4;
 }
@@ -185,8 +185,8 @@ static void copy_name(char *dst, size_t dst_len, const char *src, size_t field_l
 	memcpy(dst, src, n);
 }
 
-static void decode_field(const struct wire_params *params, const struct field *f,
-			 const uint8_t *p, struct wire_msg *out)
+static void decode_field(const struct wire_params *params, const struct field *f, const uint8_t *p,
+			 struct wire_msg *out)
 {
 	uint8_t *dst = (uint8_t *)out + f->offset;
 	uint32_t word;
@@ -200,9 +200,7 @@ static void decode_field(const struct wire_params *params, const struct field *f
 		copy_name((char *)dst, WIRE_MAX_READERNAME, (const char *)p,
 			  params->proto->reader_name_len);
 		return;
-	case F_ATTR:
-		memcpy(dst, p, WIRE_MAX_BUFFER_SIZE);
-		return;
+	case F_ATTR: memcpy(dst, p, WIRE_MAX_BUFFER_SIZE); return;
 	}
 }
 
@@ -222,9 +220,7 @@ static void encode_field(const struct wire_params *params, const struct field *f
 		copy_name((char *)p, params->proto->reader_name_len, (const char *)src,
 			  params->proto->reader_name_len);
 		return;
-	case F_ATTR:
-		memcpy(p, src, WIRE_MAX_BUFFER_SIZE);
-		return;
+	case F_ATTR: memcpy(p, src, WIRE_MAX_BUFFER_SIZE); return;
 	}
 }
 
@@ -238,16 +234,11 @@ static void encode_field(const struct wire_params *params, const struct field *f
 static bool lengths_in_bounds(const struct wire_msg *msg, bool reply)
 {
 	switch (msg->cmd) {
-	case WIRE_TRANSMIT:
-		return msg->u.transmit.send_length <= WIRE_MAX_BUFFER_SIZE_EXTENDED;
-	case WIRE_CONTROL:
-		return msg->u.control.send_length <= WIRE_MAX_BUFFER_SIZE_EXTENDED;
-	case WIRE_GET_ATTRIB:
-		return reply || msg->u.getset.attr_len <= WIRE_MAX_BUFFER_SIZE;
-	case WIRE_SET_ATTRIB:
-		return msg->u.getset.attr_len <= WIRE_MAX_BUFFER_SIZE;
-	default:
-		return true;
+	case WIRE_TRANSMIT: return msg->u.transmit.send_length <= WIRE_MAX_BUFFER_SIZE_EXTENDED;
+	case WIRE_CONTROL: return msg->u.control.send_length <= WIRE_MAX_BUFFER_SIZE_EXTENDED;
+	case WIRE_GET_ATTRIB: return reply || msg->u.getset.attr_len <= WIRE_MAX_BUFFER_SIZE;
+	case WIRE_SET_ATTRIB: return msg->u.getset.attr_len <= WIRE_MAX_BUFFER_SIZE;
+	default: return true;
 	}
 }
 
@@ -311,8 +302,8 @@ static int decode_struct(const struct wire_params *params, uint32_t cmd, size_t 
 	return lengths_in_bounds(out, reply) ? WIRE_OK : WIRE_E_BAD_LENGTH;
 }
 
-int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
-		     size_t len, struct wire_msg *out)
+int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8_t *buf, size_t len,
+		     struct wire_msg *out)
 {
 	if (!params_usable(params) || !out || (!buf && len > 0))
 		return WIRE_E_INVALID;
@@ -340,8 +331,8 @@ int wire_decode_reply(const struct wire_params *params, uint32_t cmd, const uint
 	return decode_struct(params, cmd, spec->reply_size, buf, len, true, out);
 }
 
-size_t wire_encode_body(const struct wire_params *params, const struct wire_msg *msg,
-			uint8_t *buf, size_t cap)
+size_t wire_encode_body(const struct wire_params *params, const struct wire_msg *msg, uint8_t *buf,
+			size_t cap)
 {
 	if (!params_usable(params) || !msg || !buf)
 		return 0;
@@ -349,8 +340,7 @@ size_t wire_encode_body(const struct wire_params *params, const struct wire_msg 
 	const struct layout *layout = layout_of(msg->cmd);
 	/* A GET_ATTRIB reply may carry a length beyond the field (see above): the
 	 * daemon passes on what a driver says, and only the field is written. */
-	if (!spec || !layout ||
-	    !lengths_in_bounds(msg, msg->cmd == WIRE_GET_ATTRIB))
+	if (!spec || !layout || !lengths_in_bounds(msg, msg->cmd == WIRE_GET_ATTRIB))
 		return 0;
 	/* Struct commands reply with their request struct; bare ones with
 	 * their own small reply, the only struct they have. */

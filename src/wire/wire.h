@@ -49,7 +49,7 @@ enum wire_cmd {
 #define WIRE_MAX_BUFFER_SIZE 264u
 #define WIRE_MAX_BUFFER_SIZE_EXTENDED 65548u /* 4+3+65536+3+2 */
 #define WIRE_MAX_ATR_SIZE 33u
-#define WIRE_MAX_READERNAME 128u /* longest layout; 4:2 before 1.8.4 used 100 */
+#define WIRE_MAX_READERNAME 128u     /* longest layout; 4:2 before 1.8.4 used 100 */
 #define WIRE_LEGACY_READER_SLOTS 16u /* array entries for 4:2 .. 4:5 clients */
 /* The largest fixed struct of any command in any version (SCARD_GET_ATTRIB,
  * SCARD_SET_ATTRIB): a header plus this holds every fixed message. */
@@ -64,12 +64,12 @@ enum wire_cmd {
 /* Results of codec functions (never SCARD_* codes). */
 enum wire_result {
 	WIRE_OK = 0,
-	WIRE_NEED_MORE = 1,        /* buffer too short: read more bytes */
-	WIRE_E_UNKNOWN_CMD = -1,   /* command not defined in this version */
-	WIRE_E_BAD_SIZE = -2,      /* header.size differs from the struct size */
-	WIRE_E_BAD_LENGTH = -3,    /* a length field exceeds its bound */
-	WIRE_E_NO_SPACE = -4,      /* output buffer too small */
-	WIRE_E_INVALID = -5,       /* argument not usable (e.g. NULL) */
+	WIRE_NEED_MORE = 1,      /* buffer too short: read more bytes */
+	WIRE_E_UNKNOWN_CMD = -1, /* command not defined in this version */
+	WIRE_E_BAD_SIZE = -2,    /* header.size differs from the struct size */
+	WIRE_E_BAD_LENGTH = -3,  /* a length field exceeds its bound */
+	WIRE_E_NO_SPACE = -4,    /* output buffer too small */
+	WIRE_E_INVALID = -5,     /* argument not usable (e.g. NULL) */
 };
 
 enum wire_byte_order { WIRE_LITTLE_ENDIAN = 0, WIRE_BIG_ENDIAN = 1 };
@@ -80,12 +80,12 @@ enum wire_body_kind {
 	WIRE_BODY_STRUCT, /* header.size must equal spec->body_size */
 };
 enum wire_reply_kind {
-	WIRE_REPLY_STRUCT,        /* the same struct as the request, filled */
-	WIRE_REPLY_STATE_ARRAY,   /* params->reader_slots reader-state records */
-	WIRE_REPLY_ARRAY_AND_WAIT,/* state array now, 8-byte wait signal later (4:4/4:5 WAIT) */
-	WIRE_REPLY_WAIT_LATER,    /* nothing now, 8-byte wait signal later (4:2/4:3/4:6 WAIT) */
+	WIRE_REPLY_STRUCT,            /* the same struct as the request, filled */
+	WIRE_REPLY_STATE_ARRAY,       /* params->reader_slots reader-state records */
+	WIRE_REPLY_ARRAY_AND_WAIT,    /* state array now, 8-byte wait signal later (4:4/4:5 WAIT) */
+	WIRE_REPLY_WAIT_LATER,        /* nothing now, 8-byte wait signal later (4:2/4:3/4:6 WAIT) */
 	WIRE_REPLY_STRUCT_IF_WAITING, /* STOP_WAITING: reply only if registered */
-	WIRE_REPLY_INT32,         /* raw 4-byte count (4:6 0x16) */
+	WIRE_REPLY_INT32,             /* raw 4-byte count (4:6 0x16) */
 };
 enum wire_trailer_kind {
 	WIRE_TRAILER_NONE,
@@ -95,22 +95,22 @@ enum wire_trailer_kind {
 
 struct wire_cmd_spec {
 	uint32_t cmd;
-	const char *name;          /* "SCARD_CONNECT", for logs */
+	const char *name; /* "SCARD_CONNECT", for logs */
 	enum wire_body_kind body;
-	uint32_t body_size;        /* bytes of the request struct (0 for WIRE_BODY_NONE) */
+	uint32_t body_size; /* bytes of the request struct (0 for WIRE_BODY_NONE) */
 	enum wire_reply_kind reply;
 	enum wire_trailer_kind trailer;
-	uint32_t reply_size;       /* bytes of the fixed reply struct: body_size for
-	                              struct replies, 8 for the wait signal and for
-	                              reader events, 4 for INT32, 0 for bare arrays */
+	/* bytes of the fixed reply struct: body_size for struct replies, 8 for
+	 * the wait signal and for reader events, 4 for INT32, 0 for bare arrays */
+	uint32_t reply_size;
 };
 
 /* One protocol version (one row of the version table). */
 struct wire_proto {
 	int32_t major;
 	int32_t minor;
-	const char *name;          /* "4:4" */
-	uint32_t reader_name_len;  /* 128, or 100 for 4:2 before pcsc-lite 1.8.4 */
+	const char *name;         /* "4:4" */
+	uint32_t reader_name_len; /* 128, or 100 for 4:2 before pcsc-lite 1.8.4 */
 	const struct wire_cmd_spec *cmds;
 	size_t n_cmds;
 	/* The same major:minor as older libraries laid it out, or NULL: 4:2 has
@@ -125,7 +125,7 @@ struct wire_proto {
 struct wire_params {
 	const struct wire_proto *proto;
 	enum wire_byte_order order;
-	uint32_t reader_slots;     /* records in a reader-state array for this peer */
+	uint32_t reader_slots; /* records in a reader-state array for this peer */
 };
 
 /* Version table access. */
@@ -174,9 +174,19 @@ struct wire_header {
 	uint32_t cmd;
 };
 
-struct wire_version_msg { int32_t major, minor; uint32_t rv; };
-struct wire_establish { uint32_t scope; uint32_t context; uint32_t rv; };
-struct wire_release { uint32_t context; uint32_t rv; };
+struct wire_version_msg {
+	int32_t major, minor;
+	uint32_t rv;
+};
+struct wire_establish {
+	uint32_t scope;
+	uint32_t context;
+	uint32_t rv;
+};
+struct wire_release {
+	uint32_t context;
+	uint32_t rv;
+};
 struct wire_connect {
 	uint32_t context;
 	char reader[WIRE_MAX_READERNAME]; /* always NUL-terminated after decode */
@@ -191,24 +201,41 @@ struct wire_reconnect {
 	uint32_t share_mode, preferred_protocols, initialization, active_protocol;
 	uint32_t rv;
 };
-struct wire_disconnect { int32_t card; uint32_t disposition; uint32_t rv; };
-struct wire_begin { int32_t card; uint32_t rv; };
-struct wire_end { int32_t card; uint32_t disposition; uint32_t rv; };
-struct wire_cancel { int32_t context; uint32_t rv; };
-struct wire_status { int32_t card; uint32_t rv; };
+struct wire_disconnect {
+	int32_t card;
+	uint32_t disposition;
+	uint32_t rv;
+};
+struct wire_begin {
+	int32_t card;
+	uint32_t rv;
+};
+struct wire_end {
+	int32_t card;
+	uint32_t disposition;
+	uint32_t rv;
+};
+struct wire_cancel {
+	int32_t context;
+	uint32_t rv;
+};
+struct wire_status {
+	int32_t card;
+	uint32_t rv;
+};
 struct wire_transmit {
 	int32_t card;
 	uint32_t send_pci_protocol, send_pci_length;
-	uint32_t send_length;        /* bytes following the struct (<= 65548) */
+	uint32_t send_length; /* bytes following the struct (<= 65548) */
 	uint32_t recv_pci_protocol, recv_pci_length;
-	uint32_t recv_length;        /* in: client buffer size; out: answer length */
+	uint32_t recv_length; /* in: client buffer size; out: answer length */
 	uint32_t rv;
 };
 struct wire_control {
 	int32_t card;
 	uint32_t control_code;
-	uint32_t send_length;        /* bytes following the struct (<= 65548) */
-	uint32_t recv_length;        /* client buffer size */
+	uint32_t send_length; /* bytes following the struct (<= 65548) */
+	uint32_t recv_length; /* client buffer size */
 	uint32_t bytes_returned;
 	uint32_t rv;
 };
@@ -216,11 +243,17 @@ struct wire_getset {
 	int32_t card;
 	uint32_t attr_id;
 	uint8_t attr[WIRE_MAX_BUFFER_SIZE];
-	uint32_t attr_len;           /* <= 264 */
+	uint32_t attr_len; /* <= 264 */
 	uint32_t rv;
 };
-struct wire_wait { uint32_t timeout; uint32_t rv; };          /* also the event signal */
-struct wire_reader_events { uint32_t events; uint32_t rv; };
+struct wire_wait {
+	uint32_t timeout;
+	uint32_t rv;
+}; /* also the event signal */
+struct wire_reader_events {
+	uint32_t events;
+	uint32_t rv;
+};
 
 struct wire_msg {
 	uint32_t cmd;
@@ -240,7 +273,7 @@ struct wire_msg {
 		struct wire_getset getset;
 		struct wire_wait wait;
 		struct wire_reader_events events;
-		int32_t count;       /* WIRE_REPLY_INT32 */
+		int32_t count; /* WIRE_REPLY_INT32 */
 	} u;
 };
 
@@ -270,8 +303,8 @@ int wire_check_request(const struct wire_params *params, const struct wire_heade
  * reply struct they decode it (wait signal, reader events, int32 count), as a
  * client does. New client code should prefer wire_decode_reply.
  */
-int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8_t *buf,
-		     size_t len, struct wire_msg *out);
+int wire_decode_body(const struct wire_params *params, uint32_t cmd, const uint8_t *buf, size_t len,
+		     struct wire_msg *out);
 
 /*
  * Decodes the fixed reply of cmd (client side): the same as wire_decode_body
@@ -287,8 +320,8 @@ int wire_decode_reply(const struct wire_params *params, uint32_t cmd, const uint
  * struct, spec->reply_size bytes); returns bytes written, 0 on error or when
  * the command has no struct at all. Refuses out-of-bound lengths as decode does.
  */
-size_t wire_encode_body(const struct wire_params *params, const struct wire_msg *msg,
-			uint8_t *buf, size_t cap);
+size_t wire_encode_body(const struct wire_params *params, const struct wire_msg *msg, uint8_t *buf,
+			size_t cap);
 
 /* Header + body for a request (client side); returns bytes written, 0 on error. */
 size_t wire_encode_request(const struct wire_params *params, const struct wire_msg *msg,
@@ -306,11 +339,11 @@ void wire_put_u32(enum wire_byte_order order, uint8_t *p, uint32_t v);
 struct wire_reader_state {
 	char name[WIRE_MAX_READERNAME]; /* "" = unused slot */
 	uint32_t event_counter;
-	uint32_t state;                 /* SCARD_ABSENT, SCARD_PRESENT, ... bits */
-	int32_t sharing;                /* -1 exclusive, 0 unused, n shared */
+	uint32_t state;  /* SCARD_ABSENT, SCARD_PRESENT, ... bits */
+	int32_t sharing; /* -1 exclusive, 0 unused, n shared */
 	uint8_t atr[WIRE_MAX_ATR_SIZE];
-	uint32_t atr_len;               /* as sent: may exceed 33 (34 = "not initialised
-	                                   yet"); clamp before copying atr */
+	/* as sent: may exceed 33 (34 = "not initialised yet"); clamp before copying atr */
+	uint32_t atr_len;
 	uint32_t protocol;
 };
 
@@ -325,11 +358,11 @@ size_t wire_reader_array_size(const struct wire_params *params);
  * bytes written (wire_reader_array_size), 0 if cap is too small.
  */
 size_t wire_encode_reader_states(const struct wire_params *params,
-				 const struct wire_reader_state *states, size_t n,
-				 uint8_t *buf, size_t cap);
+				 const struct wire_reader_state *states, size_t n, uint8_t *buf,
+				 size_t cap);
 /* Decodes up to max records from buf; returns the number decoded. */
-size_t wire_decode_reader_states(const struct wire_params *params, const uint8_t *buf,
-				 size_t len, struct wire_reader_state *out, size_t max);
+size_t wire_decode_reader_states(const struct wire_params *params, const uint8_t *buf, size_t len,
+				 struct wire_reader_state *out, size_t max);
 
 /* ---- an event signal inside another answer (pcsc-lite 2.5) ---- */
 
@@ -341,9 +374,9 @@ size_t wire_decode_reader_states(const struct wire_params *params, const uint8_t
  */
 
 struct wire_count_answer {
-	uint32_t count;       /* the records the daemon announces */
-	bool signalled;       /* an event signal came first */
-	uint32_t signal_rv;   /* its rv: 0, or SCARD_E_CANCELLED */
+	uint32_t count;     /* the records the daemon announces */
+	bool signalled;     /* an event signal came first */
+	uint32_t signal_rv; /* its rv: 0, or SCARD_E_CANCELLED */
 };
 /* The most bytes wire_decode_count_after_wait asks for: a signal and the count. */
 #define WIRE_COUNT_AFTER_WAIT_MAX (WIRE_EVENT_SIGNAL_SIZE + 4u)
@@ -356,8 +389,8 @@ struct wire_count_answer {
  * total to have read (at most WIRE_COUNT_AFTER_WAIT_MAX), or WIRE_OK with
  * *out filled; WIRE_E_UNKNOWN_CMD if the version has no such command.
  */
-int wire_decode_count_after_wait(const struct wire_params *params, const uint8_t *buf,
-				 size_t len, size_t *need, struct wire_count_answer *out);
+int wire_decode_count_after_wait(const struct wire_params *params, const uint8_t *buf, size_t len,
+				 size_t *need, struct wire_count_answer *out);
 
 /*
  * Looks for an event signal in front of a record of a 4:6 array read while

@@ -29,8 +29,7 @@ struct record_offsets {
 
 static bool params_usable(const struct wire_params *params)
 {
-	return params && params->proto &&
-	       params->proto->reader_name_len >= 1 &&
+	return params && params->proto && params->proto->reader_name_len >= 1 &&
 	       params->proto->reader_name_len <= WIRE_MAX_READERNAME;
 }
 
@@ -110,8 +109,8 @@ static void decode_record(const struct wire_params *params, const uint8_t *rec,
 }
 
 size_t wire_encode_reader_states(const struct wire_params *params,
-				 const struct wire_reader_state *states, size_t n,
-				 uint8_t *buf, size_t cap)
+				 const struct wire_reader_state *states, size_t n, uint8_t *buf,
+				 size_t cap)
 {
 	size_t total = wire_reader_array_size(params);
 
@@ -126,8 +125,8 @@ size_t wire_encode_reader_states(const struct wire_params *params,
 	return total;
 }
 
-size_t wire_decode_reader_states(const struct wire_params *params, const uint8_t *buf,
-				 size_t len, struct wire_reader_state *out, size_t max)
+size_t wire_decode_reader_states(const struct wire_params *params, const uint8_t *buf, size_t len,
+				 struct wire_reader_state *out, size_t max)
 {
 	size_t record = wire_reader_record_size(params);
 
@@ -149,14 +148,15 @@ static bool decode_signal(const struct wire_params *params, const uint8_t *p, ui
 	struct wire_msg msg;
 
 	if (wire_decode_reply(params, WIRE_WAIT_READER_STATE_CHANGE, p, WIRE_EVENT_SIGNAL_SIZE,
-			      &msg) != WIRE_OK || msg.u.wait.timeout != 0)
+			      &msg) != WIRE_OK ||
+	    msg.u.wait.timeout != 0)
 		return false;
 	*rv = msg.u.wait.rv;
 	return true;
 }
 
-int wire_decode_count_after_wait(const struct wire_params *params, const uint8_t *buf,
-				 size_t len, size_t *need, struct wire_count_answer *out)
+int wire_decode_count_after_wait(const struct wire_params *params, const uint8_t *buf, size_t len,
+				 size_t *need, struct wire_count_answer *out)
 {
 	if (!params || !need || !out || (!buf && len > 0))
 		return WIRE_E_INVALID;
@@ -216,7 +216,8 @@ size_t wire_take_array_signal(const struct wire_params *params, uint8_t *buf, si
 		if (!signal_in_front(params, buf + at, name, &rv))
 			continue;
 		*signal_rv = rv;
-		memmove(buf + at, buf + at + WIRE_EVENT_SIGNAL_SIZE, len - at - WIRE_EVENT_SIGNAL_SIZE);
+		memmove(buf + at, buf + at + WIRE_EVENT_SIGNAL_SIZE,
+			len - at - WIRE_EVENT_SIGNAL_SIZE);
 		return WIRE_EVENT_SIGNAL_SIZE;
 	}
 	return 0;

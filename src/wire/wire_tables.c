@@ -10,6 +10,9 @@
 
 #include <stddef.h>
 
+/* The version table reads as a table: the formatter leaves it alone. */
+/* clang-format off */
+
 /* Struct sizes that depend on the reader-name field length. */
 #define CONNECT_SIZE(name_len) (4u + (name_len) + 5u * 4u)
 #define SHORT_READER_NAME 100u /* MAX_READERNAME up to pcsc-lite 1.8.3 */
@@ -135,6 +138,8 @@ static const struct wire_proto protos[] = {
 	PROTO(4, 6, "4:6", WIRE_MAX_READERNAME, cmds_4_6, NULL),
 };
 
+/* clang-format on */
+
 #define PROTO_4_4 (&protos[2])
 #define PROTO_LOWEST (&protos[0])
 #define PROTO_HIGHEST (&protos[N_OF(protos) - 1])
@@ -182,8 +187,7 @@ const struct wire_proto *wire_proto_serve(int32_t major, int32_t minor)
 	return proto;
 }
 
-const struct wire_proto *wire_proto_with_name_len(const struct wire_proto *proto,
-						  uint32_t name_len)
+const struct wire_proto *wire_proto_with_name_len(const struct wire_proto *proto, uint32_t name_len)
 {
 	for (const struct wire_proto *p = proto; p; p = p->older_layout) {
 		if (p->reader_name_len == name_len)

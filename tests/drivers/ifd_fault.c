@@ -64,14 +64,14 @@
 #include <reader.h>
 
 #define MAX_SLOTS 8
-#define MAX_ATR 64              /* more than a valid ATR, so tests can send bad ones */
+#define MAX_ATR 64 /* more than a valid ATR, so tests can send bad ones */
 #define CTL_ECHO SCARD_CTL_CODE(1)
 #define HANG_STEP_MS 20
 #define CALLS_FILE "calls"
 
 static const char vendor_name[] = "scardd tests";
 /* TD1 offers T=0 and TD2 T=1 (pcscd negotiates T=1); TCK = 0x80 ^ 0x80 ^ 0x01. */
-static const UCHAR default_atr[] = {0x3B, 0x80, 0x80, 0x01, 0x01};
+static const UCHAR default_atr[] = { 0x3B, 0x80, 0x80, 0x01, 0x01 };
 
 /* One per opened reader (Lun >> 16); several readers may share the library. */
 struct fault_reader {
@@ -84,8 +84,8 @@ struct fault_reader {
 	 * arrive between two waits stay queued for it, and an eventfd to stop it. */
 	int watch_fd[MAX_SLOTS];
 	int stop_fd[MAX_SLOTS];
-	unsigned opens;         /* pcscd opens a multi-slot reader once per slot */
-	unsigned refs;          /* calls in progress; the record outlives CloseChannel */
+	unsigned opens; /* pcscd opens a multi-slot reader once per slot */
+	unsigned refs;  /* calls in progress; the record outlives CloseChannel */
 	bool closed;
 };
 
@@ -145,9 +145,8 @@ static void reader_put(struct fault_reader *r)
 
 /* ---- the control directory ---- */
 
-__attribute__((format(printf, 4, 5))) static bool ctl_path(const struct fault_reader *r,
-							    char *buf, size_t cap,
-							    const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static bool ctl_path(const struct fault_reader *r, char *buf,
+							   size_t cap, const char *fmt, ...)
 {
 	int n = snprintf(buf, cap, "%s/", r->dir);
 	if (n < 0 || (size_t)n >= cap)
@@ -209,7 +208,7 @@ static void append_call(const struct fault_reader *r, const char *what, unsigned
 
 static void sleep_ms(unsigned ms)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
 }
@@ -311,8 +310,7 @@ static RESPONSECODE injected(const struct fault_reader *r, const char *name)
 
 /* The length to report: real, unless control file name sets a garbage one
  * (absolute, or relative to the room the caller gave). */
-static DWORD reported_len(const struct fault_reader *r, const char *name, DWORD given,
-			  DWORD real)
+static DWORD reported_len(const struct fault_reader *r, const char *name, DWORD given, DWORD real)
 {
 	unsigned long long v;
 	bool relative;
@@ -375,8 +373,8 @@ static RESPONSECODE wait_event(DWORD Lun, int timeout_ms)
 		return IFD_NO_SUCH_DEVICE;
 	long long deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 	struct pollfd pfd[2] = {
-		{.fd = r->watch_fd[slot], .events = POLLIN},
-		{.fd = r->stop_fd[slot], .events = POLLIN},
+		{ .fd = r->watch_fd[slot], .events = POLLIN },
+		{ .fd = r->stop_fd[slot], .events = POLLIN },
 	};
 	for (;;) {
 		int left = -1;
@@ -538,8 +536,9 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 	bool attribute = Tag >= 0x10000;
 	if (attribute)
 		append_call(r, "attrib", slot);
-	RESPONSECODE rc = attribute ? injected(r, "attr_rc")
-				    : vanished(r) ? IFD_NO_SUCH_DEVICE : IFD_SUCCESS;
+	RESPONSECODE rc = attribute     ? injected(r, "attr_rc")
+			  : vanished(r) ? IFD_NO_SUCH_DEVICE
+					: IFD_SUCCESS;
 	if (rc != IFD_SUCCESS) {
 		reader_put(r);
 		return rc;
@@ -550,9 +549,7 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 	wait_event_fn wait = wait_event;
 	stop_wait_fn stop = stop_wait;
 	switch (Tag) {
-	case TAG_IFD_ATR:
-		rc = put_value(Value, Length, atr, card_atr(r, slot, atr));
-		break;
+	case TAG_IFD_ATR: rc = put_value(Value, Length, atr, card_atr(r, slot, atr)); break;
 	case TAG_IFD_SLOTS_NUMBER:
 		byte = (UCHAR)r->n_slots;
 		rc = put_value(Value, Length, &byte, 1);
@@ -575,9 +572,7 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 	case TAG_IFD_STOP_POLLING_THREAD:
 		rc = r->events ? put_value(Value, Length, &stop, sizeof stop) : IFD_ERROR_TAG;
 		break;
-	default:
-		rc = IFD_ERROR_TAG;
-		break;
+	default: rc = IFD_ERROR_TAG; break;
 	}
 	if (rc == IFD_SUCCESS)
 		*Length = reported_len(r, attribute ? "attr_len" : "tag_len", given, *Length);
@@ -630,11 +625,8 @@ RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 	UCHAR atr[MAX_ATR];
 	size_t len = 0;
 	switch (vanished(r) ? 0 : Action) {
-	case 0: /* the device is gone, whatever was asked */
-		rc = IFD_NO_SUCH_DEVICE;
-		break;
-	case IFD_POWER_DOWN:
-		break;
+	case 0: /* the device is gone, whatever was asked */ rc = IFD_NO_SUCH_DEVICE; break;
+	case IFD_POWER_DOWN: break;
 	case IFD_POWER_UP:
 	case IFD_RESET:
 		len = card_atr(r, slot, atr);
@@ -647,9 +639,7 @@ RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 		if (rc != IFD_SUCCESS)
 			len = 0;
 		break;
-	default:
-		rc = IFD_NOT_SUPPORTED;
-		break;
+	default: rc = IFD_NOT_SUPPORTED; break;
 	}
 	if (len)
 		memcpy(Atr, atr, len);
@@ -659,9 +649,8 @@ RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 	return rc;
 }
 
-RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer,
-			       DWORD TxLength, PUCHAR RxBuffer, PDWORD RxLength,
-			       PSCARD_IO_HEADER RecvPci)
+RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer, DWORD TxLength,
+			       PUCHAR RxBuffer, PDWORD RxLength, PSCARD_IO_HEADER RecvPci)
 {
 	unsigned slot;
 	struct fault_reader *r = reader_get(Lun, &slot);

@@ -106,10 +106,8 @@ static void print_arch(void)
 	const char *lib = sym && dladdr(sym, &info) && info.dli_fname ? info.dli_fname : "";
 	printf("{\"op\":\"arch\",\"bits\":%u,\"endian\":\"%s\",\"sizeof_long\":%u,"
 	       "\"sizeof_dword\":%u,\"sizeof_handle\":%u,\"library\":",
-	       (unsigned)(sizeof(void *) * 8),
-	       *(const unsigned char *)&one ? "little" : "big",
-	       (unsigned)sizeof(long), (unsigned)sizeof(DWORD),
-	       (unsigned)sizeof(SCARDHANDLE));
+	       (unsigned)(sizeof(void *) * 8), *(const unsigned char *)&one ? "little" : "big",
+	       (unsigned)sizeof(long), (unsigned)sizeof(DWORD), (unsigned)sizeof(SCARDHANDLE));
 	print_str(lib);
 	printf("}\n");
 	fflush(stdout);

@@ -10,7 +10,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct bundle b;
 	char err[256];
 	err[0] = '\0';
-	if (bundle_parse_plist((const char *)data, size, "/fuzz.bundle", &b, err, sizeof err) != 0) {
+	if (bundle_parse_plist((const char *)data, size, "/fuzz.bundle", &b, err, sizeof err) !=
+	    0) {
 		if (!err[0])
 			__builtin_trap(); /* every failure says why */
 		return 0;

@@ -35,21 +35,21 @@
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
-	uint8_t *data;          /* this input, for the first connection */
+	uint8_t *data; /* this input, for the first connection */
 	size_t size;
 	bool served;
-	int active;             /* connections not yet closed by the library */
-	const char *record_to;  /* record mode: the real daemon's socket */
+	int active;            /* connections not yet closed by the library */
+	const char *record_to; /* record mode: the real daemon's socket */
 	uint8_t *recorded;
 	size_t recorded_len;
 } srv = { .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER };
 
-#define CHECK(cond)                                                               \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
+#define CHECK(cond) \
+	do { \
+		if (!(cond)) { \
 			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #cond); \
-			__builtin_trap();                                         \
-		}                                                                 \
+			__builtin_trap(); \
+		} \
 	} while (0)
 
 static int unix_connect(const char *path)
@@ -101,7 +101,8 @@ static void relay(int fd)
 		exit(1);
 	}
 	for (;;) {
-		struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = up, .events = POLLIN } };
+		struct pollfd p[2] = { { .fd = fd, .events = POLLIN },
+				       { .fd = up, .events = POLLIN } };
 		ssize_t n;
 
 		if (poll(p, 2, -1) < 0)
@@ -328,7 +329,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(path, sizeof(path), "%s/fuzz.comm", dir);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 16) == 0);
+	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	      listen(lfd, 16) == 0);
 	atexit(remove_socket);
 	setenv("PCSCLITE_CSOCK_NAME", path, 1);
 	pthread_t t;

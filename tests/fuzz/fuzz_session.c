@@ -27,7 +27,7 @@
 
 #define CLIENTS 3
 
-static const UCHAR stub_atr[] = {0x3B, 0x80, 0x80, 0x01, 0x01};
+static const UCHAR stub_atr[] = { 0x3B, 0x80, 0x80, 0x01, 0x01 };
 
 static RESPONSECODE stub_create(DWORD lun, DWORD channel)
 {
@@ -74,8 +74,9 @@ static RESPONSECODE stub_set_protocol(DWORD lun, DWORD protocol, UCHAR flags, UC
 	(void)p1;
 	(void)p2;
 	(void)p3;
-	return protocol == SCARD_PROTOCOL_T1 || protocol == SCARD_PROTOCOL_T0 ? IFD_SUCCESS
-									       : IFD_PROTOCOL_NOT_SUPPORTED;
+	return protocol == SCARD_PROTOCOL_T1 || protocol == SCARD_PROTOCOL_T0
+		       ? IFD_SUCCESS
+		       : IFD_PROTOCOL_NOT_SUPPORTED;
 }
 
 static RESPONSECODE stub_power(DWORD lun, DWORD action, PUCHAR atr, PDWORD atr_len)
@@ -144,19 +145,19 @@ static void spin(void)
 static void setup(void)
 {
 	log_init("fuzz", LOG_LEVEL_CRITICAL, true);
-	opts = (struct options){.n_sockets = 2,
-				.config_dir = "/nonexistent",
-				.drivers_dir = "/nonexistent",
-				.level = LOG_LEVEL_CRITICAL,
-				.foreground = true,
-				.poll_ms = 50,
-				.max_handles = 4,
-				.driver_timeout_s = 5};
+	opts = (struct options){ .n_sockets = 2,
+				 .config_dir = "/nonexistent",
+				 .drivers_dir = "/nonexistent",
+				 .level = LOG_LEVEL_CRITICAL,
+				 .foreground = true,
+				 .poll_ms = 50,
+				 .max_handles = 4,
+				 .driver_timeout_s = 5 };
 	/* clients alternate between a default socket and a 48-record one */
 	char err[128];
 	if (!socket_spec_parse("/nonexistent/a", &opts.sockets[0], err, sizeof(err)) ||
-	    !socket_spec_parse("/nonexistent/b:readers=48,names=100,prefer=Stub*",
-			       &opts.sockets[1], err, sizeof(err)))
+	    !socket_spec_parse("/nonexistent/b:readers=48,names=100,prefer=Stub*", &opts.sockets[1],
+			       err, sizeof(err)))
 		abort();
 	d = daemon_new(&opts, false);
 	if (!d)
@@ -205,7 +206,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int sv[2];
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 			abort();
-		struct peer peer = {.fd = sv[0], .pid = 0, .uid = 0, .gid = 0};
+		struct peer peer = { .fd = sv[0], .pid = 0, .uid = 0, .gid = 0 };
 		session_accept(&d->sockets[i % 2], &peer);
 		peer_fd[i] = sv[1];
 	}

@@ -13,10 +13,10 @@
 
 #include "wire.h"
 
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (!(cond))                                                     \
-			abort();                                                 \
+#define CHECK(cond) \
+	do { \
+		if (!(cond)) \
+			abort(); \
 	} while (0)
 
 #define MAX_RECORDS 64
@@ -142,7 +142,9 @@ static void check_count(const struct wire_params *p, const uint8_t *data, size_t
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct wire_proto *protos[] = {
-		wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 4), wire_proto_find(4, 6),
+		wire_proto_find(4, 2)->older_layout,
+		wire_proto_find(4, 4),
+		wire_proto_find(4, 6),
 	};
 	/* Fewer slots than records, the legacy 16, and a few odd sizes. */
 	const uint32_t slot_counts[] = { 1, 2, 3, 16, MAX_RECORDS };

@@ -10,10 +10,10 @@
 
 #include "wire.h"
 
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (!(cond))                                                     \
-			abort();                                                 \
+#define CHECK(cond) \
+	do { \
+		if (!(cond)) \
+			abort(); \
 	} while (0)
 
 /* Same bytes, except connect's name field, which decode normalises. */
@@ -70,8 +70,8 @@ static size_t one_request(const struct wire_params *p, const uint8_t *data, size
 	if (body == 0) {
 		/* Bare request: never short of bytes, whatever follows. */
 		static const struct wire_msg zero;
-		CHECK(wire_decode_body(p, hdr.cmd, data + WIRE_HEADER_SIZE,
-				       len - WIRE_HEADER_SIZE, &msg) == WIRE_OK);
+		CHECK(wire_decode_body(p, hdr.cmd, data + WIRE_HEADER_SIZE, len - WIRE_HEADER_SIZE,
+				       &msg) == WIRE_OK);
 		CHECK(msg.cmd == hdr.cmd);
 		msg.cmd = 0;
 		if (len - WIRE_HEADER_SIZE < spec->reply_size)
@@ -138,8 +138,12 @@ static void as_replies(const struct wire_params *p, const uint8_t *data, size_t 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct wire_proto *protos[] = {
-		wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 2), wire_proto_find(4, 3),
-		wire_proto_find(4, 4), wire_proto_find(4, 5), wire_proto_find(4, 6),
+		wire_proto_find(4, 2)->older_layout,
+		wire_proto_find(4, 2),
+		wire_proto_find(4, 3),
+		wire_proto_find(4, 4),
+		wire_proto_find(4, 5),
+		wire_proto_find(4, 6),
 	};
 
 	if (size >= WIRE_HEADER_SIZE) {

@@ -96,8 +96,8 @@ static void test_dual_protocol(void **state)
 	assert_true(i.has_tck && i.tck_ok);
 
 	/* T=0, T=1 then T=15 global bytes (TA4). */
-	assert_int_equal(
-		parse_hex("3B D8 18 00 80 B1 FE 45 1F 07 4A 43 4F 50 33 31 56 32 22", &i), 0);
+	assert_int_equal(parse_hex("3B D8 18 00 80 B1 FE 45 1F 07 4A 43 4F 50 33 31 56 32 22", &i),
+			 0);
 	assert_int_equal(i.protocols, T0 | T1 | T15);
 	assert_int_equal(i.default_protocol, T0);
 	assert_int_equal(i.ta1, 0x18);
@@ -144,13 +144,13 @@ static void test_malformed(void **state)
 	(void)state;
 	struct atr_info i;
 	static const char *const bad[] = {
-		"",		  /* empty */
-		"3B",		  /* no T0 */
-		"3C 00",	  /* bad TS */
-		"3B 02 14",	  /* a historical byte missing */
-		"3B 80",	  /* TD1 promised */
-		"3B 8A 80",	  /* TD2 promised */
-		"3B F8 13 00",	  /* TC1, TD1 missing */
+		"",               /* empty */
+		"3B",             /* no T0 */
+		"3C 00",          /* bad TS */
+		"3B 02 14",       /* a historical byte missing */
+		"3B 80",          /* TD1 promised */
+		"3B 8A 80",       /* TD2 promised */
+		"3B F8 13 00",    /* TC1, TD1 missing */
 		"3B 81 F1 11 22", /* TA2..TD2 promised, only two there */
 	};
 	for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
@@ -209,12 +209,12 @@ static void expect_refused(const char *s, const char *reason)
 static void test_check_accepts(void **state)
 {
 	(void)state;
-	expect_checked("3B 02 14 50");                                /* T=0, no TCK */
-	expect_checked("3B 80 01 81");                                /* T=1, TCK 81 */
+	expect_checked("3B 02 14 50"); /* T=0, no TCK */
+	expect_checked("3B 80 01 81"); /* T=1, TCK 81 */
 	expect_checked("3B F8 13 00 00 81 31 FE 15 59 75 62 69 6B 65 79 34 D4");
 	expect_checked("3B 8A 80 01 00 31 C1 73 C8 40 00 00 90 00 90");
-	expect_checked("3B 92 11 11 81 AA BB 02");                    /* specific mode */
-	expect_checked("3F 00");                                      /* inverse convention */
+	expect_checked("3B 92 11 11 81 AA BB 02"); /* specific mode */
+	expect_checked("3F 00");                   /* inverse convention */
 	/* T=0 plus T=15 global bytes: TCK owed (ISO 7816-3 8.2.5), as SIMs send it. */
 	expect_checked("3B 9F 95 80 1F C7 80 31 E0 73 FE 21 1B 63 3A 20 4E 83 00 90 00 90");
 
@@ -232,17 +232,17 @@ static void test_check_refuses(void **state)
 	expect_refused("3B", "2 to 33 bytes");
 	expect_refused("3B 80 01 00", "last byte should be 81");
 	expect_refused("3B 03 01", "announce 5 bytes, the ATR has 3");
-	expect_refused("3B 02 14 50 00", "announce 4 bytes");       /* a stray byte */
+	expect_refused("3B 02 14 50 00", "announce 4 bytes"); /* a stray byte */
 	expect_refused("3B F8 13 00 00 81 31 FE 15 59 75 62 69 6B 65 79 34", "(with TCK)");
 	expect_refused("3B 9F 95 80 1F C7 80 31 E0 73 FE 21 1B 63 3A 20 4E 83 00 90 00",
-		       "(with TCK)");                                /* T=15 owes TCK too */
+		       "(with TCK)"); /* T=15 owes TCK too */
 	expect_refused("3B 80", "run past the end");
 	expect_refused("3B 8A 80", "run past the end");
-	expect_refused("3B 80 02 82", "neither T=0 nor T=1");        /* T=2 only */
-	expect_refused("3B 80 82 00 02", "first offered protocol");  /* T=2, then T=0 */
+	expect_refused("3B 80 02 82", "neither T=0 nor T=1");       /* T=2 only */
+	expect_refused("3B 80 82 00 02", "first offered protocol"); /* T=2, then T=0 */
 	/* nine TD bytes, each naming T=0 and announcing the next */
 	expect_refused("3B 80 80 80 80 80 80 80 80 80 00", "too many TD bytes");
-	expect_checked("3B 80 80 80 80 80 80 80 80 00");             /* eight are fine */
+	expect_checked("3B 80 80 80 80 80 80 80 80 00"); /* eight are fine */
 
 	uint8_t long_atr[40] = { 0x3B, 0x0F };
 	char why[64] = "";
@@ -268,7 +268,8 @@ static void test_choose(void **state)
 	(void)state;
 	struct atr_info t0, t1, dual, dual_t1, spec;
 	assert_int_equal(parse_hex("3B 02 14 50", &t0), 0);
-	assert_int_equal(parse_hex("3B F8 13 00 00 81 31 FE 15 59 75 62 69 6B 65 79 34 D4", &t1), 0);
+	assert_int_equal(parse_hex("3B F8 13 00 00 81 31 FE 15 59 75 62 69 6B 65 79 34 D4", &t1),
+			 0);
 	assert_int_equal(parse_hex("3B 8A 80 01 00 31 C1 73 C8 40 00 00 90 00 90", &dual), 0);
 	assert_int_equal(parse_hex("3B 82 81 00 AA BB 12", &dual_t1), 0);
 	assert_int_equal(parse_hex("3B 92 11 11 81 AA BB 02", &spec), 0);
@@ -313,10 +314,10 @@ static void test_choose(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_t0_only),	    cmocka_unit_test(test_t1_card),
+		cmocka_unit_test(test_t0_only),       cmocka_unit_test(test_t1_card),
 		cmocka_unit_test(test_dual_protocol), cmocka_unit_test(test_specific_mode),
-		cmocka_unit_test(test_malformed),	    cmocka_unit_test(test_choose),
-		cmocka_unit_test(test_check_accepts),   cmocka_unit_test(test_check_refuses),
+		cmocka_unit_test(test_malformed),     cmocka_unit_test(test_choose),
+		cmocka_unit_test(test_check_accepts), cmocka_unit_test(test_check_refuses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

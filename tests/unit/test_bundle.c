@@ -17,10 +17,10 @@
 #include "bundle.h"
 #include "config.h"
 
-#define PLIST_HEAD                                                                              \
-	"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"                                       \
-	"<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "                            \
-	"\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"                              \
+#define PLIST_HEAD \
+	"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" \
+	"<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" " \
+	"\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n" \
 	"<plist version=\"1.0\">\n<dict>\n"
 #define PLIST_TAIL "</dict>\n</plist>\n"
 
@@ -99,7 +99,8 @@ static void test_single_strings_and_integers(void **state)
 	bundle_clear(&b);
 
 	/* No device table at all is allowed (nothing to match); caps default 0. */
-	const char *bare = PLIST_HEAD "<key>CFBundleExecutable</key><string>x.so</string>" PLIST_TAIL;
+	const char *bare = PLIST_HEAD
+		"<key>CFBundleExecutable</key><string>x.so</string>" PLIST_TAIL;
 	assert_int_equal(parse(bare, &b), 0);
 	assert_int_equal(b.n_devices, 0);
 	assert_int_equal(b.capabilities, 0);
@@ -121,10 +122,9 @@ static void test_mismatched_arrays(void **state)
 	assert_null(b.devices);
 	assert_null(b.lib_path);
 
-	const char *no_names = PLIST_HEAD
-		"<key>CFBundleExecutable</key><string>lib.so</string>"
-		"<key>ifdVendorID</key><string>0x1</string>"
-		"<key>ifdProductID</key><string>0x2</string>" PLIST_TAIL;
+	const char *no_names = PLIST_HEAD "<key>CFBundleExecutable</key><string>lib.so</string>"
+					  "<key>ifdVendorID</key><string>0x1</string>"
+					  "<key>ifdProductID</key><string>0x2</string>" PLIST_TAIL;
 	assert_int_equal(parse(no_names, &b), -1);
 	assert_non_null(strstr(err, "1/1/0"));
 }
@@ -139,9 +139,11 @@ static void test_rejected_documents(void **state)
 	} cases[] = {
 		{ PLIST_HEAD "<key>CFBundleName</key><string>x</string>" PLIST_TAIL,
 		  "CFBundleExecutable" },
-		{ PLIST_HEAD "<key>CFBundleExecutable</key><string>../../evil.so</string>" PLIST_TAIL,
+		{ PLIST_HEAD
+		  "<key>CFBundleExecutable</key><string>../../evil.so</string>" PLIST_TAIL,
 		  "plain file name" },
-		{ PLIST_HEAD "<key>CFBundleExecutable</key><array><string>a</string></array>" PLIST_TAIL,
+		{ PLIST_HEAD
+		  "<key>CFBundleExecutable</key><array><string>a</string></array>" PLIST_TAIL,
 		  "single <string>" },
 		{ PLIST_HEAD "<key>CFBundleExecutable</key><string>a</string>"
 			     "<key>ifdVendorID</key><string>0x10000</string>"
@@ -159,7 +161,8 @@ static void test_rejected_documents(void **state)
 		{ PLIST_HEAD "<key>CFBundleExecutable</key><string>a</string>"
 			     "<key>CFBundleExecutable</key><string>b</string>" PLIST_TAIL,
 		  "duplicate key" },
-		{ PLIST_HEAD "<key>ifdVendorID</key><dict></dict>" PLIST_TAIL, "unexpected <dict>" },
+		{ PLIST_HEAD "<key>ifdVendorID</key><dict></dict>" PLIST_TAIL,
+		  "unexpected <dict>" },
 		{ PLIST_HEAD "<key>CFBundleExecutable</key><string>a</string>", "XML error" },
 		{ "<plist><array/></plist>", "no <dict>" },
 		{ "not xml at all", "XML error" },
@@ -238,7 +241,8 @@ static void test_scan_dir(void **state)
 	assert_int_equal(list.n, 2);
 	/* Name order. */
 	assert_non_null(strstr(list.items[0].path, "/alpha.bundle"));
-	assert_non_null(strstr(list.items[1].lib_path, "/zeta.bundle/Contents/Linux/libsample.so.1"));
+	assert_non_null(
+		strstr(list.items[1].lib_path, "/zeta.bundle/Contents/Linux/libsample.so.1"));
 	assert_int_equal(list.items[1].n_devices, 3);
 	assert_int_equal(scan_warns, 2); /* broken and empty */
 	assert_non_null(strstr(scan_warn_msg[0], "broken.bundle/Contents/Info.plist"));
@@ -259,8 +263,9 @@ static void test_real_ccid_bundle(void **state)
 	(void)state;
 	struct stat st;
 	if (stat("/usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Info.plist", &st) != 0)
-		skip_because("missing-peer: Debian's libccid (ifd-ccid.bundle; scripts/install-deps "
-			     "installs it)");
+		skip_because(
+			"missing-peer: Debian's libccid (ifd-ccid.bundle; scripts/install-deps "
+			"installs it)");
 	struct bundle_list list = { 0 };
 	scan_warns = 0;
 	assert_true(bundle_scan("/usr/lib/pcsc/drivers", &list, scan_warn) >= 1);

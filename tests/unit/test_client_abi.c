@@ -51,7 +51,8 @@ static void test_structure_layouts(void **state)
 	assert_int_equal(offsetof(SCARD_READERSTATE, dwEventState),
 			 2 * sizeof(void *) + sizeof(long));
 	assert_int_equal(offsetof(SCARD_READERSTATE, cbAtr), 2 * sizeof(void *) + 2 * sizeof(long));
-	assert_int_equal(offsetof(SCARD_READERSTATE, rgbAtr), 2 * sizeof(void *) + 3 * sizeof(long));
+	assert_int_equal(offsetof(SCARD_READERSTATE, rgbAtr),
+			 2 * sizeof(void *) + 3 * sizeof(long));
 	assert_int_equal(sizeof(((SCARD_READERSTATE *)0)->rgbAtr), 33);
 #if defined(__x86_64__) || defined(__aarch64__)
 	/* pcsc-lite's numbers for LP64 Linux */
@@ -105,7 +106,8 @@ static void test_stringify_error(void **state)
 	assert_true(strlen(ok) > 0 && strlen(ok) < 75);
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, stringify_in_thread,
-					(void *)(intptr_t)SCARD_E_NO_SERVICE), 0);
+					(void *)(intptr_t)SCARD_E_NO_SERVICE),
+			 0);
 	void *other;
 	pthread_join(t, &other);
 	assert_ptr_not_equal(other, ok); /* ...and each thread has its own */
@@ -124,10 +126,8 @@ static void test_stringify_error(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_scalar_types),
-		cmocka_unit_test(test_structure_layouts),
-		cmocka_unit_test(test_pci_blocks),
-		cmocka_unit_test(test_protocol_constants),
+		cmocka_unit_test(test_scalar_types),    cmocka_unit_test(test_structure_layouts),
+		cmocka_unit_test(test_pci_blocks),      cmocka_unit_test(test_protocol_constants),
 		cmocka_unit_test(test_stringify_error),
 	};
 

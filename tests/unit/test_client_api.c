@@ -100,7 +100,8 @@ static void test_null_and_invalid_handles(void **state)
 	assert_int_equal(SCardListReaderGroups(BOGUS, NULL, &len), SCARD_E_INVALID_HANDLE);
 	SCARDHANDLE card;
 	assert_int_equal(SCardConnect(BOGUS, TEST_READER0, SCARD_SHARE_SHARED, SCARD_PROTOCOL_ANY,
-				      &card, &proto), SCARD_E_INVALID_HANDLE);
+				      &card, &proto),
+			 SCARD_E_INVALID_HANDLE);
 	SCARD_READERSTATE rs[17];
 	memset(rs, 0, sizeof(rs));
 	rs[0].szReader = TEST_READER0;
@@ -108,7 +109,8 @@ static void test_null_and_invalid_handles(void **state)
 
 	/* every card call on a handle that does not exist */
 	assert_int_equal(SCardReconnect(BOGUS, SCARD_SHARE_SHARED, SCARD_PROTOCOL_ANY,
-					SCARD_LEAVE_CARD, &proto), SCARD_E_INVALID_HANDLE);
+					SCARD_LEAVE_CARD, &proto),
+			 SCARD_E_INVALID_HANDLE);
 	assert_int_equal(SCardDisconnect(BOGUS, SCARD_LEAVE_CARD), SCARD_E_INVALID_HANDLE);
 	assert_int_equal(SCardBeginTransaction(BOGUS), SCARD_E_INVALID_HANDLE);
 	assert_int_equal(SCardEndTransaction(BOGUS, SCARD_LEAVE_CARD), SCARD_E_INVALID_HANDLE);
@@ -117,7 +119,8 @@ static void test_null_and_invalid_handles(void **state)
 	assert_int_equal(SCardTransmit(BOGUS, &pci, buf, 4, NULL, buf, &len),
 			 SCARD_E_INVALID_HANDLE);
 	assert_int_equal(SCardControl(BOGUS, CM_IOCTL_GET_FEATURE_REQUEST, NULL, 0, buf,
-				      sizeof(buf), &len), SCARD_E_INVALID_HANDLE);
+				      sizeof(buf), &len),
+			 SCARD_E_INVALID_HANDLE);
 	assert_int_equal(SCardGetAttrib(BOGUS, SCARD_ATTR_ATR_STRING, NULL, &len),
 			 SCARD_E_INVALID_HANDLE);
 	assert_int_equal(SCardSetAttrib(BOGUS, SCARD_ATTR_ATR_STRING, buf, 1),
@@ -128,15 +131,20 @@ static void test_null_and_invalid_handles(void **state)
 	assert_int_equal(SCardListReaders(ctx, NULL, NULL, NULL), SCARD_E_INVALID_PARAMETER);
 	assert_int_equal(SCardListReaderGroups(ctx, NULL, NULL), SCARD_E_INVALID_PARAMETER);
 	assert_int_equal(SCardConnect(ctx, TEST_READER0, SCARD_SHARE_SHARED, SCARD_PROTOCOL_ANY,
-				      NULL, &proto), SCARD_E_INVALID_PARAMETER);
+				      NULL, &proto),
+			 SCARD_E_INVALID_PARAMETER);
 	assert_int_equal(SCardConnect(ctx, TEST_READER0, SCARD_SHARE_SHARED, SCARD_PROTOCOL_ANY,
-				      &card, NULL), SCARD_E_INVALID_PARAMETER);
+				      &card, NULL),
+			 SCARD_E_INVALID_PARAMETER);
 	assert_int_equal(SCardConnect(ctx, NULL, SCARD_SHARE_SHARED, SCARD_PROTOCOL_ANY, &card,
-				      &proto), SCARD_E_UNKNOWN_READER);
+				      &proto),
+			 SCARD_E_UNKNOWN_READER);
 	assert_int_equal(SCardConnect(ctx, "No Such Reader 00 00", SCARD_SHARE_SHARED,
-				      SCARD_PROTOCOL_ANY, &card, &proto), SCARD_E_UNKNOWN_READER);
+				      SCARD_PROTOCOL_ANY, &card, &proto),
+			 SCARD_E_UNKNOWN_READER);
 	assert_int_equal(SCardReconnect(BOGUS, SCARD_SHARE_SHARED, SCARD_PROTOCOL_ANY,
-					SCARD_LEAVE_CARD, NULL), SCARD_E_INVALID_PARAMETER);
+					SCARD_LEAVE_CARD, NULL),
+			 SCARD_E_INVALID_PARAMETER);
 	assert_int_equal(SCardTransmit(BOGUS, NULL, buf, 4, NULL, buf, &len),
 			 SCARD_E_INVALID_PARAMETER);
 	assert_int_equal(SCardTransmit(BOGUS, &pci, buf, 4, NULL, buf, NULL),
@@ -257,8 +265,9 @@ static void test_direct_handle_buffers(void **state)
 			 SCARD_E_INVALID_PARAMETER);
 	BYTE *auto_attr = NULL;
 	len = SCARD_AUTOALLOCATE;
-	assert_int_equal(SCardGetAttrib(card, SCARD_ATTR_DEVICE_FRIENDLY_NAME,
-					(LPBYTE)&auto_attr, &len), SCARD_S_SUCCESS);
+	assert_int_equal(SCardGetAttrib(card, SCARD_ATTR_DEVICE_FRIENDLY_NAME, (LPBYTE)&auto_attr,
+					&len),
+			 SCARD_S_SUCCESS);
 	assert_int_equal(len, sizeof(TEST_READER1));
 	assert_string_equal((char *)auto_attr, TEST_READER1);
 	assert_int_equal(SCardFreeMemory(ctx, auto_attr), SCARD_S_SUCCESS);
@@ -268,7 +277,8 @@ static void test_direct_handle_buffers(void **state)
 	/* oversized transmit/control are refused before anything is sent */
 	len = sizeof(attr);
 	assert_int_equal(SCardTransmit(card, SCARD_PCI_T1, attr, MAX_BUFFER_SIZE_EXTENDED + 1, NULL,
-				       attr, &len), SCARD_E_INSUFFICIENT_BUFFER);
+				       attr, &len),
+			 SCARD_E_INSUFFICIENT_BUFFER);
 	assert_int_equal(SCardControl(card, CM_IOCTL_GET_FEATURE_REQUEST, attr,
 				      MAX_BUFFER_SIZE_EXTENDED + 1, attr, 8, &len),
 			 SCARD_E_INSUFFICIENT_BUFFER);
@@ -511,7 +521,8 @@ static void test_fork_child_reconnects(void **state)
 		fails |= (SCardIsValidContext(ctx) != SCARD_S_SUCCESS) << 0;
 		fails |= (SCardListReaders(ctx, NULL, NULL, &len) != SCARD_S_SUCCESS) << 1;
 		fails |= (SCardStatus(card, NULL, &len, NULL, NULL, NULL, NULL) !=
-			  SCARD_E_INVALID_HANDLE) << 2;
+			  SCARD_E_INVALID_HANDLE)
+			 << 2;
 		/* releasing in the child must not release the parent's context */
 		fails |= (SCardReleaseContext(ctx) != SCARD_S_SUCCESS) << 3;
 		_exit(fails);

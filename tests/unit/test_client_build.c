@@ -79,11 +79,11 @@ static void put_shdr(struct image *im, size_t off, bool is64, uint32_t name, uin
 	put_word(im, &off, 0x1000, is64); /* addr */
 	put_word(im, &off, offset, is64);
 	put_word(im, &off, size, is64);
-	put(im, off, 0, 4);               /* link */
-	put(im, off + 4, 0, 4);           /* info */
+	put(im, off, 0, 4);     /* link */
+	put(im, off + 4, 0, 4); /* info */
 	off += 8;
-	put_word(im, &off, 1, is64);      /* addralign */
-	put_word(im, &off, 0, is64);      /* entsize */
+	put_word(im, &off, 1, is64); /* addralign */
+	put_word(im, &off, 0, is64); /* entsize */
 }
 
 /*
@@ -100,7 +100,10 @@ static void make_elf(struct image *im, const struct elf_spec *s)
 
 	memset(im, 0, sizeof(*im));
 	im->big = s->big;
-	memcpy(im->b, "\x7f" "ELF", 4);
+	memcpy(im->b,
+	       "\x7f"
+	       "ELF",
+	       4);
 	im->b[4] = s->is64 ? 2 : 1; /* EI_CLASS */
 	im->b[5] = s->big ? 2 : 1;  /* EI_DATA */
 	im->b[6] = 1;               /* EI_VERSION */
@@ -108,16 +111,16 @@ static void make_elf(struct image *im, const struct elf_spec *s)
 	put(im, 18, s->is64 ? 62 : 3, 2); /* e_machine */
 	put(im, 20, 1, 4);                /* e_version */
 	size_t off = 24;
-	put_word(im, &off, 0, s->is64);   /* e_entry */
-	put_word(im, &off, 0, s->is64);   /* e_phoff */
+	put_word(im, &off, 0, s->is64); /* e_entry */
+	put_word(im, &off, 0, s->is64); /* e_phoff */
 	put_word(im, &off, sh_off, s->is64);
-	put(im, off, 0, 4);               /* e_flags */
+	put(im, off, 0, 4); /* e_flags */
 	put(im, off + 4, eh, 2);
 	put(im, off + 6, s->is64 ? 56 : 32, 2); /* e_phentsize */
 	put(im, off + 8, 0, 2);
 	put(im, off + 10, sh, 2);
 	put(im, off + 12, n, 2);
-	put(im, off + 14, n - 1, 2);      /* e_shstrndx: last */
+	put(im, off + 14, n - 1, 2); /* e_shstrndx: last */
 	memcpy(im->b + str_off, strtab, sizeof(strtab));
 
 	put_shdr(im, sh_off + sh, s->is64, n_text, 1 /* PROGBITS */, str_off, 4);
@@ -169,8 +172,8 @@ static void test_rule(void **state)
 	assert_int_equal(client_build_slots_from_bss(3240), 16);
 	assert_int_equal(client_build_slots_from_bss(3376), 16);
 	assert_int_equal(client_build_slots_from_bss(9168), 48);
-	assert_int_equal(client_build_slots_from_bss(528), 0);  /* 2.5 _real */
-	assert_int_equal(client_build_slots_from_bss(24), 0);   /* redirector */
+	assert_int_equal(client_build_slots_from_bss(528), 0); /* 2.5 _real */
+	assert_int_equal(client_build_slots_from_bss(24), 0);  /* redirector */
 	/* edges */
 	assert_int_equal(client_build_slots_from_bss(0), 0);
 	assert_int_equal(client_build_slots_from_bss(16 * REC - 1), 0);
@@ -188,12 +191,14 @@ static void test_rule(void **state)
 
 static void test_synthetic_elf(void **state)
 {
-	static const bool classes[][2] = {{true, false}, {false, false}, {true, true}, {false, true}};
+	static const bool classes[][2] = {
+		{ true, false }, { false, false }, { true, true }, { false, true }
+	};
 	(void)state;
 	if (!have_libelf)
 		skip_because(NO_LIBELF);
 	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
-		struct elf_spec s = {.is64 = classes[i][0], .big = classes[i][1], .type = 3};
+		struct elf_spec s = { .is64 = classes[i][0], .big = classes[i][1], .type = 3 };
 		uint64_t bss = 0;
 
 		s.bss = 16 * REC + 300;
@@ -219,7 +224,7 @@ static void test_synthetic_elf(void **state)
 
 static void test_bad_elf(void **state)
 {
-	struct elf_spec s = {.is64 = true, .bss = 16 * REC + 300, .type = 3};
+	struct elf_spec s = { .is64 = true, .bss = 16 * REC + 300, .type = 3 };
 	struct image im;
 	uint64_t bss = 0;
 	(void)state;
@@ -241,7 +246,10 @@ static void test_bad_elf(void **state)
 	for (size_t i = 0; i < sizeof(garbage); i++)
 		garbage[i] = (uint8_t)rand();
 	assert_false(client_build_bss_from_image(garbage, sizeof(garbage), &bss));
-	memcpy(garbage, "\x7f" "ELF\x02\x01\x01", 7);
+	memcpy(garbage,
+	       "\x7f"
+	       "ELF\x02\x01\x01",
+	       7);
 	assert_false(client_build_bss_from_image(garbage, sizeof(garbage), &bss));
 	assert_false(client_build_bss_from_image(NULL, 10, &bss));
 	assert_false(client_build_bss_from_fd(-1, &bss));
@@ -254,7 +262,8 @@ static void check_real_lib(const char *path, uint32_t want)
 
 	if (fd < 0)
 		skip_because("missing-package: %s (libpcsclite1 of that architecture; "
-			     "scripts/install-deps installs it)", path);
+			     "scripts/install-deps installs it)",
+			     path);
 	assert_true(client_build_bss_from_fd(fd, &bss));
 	close(fd);
 	print_message("%s: .bss %llu\n", path, (unsigned long long)bss);
@@ -382,8 +391,9 @@ static void test_pick(void **state)
 	assert_false(client_build_find_lib(text, strlen(text), &m));
 
 	/* none, or a name that only looks alike */
-	const char *none = "7f00000000-7f00001000 r--p 00000000 fe:00 500 /usr/lib/libpcsclite-x.so\n"
-			   "7f00000000-7f00001000 r--p 00000000 fe:00 501 /libpcsclite.so/libc.so.6\n";
+	const char *none =
+		"7f00000000-7f00001000 r--p 00000000 fe:00 500 /usr/lib/libpcsclite-x.so\n"
+		"7f00000000-7f00001000 r--p 00000000 fe:00 501 /libpcsclite.so/libc.so.6\n";
 	assert_false(client_build_find_lib(none, strlen(none), &m));
 	assert_false(client_build_find_lib("", 0, &m));
 }
@@ -452,17 +462,19 @@ static void need_guess_for(const char *path)
 	if (!have_libelf)
 		skip_because(NO_LIBELF);
 	if (!on_block_device(path))
-		skip_because("environment: %s is not on a block device, where a guess is made", path);
+		skip_because("environment: %s is not on a block device, where a guess is made",
+			     path);
 }
 
 static void test_process_debian_lib(void **state)
 {
-	static const char *const libs[] = {DEBIAN_LIB, DEBIAN_LIB32, DEBIAN_LIB_BE};
+	static const char *const libs[] = { DEBIAN_LIB, DEBIAN_LIB32, DEBIAN_LIB_BE };
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
 		if (access(libs[i], R_OK) != 0)
-			skip_because("missing-package: %s (scripts/install-deps installs it)", libs[i]);
+			skip_because("missing-package: %s (scripts/install-deps installs it)",
+				     libs[i]);
 		need_guess_for(libs[i]);
 	}
 	/* this test program maps no libpcsclite */
@@ -488,7 +500,7 @@ static void test_process_debian_lib(void **state)
  * template), mapped by a child: the guess for that child. */
 static uint32_t guess_synthetic_48(char *dir_template, bool need_block_device)
 {
-	struct elf_spec s = {.is64 = true, .bss = 48 * REC + 300, .type = 3};
+	struct elf_spec s = { .is64 = true, .bss = 48 * REC + 300, .type = 3 };
 	char path[128];
 	struct image im;
 
@@ -551,7 +563,7 @@ static bool same_mount(const char *a, const char *b)
 /* Not before Linux 5.6, nor under valgrind 3.19. */
 static bool have_openat2(void)
 {
-	struct open_how how = {.flags = O_RDONLY | O_CLOEXEC};
+	struct open_how how = { .flags = O_RDONLY | O_CLOEXEC };
 	int fd = (int)syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof(how));
 
 	if (fd >= 0)

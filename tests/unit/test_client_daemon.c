@@ -111,8 +111,10 @@ int test_daemon_init(struct test_daemon *d)
 		FILE *f = fopen(path, "w");
 		if (!f)
 			return -1;
-		fprintf(f, "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:%d\nLIBPATH %s\n"
-			"CHANNELID %d\n", port, TEST_VPCD_DRIVER, port);
+		fprintf(f,
+			"FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:%d\nLIBPATH %s\n"
+			"CHANNELID %d\n",
+			port, TEST_VPCD_DRIVER, port);
 		fclose(f);
 	}
 	setenv("PCSCLITE_CSOCK_NAME", d->socket, 1);
@@ -126,9 +128,8 @@ static bool daemon_ready(struct test_daemon *d)
 
 	if (SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx) != SCARD_S_SUCCESS)
 		return false;
-	bool ok = !d->with_readers ||
-		  (SCardListReaders(ctx, NULL, NULL, &len) == SCARD_S_SUCCESS &&
-		   len == sizeof(TEST_READER0) + sizeof(TEST_READER1) + 1);
+	bool ok = !d->with_readers || (SCardListReaders(ctx, NULL, NULL, &len) == SCARD_S_SUCCESS &&
+				       len == sizeof(TEST_READER0) + sizeof(TEST_READER1) + 1);
 	SCardReleaseContext(ctx);
 	return ok;
 }

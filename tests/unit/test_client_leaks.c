@@ -35,8 +35,8 @@ static struct test_daemon daemon_;
 
 struct canceller {
 	SCARDCONTEXT ctx;
-	pid_t waiter;   /* the thread in SCardGetStatusChange */
-	bool saw_wait;  /* it blocked waiting before the cancel */
+	pid_t waiter;  /* the thread in SCardGetStatusChange */
+	bool saw_wait; /* it blocked waiting before the cancel */
 };
 
 /* Cancels once the waiter is really waiting: a cancel sent before would
@@ -94,8 +94,8 @@ static int cycle(void)
 	pthread_join(t, NULL);
 	fails += !canceller.saw_wait;
 	fails += SCardGetStatusChange(ctx, 50, rs, 2) != SCARD_E_TIMEOUT;
-	fails += SCardConnect(ctx, "No Such Reader", SCARD_SHARE_SHARED, SCARD_PROTOCOL_ANY,
-			      &card, &proto) != SCARD_E_UNKNOWN_READER;
+	fails += SCardConnect(ctx, "No Such Reader", SCARD_SHARE_SHARED, SCARD_PROTOCOL_ANY, &card,
+			      &proto) != SCARD_E_UNKNOWN_READER;
 	fails += SCardReleaseContext(ctx2) != SCARD_S_SUCCESS;
 	/* released with the card handle still open: the library frees it too */
 	fails += SCardReleaseContext(ctx) != SCARD_S_SUCCESS;
@@ -148,10 +148,15 @@ static void test_cycle_has_no_leak(void **state)
 #else
 	if (access("/usr/bin/valgrind", X_OK) != 0)
 		skip_because("missing-peer: valgrind (scripts/install-deps installs it)");
-	char *argv[] = { "valgrind", "--quiet", "--leak-check=full",
+	char *argv[] = { "valgrind",
+			 "--quiet",
+			 "--leak-check=full",
 			 "--show-leak-kinds=definite,indirect,possible",
 			 "--errors-for-leak-kinds=definite,indirect,possible",
-			 "--error-exitcode=99", self, "--cycle", NULL };
+			 "--error-exitcode=99",
+			 self,
+			 "--cycle",
+			 NULL };
 	assert_int_equal(run_child(argv), 0);
 #endif
 }

@@ -192,9 +192,9 @@ static void test_hangup_delivered(void **state)
 /* ---- deletion and reuse inside one batch ---- */
 
 struct pair_ctx {
-	int fds[2];       /* the two watched fds */
+	int fds[2]; /* the two watched fds */
 	int calls[2];
-	int new_fd;       /* registered in place of the deleted one (reuse test) */
+	int new_fd; /* registered in place of the deleted one (reuse test) */
 	int new_calls;
 	bool reuse;
 };
@@ -360,7 +360,8 @@ static void test_thousands_of_fds(void **state)
 	if (n > 3000)
 		n = 3000;
 	if (n < 100)
-		skip_because("environment: RLIMIT_NOFILE allows %d socket pairs, the test needs 100", n);
+		skip_because(
+			"environment: RLIMIT_NOFILE allows %d socket pairs, the test needs 100", n);
 
 	struct event_loop *loop = el_new();
 	struct many_ctx m = { .target = n };
@@ -546,7 +547,8 @@ static void test_many_timers(void **state)
 		assert_true(mt->order[k] % 3 != 0);
 		/* Deadline order, give or take the time spent adding them. */
 		if (k > 0)
-			assert_true(mt->delay[mt->order[k - 1]] <= mt->delay[mt->order[k]] + spread);
+			assert_true(mt->delay[mt->order[k - 1]] <=
+				    mt->delay[mt->order[k]] + spread);
 	}
 	free(ids);
 	free(items);
@@ -588,8 +590,8 @@ struct hook_state {
 	int calls;
 	int events_seen_at_call; /* callbacks that had run when the hook last ran */
 	int events;
-	int again;               /* answer EL_AGAIN this many times */
-	int leave_at;            /* answer EL_LEAVE at this call (0: never) */
+	int again;    /* answer EL_AGAIN this many times */
+	int leave_at; /* answer EL_LEAVE at this call (0: never) */
 };
 
 static void count_event_cb(struct event_loop *loop, int fd, void *data, int mask)

@@ -22,12 +22,12 @@
 struct scene {
 	struct event_loop *loop;
 	struct loop_runner *runner;
-	int block[2];       /* the "driver" call reads one byte from block[0] */
+	int block[2]; /* the "driver" call reads one byte from block[0] */
 	bool called;
 	bool lost;
 	pthread_t caller;
-	pthread_t server;   /* the thread that ran the timer while the call blocked */
-	int passes_after;   /* hook calls after the blocked call came back */
+	pthread_t server;       /* the thread that ran the timer while the call blocked */
+	int passes_after;       /* hook calls after the blocked call came back */
 	bool read_ok, write_ok; /* (no cmocka asserts off the main thread) */
 };
 

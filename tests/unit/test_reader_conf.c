@@ -106,12 +106,18 @@ static void test_channel_ids(void **state)
 		bool ok;
 		uint32_t id;
 	} cases[] = {
-		{ "0", true, 0 },		{ "0x0", true, 0 },
-		{ "0X1f", true, 0x1f },		{ "4294967295", true, 0xffffffffu },
-		{ "0xFFFFFFFF", true, 0xffffffffu }, { "010", true, 10 },
-		{ "4294967296", false, 0 },	{ "0x100000000", false, 0 },
-		{ "-1", false, 0 },		{ "12abc", false, 0 },
-		{ "0x", false, 0 },		{ "0xG1", false, 0 },
+		{ "0", true, 0 },
+		{ "0x0", true, 0 },
+		{ "0X1f", true, 0x1f },
+		{ "4294967295", true, 0xffffffffu },
+		{ "0xFFFFFFFF", true, 0xffffffffu },
+		{ "010", true, 10 },
+		{ "4294967296", false, 0 },
+		{ "0x100000000", false, 0 },
+		{ "-1", false, 0 },
+		{ "12abc", false, 0 },
+		{ "0x", false, 0 },
+		{ "0xG1", false, 0 },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char text[256];
@@ -198,8 +204,9 @@ static void test_unknown_keys_and_long_values(void **state)
 	size_t big = 5000;
 	char *text = malloc(big + 200);
 	assert_non_null(text);
-	int n = snprintf(text, 200, "FRIENDLYNAME \"R\"\nLIBPATH /r.so\nCHANNELID 7\nCOLOR blue\n"
-				   "DEVICENAME ");
+	int n = snprintf(text, 200,
+			 "FRIENDLYNAME \"R\"\nLIBPATH /r.so\nCHANNELID 7\nCOLOR blue\n"
+			 "DEVICENAME ");
 	memset(text + n, 'x', big);
 	strcpy(text + n + big, "\n");
 	assert_int_equal(parse(text, &conf), 0);
@@ -225,8 +232,9 @@ static void test_garbage(void **state)
 	(void)state;
 	struct reader_conf conf = { 0 };
 	/* NUL bytes, control characters, no final newline, binary noise. */
-	static const char junk[] = "FRIENDLYNAME \"A\0B\"\nLIBPATH /x\x01y.so\n\xff\xfe\x80 \x7f\n"
-				   "\"\"\"\n#\n\t\t\n FRIENDLYNAME \"ok\" \nLIBPATH /ok.so\nCHANNELID 0x1";
+	static const char junk[] =
+		"FRIENDLYNAME \"A\0B\"\nLIBPATH /x\x01y.so\n\xff\xfe\x80 \x7f\n"
+		"\"\"\"\n#\n\t\t\n FRIENDLYNAME \"ok\" \nLIBPATH /ok.so\nCHANNELID 0x1";
 	n_warnings = 0;
 	int n = reader_conf_parse(junk, sizeof junk - 1, "junk", &conf, collect_warn);
 	assert_int_equal(n, 1);
@@ -299,8 +307,9 @@ static void test_real_system_dir(void **state)
 	(void)state;
 	struct stat st;
 	if (stat("/etc/reader.conf.d/vpcd", &st) != 0)
-		skip_because("missing-peer: /etc/reader.conf.d/vpcd (vsmartcard-vpcd; scripts/install-deps "
-			     "installs it)");
+		skip_because(
+			"missing-peer: /etc/reader.conf.d/vpcd (vsmartcard-vpcd; scripts/install-deps "
+			"installs it)");
 	struct reader_conf conf = { 0 };
 	n_warnings = 0;
 	assert_true(reader_conf_load("/etc/reader.conf.d", &conf, collect_warn) >= 1);

@@ -19,7 +19,7 @@
 #include "handles.h"
 #include "readers.h"
 
-static const uint8_t atr[] = {0x3B, 0x80, 0x80, 0x01, 0x01};
+static const uint8_t atr[] = { 0x3B, 0x80, 0x80, 0x01, 0x01 };
 
 static int setup(void **state)
 {
@@ -98,7 +98,7 @@ static void test_sharing_modes(void **state)
 {
 	struct readers *rs = *state;
 	struct reader *r = add(rs, "S", 0);
-	struct handle_list one = {0}, two = {0};
+	struct handle_list one = { 0 }, two = { 0 };
 
 	assert_int_equal(handles_may_share(r, SCARD_SHARE_SHARED), SCARD_S_SUCCESS);
 	struct handle *h1 = handle_new(&one, r, SCARD_SHARE_SHARED);
@@ -128,10 +128,10 @@ static void test_nested_transactions(void **state)
 {
 	struct readers *rs = *state;
 	struct reader *r = add(rs, "T", 0);
-	struct handle_list one = {0}, two = {0};
+	struct handle_list one = { 0 }, two = { 0 };
 	struct handle *h1 = handle_new(&one, r, SCARD_SHARE_SHARED);
 	struct handle *h2 = handle_new(&two, r, SCARD_SHARE_SHARED);
-	struct reader_waiter w = {0};
+	struct reader_waiter w = { 0 };
 
 	assert_true(handle_lock(h1));
 	assert_true(handle_lock(h1)); /* nested */
@@ -168,8 +168,8 @@ static void test_card_removed_during_transaction(void **state)
 {
 	struct readers *rs = *state;
 	struct reader *r = add(rs, "R", 0);
-	struct handle_list one = {0}, two = {0};
-	struct reader_waiter w = {0};
+	struct handle_list one = { 0 }, two = { 0 };
+	struct reader_waiter w = { 0 };
 
 	reader_card_inserted(r, atr, sizeof(atr), true);
 	assert_true(reader_card_present(r));
@@ -200,8 +200,8 @@ static void test_reader_removed_with_handles_and_waiters(void **state)
 	struct readers *rs = *state;
 	struct reader *r = add(rs, "Gone", 0);
 	struct reader *other = add(rs, "Stays", 0);
-	struct handle_list one = {0}, two = {0};
-	struct reader_waiter w = {0};
+	struct handle_list one = { 0 }, two = { 0 };
+	struct reader_waiter w = { 0 };
 
 	reader_card_inserted(r, atr, sizeof(atr), true);
 	struct handle *h1 = handle_new(&one, r, SCARD_SHARE_SHARED);

@@ -32,8 +32,8 @@ static void test_options(void **state)
 	assert_true(socket_spec_parse("/tmp/b.comm:readers=48", &s, err, sizeof(err)));
 	assert_string_equal(s.path, "/tmp/b.comm");
 	assert_int_equal(s.readers, 48);
-	assert_true(socket_spec_parse("/tmp/c.comm:names=100,readers=auto,prefer=SIM 0*",
-				      &s, err, sizeof(err)));
+	assert_true(socket_spec_parse("/tmp/c.comm:names=100,readers=auto,prefer=SIM 0*", &s, err,
+				      sizeof(err)));
 	assert_int_equal(s.readers, 0);
 	assert_int_equal(s.name_len, 100);
 	assert_string_equal(s.prefer, "SIM 0*");
@@ -82,24 +82,33 @@ static void test_sandbox_from_cgroup(void **state)
 	(void)state;
 
 	assert_string_equal(peer_sandbox_from_cgroup(
-		"0::/user.slice/user-1000.slice/user@1000.service/app.slice/"
-		"app-flatpak-org.example.Reader-12345.scope\n", name, sizeof(name)), "flatpak app");
+				    "0::/user.slice/user-1000.slice/user@1000.service/app.slice/"
+				    "app-flatpak-org.example.Reader-12345.scope\n",
+				    name, sizeof(name)),
+			    "flatpak app");
 	assert_string_equal(name, "org.example.Reader");
 	assert_string_equal(peer_sandbox_from_cgroup(
-		"0::/user.slice/user-1000.slice/user@1000.service/app.slice/"
-		"snap.firefox.firefox-1a2b.scope\n", name, sizeof(name)), "snap");
+				    "0::/user.slice/user-1000.slice/user@1000.service/app.slice/"
+				    "snap.firefox.firefox-1a2b.scope\n",
+				    name, sizeof(name)),
+			    "snap");
 	assert_string_equal(name, "firefox");
 	assert_string_equal(peer_sandbox_from_cgroup("0::/system.slice/docker-0123abcd.scope\n",
-						     name, sizeof(name)), "docker container");
-	assert_string_equal(peer_sandbox_from_cgroup("0::/machine.slice/libpod-77aa.scope\n",
-						     name, sizeof(name)), "podman container");
+						     name, sizeof(name)),
+			    "docker container");
+	assert_string_equal(peer_sandbox_from_cgroup("0::/machine.slice/libpod-77aa.scope\n", name,
+						     sizeof(name)),
+			    "podman container");
 	assert_null(peer_sandbox_from_cgroup("0::/user.slice/user-1000.slice/session-2.scope\n",
 					     name, sizeof(name)));
 	assert_string_equal(name, "");
 	/* a long id is cut, never overflows */
-	assert_string_equal(peer_sandbox_from_cgroup(
-		"0::/app-flatpak-org.example.AVeryLongApplicationIdentifierThatGoesOnAndOnAndOn"
-		"AndOnForEver-1.scope", name, 16), "flatpak app");
+	assert_string_equal(
+		peer_sandbox_from_cgroup(
+			"0::/app-flatpak-org.example.AVeryLongApplicationIdentifierThatGoesOnAndOnAndOn"
+			"AndOnForEver-1.scope",
+			name, 16),
+		"flatpak app");
 	assert_int_equal(strlen(name), 15);
 }
 

@@ -130,11 +130,11 @@ static void test_atr_builtin_protocols(void **state)
 static void test_malformed_lengths(void **state)
 {
 	(void)state;
-	assert_int_equal(xfer(T1, "00A4"), 0x6700);       /* < 4 bytes */
-	assert_int_equal(xfer(T1, "00A4000002 3F"), 0x6700); /* Lc 2, 1 byte */
+	assert_int_equal(xfer(T1, "00A4"), 0x6700);                 /* < 4 bytes */
+	assert_int_equal(xfer(T1, "00A4000002 3F"), 0x6700);        /* Lc 2, 1 byte */
 	assert_int_equal(xfer(T1, "00A4000002 3F0000 00"), 0x6700); /* 2 extra bytes */
-	assert_int_equal(xfer(T1, "00B0000000 01"), 0x6700); /* 00 then 1 byte: no case */
-	assert_int_equal(xfer(T0, "00B00000 000010"), 0x6700); /* extended on T=0 */
+	assert_int_equal(xfer(T1, "00B0000000 01"), 0x6700);        /* 00 then 1 byte: no case */
+	assert_int_equal(xfer(T0, "00B00000 000010"), 0x6700);      /* extended on T=0 */
 }
 
 static void test_class_errors(void **state)
@@ -376,8 +376,8 @@ static void test_update_binary(void **state)
 	assert_int_equal(xfer(T1, "00D6001601 41"), 0x6B00);   /* offset outside */
 	assert_int_equal(xfer(T1, "00D60000"), 0x6700);        /* no data */
 	assert_int_equal(xfer(T1, "00A4020C025003"), 0x9000);
-	assert_int_equal(xfer(T1, "00D6000001 41"), 0x6982);  /* write never */
-	assert_int_equal(xfer(T1, "00D6810001 41"), 0x9000);  /* SFI 1 */
+	assert_int_equal(xfer(T1, "00D6000001 41"), 0x6982); /* write never */
+	assert_int_equal(xfer(T1, "00D6810001 41"), 0x9000); /* SFI 1 */
 	assert_int_equal(xfer(T1, "00B0810005"), 0x9000);
 	assert_text("Aelly");
 }
@@ -474,7 +474,7 @@ static void test_reset_and_buffer(void **state)
 {
 	(void)state;
 	/* the response does not fit the caller's buffer: 0, nothing written */
-	uint8_t apdu[] = {0x00, 0x84, 0x00, 0x00, 0x10};
+	uint8_t apdu[] = { 0x00, 0x84, 0x00, 0x00, 0x10 };
 	uint8_t small[8];
 	assert_int_equal(vcard_transmit(card, T1, apdu, sizeof(apdu), small, sizeof(small)), 0);
 	/* reset clears pending data */

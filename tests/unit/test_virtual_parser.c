@@ -84,9 +84,9 @@ static void test_values_quoted_and_hex(void **state)
 	assert_non_null(c);
 	uint8_t out[VCARD_MAX_RESPONSE];
 	size_t n;
-	const uint8_t sel[] = {0x00, 0xA4, 0x00, 0x0C, 0x02, 0x00, 0x01};
+	const uint8_t sel[] = { 0x00, 0xA4, 0x00, 0x0C, 0x02, 0x00, 0x01 };
 	assert_int_equal(send(c, sel, sizeof(sel), out, &n), 0x9000);
-	const uint8_t rd[] = {0x00, 0xB0, 0x00, 0x00, 0x00};
+	const uint8_t rd[] = { 0x00, 0xB0, 0x00, 0x00, 0x00 };
 	assert_int_equal(send(c, rd, sizeof(rd), out, &n), 0x9000);
 	assert_int_equal(n - 2, 7);
 	assert_memory_equal(out, "a\"b\r\n#x", 7);
@@ -101,11 +101,11 @@ static void test_size_pads_with_zeros(void **state)
 	assert_non_null(c);
 	uint8_t out[VCARD_MAX_RESPONSE];
 	size_t n;
-	const uint8_t sel[] = {0x00, 0xA4, 0x00, 0x0C, 0x02, 0x00, 0x01};
+	const uint8_t sel[] = { 0x00, 0xA4, 0x00, 0x0C, 0x02, 0x00, 0x01 };
 	send(c, sel, sizeof(sel), out, &n);
-	const uint8_t rd[] = {0x00, 0xB0, 0x00, 0x00, 0x00};
+	const uint8_t rd[] = { 0x00, 0xB0, 0x00, 0x00, 0x00 };
 	assert_int_equal(send(c, rd, sizeof(rd), out, &n), 0x9000);
-	const uint8_t want[] = {1, 0, 0, 0};
+	const uint8_t want[] = { 1, 0, 0, 0 };
 	assert_int_equal(n - 2, 4);
 	assert_memory_equal(out, want, 4);
 	vcard_free(c);

@@ -103,7 +103,7 @@ static void test_wait_event(void **state)
 	/* nothing happens: the timeout */
 	assert_int_equal(vslot_wait(&s, 50), VSLOT_WOKE_TIMEOUT);
 	/* an insertion wakes a waiter, whether it is already waiting or not yet */
-	struct waiter w = {&s, LONG_WAIT_MS, VSLOT_WOKE_TIMEOUT};
+	struct waiter w = { &s, LONG_WAIT_MS, VSLOT_WOKE_TIMEOUT };
 	pthread_t th;
 	assert_int_equal(pthread_create(&th, NULL, wait_thread, &w), 0);
 	vslot_insert(&s, vcard_builtin(), "builtin");
@@ -142,7 +142,7 @@ static void test_power_and_transmit(void **state)
 	vslot_init(&s);
 	UCHAR atr[64], rx[300];
 	DWORD atr_len = sizeof(atr), rx_len = sizeof(rx);
-	const uint8_t sel[] = {0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00};
+	const uint8_t sel[] = { 0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00 };
 	assert_int_equal(vslot_power(&s, IFD_POWER_UP, atr, &atr_len), IFD_ICC_NOT_PRESENT);
 	assert_int_equal(atr_len, 0);
 	assert_int_equal(vslot_transmit(&s, 1, sel, sizeof(sel), rx, &rx_len), IFD_ICC_NOT_PRESENT);
@@ -167,7 +167,7 @@ static void test_power_and_transmit(void **state)
 	assert_int_equal(rx_len, 2);
 	assert_int_equal(rx[0], 0x90);
 	/* a response that does not fit */
-	const uint8_t chal[] = {0x00, 0x84, 0x00, 0x00, 0x20};
+	const uint8_t chal[] = { 0x00, 0x84, 0x00, 0x00, 0x20 };
 	rx_len = 8;
 	assert_int_equal(vslot_transmit(&s, 1, chal, sizeof(chal), rx, &rx_len),
 			 IFD_ERROR_INSUFFICIENT_BUFFER);
@@ -176,7 +176,7 @@ static void test_power_and_transmit(void **state)
 	assert_int_equal(vslot_set_protocol(&s, SCARD_PROTOCOL_RAW), IFD_PROTOCOL_NOT_SUPPORTED);
 	/* fast mode: 90 00 to anything */
 	vslot_set_fast(&s, true);
-	const uint8_t junk[] = {0xFF};
+	const uint8_t junk[] = { 0xFF };
 	rx_len = sizeof(rx);
 	assert_int_equal(vslot_transmit(&s, 1, junk, sizeof(junk), rx, &rx_len), IFD_SUCCESS);
 	assert_int_equal(rx_len, 2);
@@ -211,7 +211,7 @@ static void test_mute_reseats_card(void **state)
 	assert_int_equal(atr_len, 0);
 	UCHAR rx[16];
 	DWORD rx_len = sizeof(rx);
-	const uint8_t sel[] = {0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00};
+	const uint8_t sel[] = { 0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00 };
 	assert_int_equal(vslot_transmit(&s, 1, sel, sizeof(sel), rx, &rx_len),
 			 IFD_RESPONSE_TIMEOUT);
 	/* setting the same value again changes nothing */
@@ -321,7 +321,7 @@ static void test_card_file_with_spaces(void **state)
 
 static int connect_to(const char *path)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	assert_true(strlen(path) < sizeof(addr.sun_path));
 	memcpy(addr.sun_path, path, strlen(path) + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -404,7 +404,7 @@ static void test_control_socket(void **state)
 
 	/* a stale socket file (nobody listening) is replaced */
 	int stale = socket(AF_UNIX, SOCK_STREAM, 0);
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	assert_true(strlen(path) < sizeof(addr.sun_path));
 	memcpy(addr.sun_path, path, strlen(path) + 1);
 	assert_int_equal(bind(stale, (struct sockaddr *)&addr, sizeof(addr)), 0);

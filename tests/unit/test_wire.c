@@ -16,10 +16,22 @@
 #define BUF_CAP 512
 
 static const uint32_t cmds_4_4[] = {
-	WIRE_ESTABLISH_CONTEXT, WIRE_RELEASE_CONTEXT, WIRE_CONNECT, WIRE_RECONNECT,
-	WIRE_DISCONNECT, WIRE_BEGIN_TRANSACTION, WIRE_END_TRANSACTION, WIRE_TRANSMIT,
-	WIRE_CONTROL, WIRE_STATUS, WIRE_CANCEL, WIRE_GET_ATTRIB, WIRE_SET_ATTRIB,
-	WIRE_VERSION, WIRE_GET_READERS_STATE, WIRE_WAIT_READER_STATE_CHANGE,
+	WIRE_ESTABLISH_CONTEXT,
+	WIRE_RELEASE_CONTEXT,
+	WIRE_CONNECT,
+	WIRE_RECONNECT,
+	WIRE_DISCONNECT,
+	WIRE_BEGIN_TRANSACTION,
+	WIRE_END_TRANSACTION,
+	WIRE_TRANSMIT,
+	WIRE_CONTROL,
+	WIRE_STATUS,
+	WIRE_CANCEL,
+	WIRE_GET_ATTRIB,
+	WIRE_SET_ATTRIB,
+	WIRE_VERSION,
+	WIRE_GET_READERS_STATE,
+	WIRE_WAIT_READER_STATE_CHANGE,
 	WIRE_STOP_WAITING_READER_STATE_CHANGE,
 };
 #define N_CMDS_4_4 (sizeof(cmds_4_4) / sizeof(cmds_4_4[0]))
@@ -67,23 +79,17 @@ static void sample_msg(uint32_t cmd, struct wire_msg *m)
 	case WIRE_BEGIN_TRANSACTION:
 		m->u.begin = (struct wire_begin){ 0x41424344, 0x8010000B };
 		break;
-	case WIRE_END_TRANSACTION:
-		m->u.end = (struct wire_end){ 0x51525354, 2, 0x80100016 };
-		break;
+	case WIRE_END_TRANSACTION: m->u.end = (struct wire_end){ 0x51525354, 2, 0x80100016 }; break;
 	case WIRE_TRANSMIT:
-		m->u.transmit = (struct wire_transmit){ 0x61626364, 2, 16, 0x1234, 1, 8,
-							 0x10203, 0x80100008 };
+		m->u.transmit = (struct wire_transmit){ 0x61626364, 2, 16,      0x1234,
+							1,          8, 0x10203, 0x80100008 };
 		break;
 	case WIRE_CONTROL:
-		m->u.control = (struct wire_control){ 0x71727374, 0x42000D48, 0x0FEDC, 0x10000,
-						       0x0ABC, 0x80100022 };
+		m->u.control = (struct wire_control){ 0x71727374, 0x42000D48, 0x0FEDC,
+						      0x10000,    0x0ABC,     0x80100022 };
 		break;
-	case WIRE_STATUS:
-		m->u.status = (struct wire_status){ 0x01030507, 0x80100069 };
-		break;
-	case WIRE_CANCEL:
-		m->u.cancel = (struct wire_cancel){ 0x02040608, 0x80100002 };
-		break;
+	case WIRE_STATUS: m->u.status = (struct wire_status){ 0x01030507, 0x80100069 }; break;
+	case WIRE_CANCEL: m->u.cancel = (struct wire_cancel){ 0x02040608, 0x80100002 }; break;
 	case WIRE_GET_ATTRIB:
 	case WIRE_SET_ATTRIB:
 		m->u.getset.card = 0x13579BDF;
@@ -93,9 +99,7 @@ static void sample_msg(uint32_t cmd, struct wire_msg *m)
 		m->u.getset.attr_len = 0x0102;
 		m->u.getset.rv = 0x80100016;
 		break;
-	case WIRE_VERSION:
-		m->u.version = (struct wire_version_msg){ 4, 4, 0x8010001E };
-		break;
+	case WIRE_VERSION: m->u.version = (struct wire_version_msg){ 4, 4, 0x8010001E }; break;
 	case WIRE_WAIT_READER_STATE_CHANGE:
 	case WIRE_STOP_WAITING_READER_STATE_CHANGE:
 		m->u.wait = (struct wire_wait){ 0x00C0FFEE, 0x80100002 };
@@ -103,16 +107,12 @@ static void sample_msg(uint32_t cmd, struct wire_msg *m)
 	case WIRE_GET_READER_EVENTS:
 		m->u.events = (struct wire_reader_events){ 0x7FFE, 0x80100001 };
 		break;
-	case WIRE_GET_READERS_STATE_SIZE:
-		m->u.count = 0x01020304;
-		break;
-	default:
-		break;
+	case WIRE_GET_READERS_STATE_SIZE: m->u.count = 0x01020304; break;
+	default: break;
 	}
 }
 
-static void expect_word(const uint8_t *buf, size_t off, enum wire_byte_order order,
-			uint32_t v)
+static void expect_word(const uint8_t *buf, size_t off, enum wire_byte_order order, uint32_t v)
 {
 	uint8_t want[4];
 
@@ -162,7 +162,8 @@ static void roundtrip_request(const struct wire_params *p, uint32_t cmd)
 	assert_int_equal(hdr.size, spec->body_size);
 	assert_int_equal(n, WIRE_HEADER_SIZE + spec->body_size);
 	assert_int_equal(wire_decode_body(p, cmd, buf + WIRE_HEADER_SIZE, n - WIRE_HEADER_SIZE,
-					  &out), WIRE_OK);
+					  &out),
+			 WIRE_OK);
 	assert_memory_equal(&out, &in, sizeof(in));
 }
 
@@ -207,8 +208,11 @@ static void test_roundtrip_all_4_4(void **state)
 static void test_roundtrip_all_versions(void **state)
 {
 	const struct wire_proto *protos[] = {
-		wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 2), wire_proto_find(4, 3),
-		wire_proto_find(4, 5), wire_proto_find(4, 6),
+		wire_proto_find(4, 2)->older_layout,
+		wire_proto_find(4, 2),
+		wire_proto_find(4, 3),
+		wire_proto_find(4, 5),
+		wire_proto_find(4, 6),
 	};
 
 	(void)state;
@@ -434,8 +438,8 @@ static void test_truncated(void **state)
 				assert_int_equal(wire_decode_reply(&p, cmds_4_4[i], buf, len, &out),
 						 WIRE_NEED_MORE);
 				if (spec->body == WIRE_BODY_STRUCT)
-					assert_int_equal(wire_decode_body(&p, cmds_4_4[i], buf,
-									  len, &out),
+					assert_int_equal(wire_decode_body(&p, cmds_4_4[i], buf, len,
+									  &out),
 							 WIRE_NEED_MORE);
 			}
 		}
@@ -451,8 +455,12 @@ static void test_bad_size(void **state)
 	(void)state;
 	for (size_t i = 0; i < N_CMDS_4_4; i++) {
 		const struct wire_cmd_spec *want = wire_cmd_lookup(p.proto, cmds_4_4[i]);
-		const uint32_t sizes[] = { 0, want->body_size - 1, want->body_size + 1,
-					   want->body_size + 4, 0xFFFFFFFF, 65548 };
+		const uint32_t sizes[] = { 0,
+					   want->body_size - 1,
+					   want->body_size + 1,
+					   want->body_size + 4,
+					   0xFFFFFFFF,
+					   65548 };
 
 		if (want->body != WIRE_BODY_STRUCT)
 			continue;
@@ -589,8 +597,12 @@ static void test_unknown_commands(void **state)
 {
 	static const uint32_t unknown[] = { 0, 0x03, 0x0C, 0x0E, 0x18, 0x99, 0xFFFFFFFF };
 	const struct wire_proto *protos[] = {
-		wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 2), wire_proto_find(4, 3),
-		wire_proto_find(4, 4), wire_proto_find(4, 5), wire_proto_find(4, 6),
+		wire_proto_find(4, 2)->older_layout,
+		wire_proto_find(4, 2),
+		wire_proto_find(4, 3),
+		wire_proto_find(4, 4),
+		wire_proto_find(4, 5),
+		wire_proto_find(4, 6),
 	};
 	uint8_t buf[BUF_CAP] = { 0 };
 
@@ -736,8 +748,9 @@ static void test_size_constants(void **state)
 
 	(void)state;
 	for (size_t v = 0; v <= wire_proto_count(); v++) {
-		const struct wire_proto *proto =
-			v < wire_proto_count() ? wire_proto_at(v) : wire_proto_find(4, 2)->older_layout;
+		const struct wire_proto *proto = v < wire_proto_count()
+							 ? wire_proto_at(v)
+							 : wire_proto_find(4, 2)->older_layout;
 
 		for (size_t i = 0; i < proto->n_cmds; i++) {
 			const struct wire_cmd_spec *spec = &proto->cmds[i];
@@ -764,8 +777,12 @@ static void test_size_constants(void **state)
 static void test_table_consistency(void **state)
 {
 	const struct wire_proto *protos[] = {
-		wire_proto_find(4, 2)->older_layout, wire_proto_find(4, 2), wire_proto_find(4, 3),
-		wire_proto_find(4, 4), wire_proto_find(4, 5), wire_proto_find(4, 6),
+		wire_proto_find(4, 2)->older_layout,
+		wire_proto_find(4, 2),
+		wire_proto_find(4, 3),
+		wire_proto_find(4, 4),
+		wire_proto_find(4, 5),
+		wire_proto_find(4, 6),
 	};
 
 	(void)state;
@@ -835,7 +852,8 @@ static void test_version_differences(void **state)
 	/* WAIT / STOP: 8-byte body up to 4:3, bare from 4:4. */
 	for (int32_t minor = 2; minor <= 3; minor++) {
 		const struct wire_cmd_spec *w = spec_of(minor, WIRE_WAIT_READER_STATE_CHANGE);
-		const struct wire_cmd_spec *s = spec_of(minor, WIRE_STOP_WAITING_READER_STATE_CHANGE);
+		const struct wire_cmd_spec *s = spec_of(minor,
+							WIRE_STOP_WAITING_READER_STATE_CHANGE);
 
 		assert_int_equal(w->body, WIRE_BODY_STRUCT);
 		assert_int_equal(w->body_size, 8);
@@ -849,7 +867,8 @@ static void test_version_differences(void **state)
 			 WIRE_REPLY_STRUCT_IF_WAITING);
 	for (int32_t minor = 4; minor <= 6; minor++) {
 		const struct wire_cmd_spec *w = spec_of(minor, WIRE_WAIT_READER_STATE_CHANGE);
-		const struct wire_cmd_spec *s = spec_of(minor, WIRE_STOP_WAITING_READER_STATE_CHANGE);
+		const struct wire_cmd_spec *s = spec_of(minor,
+							WIRE_STOP_WAITING_READER_STATE_CHANGE);
 
 		assert_int_equal(w->body, WIRE_BODY_NONE);
 		assert_int_equal(w->reply_size, 8);
@@ -865,8 +884,8 @@ static void test_version_differences(void **state)
 
 	/* Connect follows the reader-name length. */
 	assert_int_equal(spec_of(2, WIRE_CONNECT)->body_size, 152);
-	assert_int_equal(wire_cmd_lookup(wire_proto_find(4, 2)->older_layout, WIRE_CONNECT)->body_size,
-			 124);
+	assert_int_equal(
+		wire_cmd_lookup(wire_proto_find(4, 2)->older_layout, WIRE_CONNECT)->body_size, 124);
 	for (int32_t minor = 2; minor <= 6; minor++)
 		assert_int_equal(spec_of(minor, WIRE_GET_READERS_STATE)->reply,
 				 WIRE_REPLY_STATE_ARRAY);
@@ -1086,8 +1105,8 @@ static void test_bare_command_replies(void **state)
 	assert_int_equal(wire_decode_reply(&p, WIRE_WAIT_READER_STATE_CHANGE, buf, 8, &out),
 			 WIRE_OK);
 	assert_int_equal(out.u.wait.rv, 0x80100002);
-	assert_int_equal(wire_decode_reply(&p, WIRE_STOP_WAITING_READER_STATE_CHANGE, buf, 7,
-					   &out), WIRE_NEED_MORE);
+	assert_int_equal(wire_decode_reply(&p, WIRE_STOP_WAITING_READER_STATE_CHANGE, buf, 7, &out),
+			 WIRE_NEED_MORE);
 	assert_int_equal(wire_decode_reply(&p, WIRE_GET_READERS_STATE_ARRAY, buf, 8, &out),
 			 WIRE_OK);
 	assert_int_equal(out.cmd, WIRE_GET_READERS_STATE_ARRAY);
@@ -1123,7 +1142,8 @@ static void test_bare_request_ignores_following_bytes(void **state)
 				bool whole = len >= p.proto->cmds[i].reply_size;
 				struct wire_msg out;
 
-				assert_int_equal(wire_decode_body(&p, cmd, buf, len, &out), WIRE_OK);
+				assert_int_equal(wire_decode_body(&p, cmd, buf, len, &out),
+						 WIRE_OK);
 				assert_memory_equal(&out, whole ? &reply : &empty, sizeof(out));
 			}
 		}

@@ -17,8 +17,7 @@
 
 static const enum wire_byte_order orders[] = { WIRE_LITTLE_ENDIAN, WIRE_BIG_ENDIAN };
 
-static struct wire_params params_for(int32_t minor, enum wire_byte_order order,
-				     uint32_t slots)
+static struct wire_params params_for(int32_t minor, enum wire_byte_order order, uint32_t slots)
 {
 	struct wire_params p;
 
@@ -51,8 +50,7 @@ static void sample_state(struct wire_reader_state *st, unsigned i)
 	st->protocol = 2;
 }
 
-static void expect_word(const uint8_t *buf, size_t off, enum wire_byte_order order,
-			uint32_t v)
+static void expect_word(const uint8_t *buf, size_t off, enum wire_byte_order order, uint32_t v)
 {
 	assert_int_equal(wire_get_u32(order, buf + off), v);
 	if (order == WIRE_LITTLE_ENDIAN)
@@ -239,12 +237,14 @@ static void test_name_truncation(void **state)
 			assert_int_equal(buf[name_len - 1], 0);
 			expect_word(buf, name_len, p.order, st.event_counter);
 			struct wire_reader_state out;
-			assert_int_equal(wire_decode_reader_states(&p, buf, name_len + 56, &out, 1), 1);
+			assert_int_equal(wire_decode_reader_states(&p, buf, name_len + 56, &out, 1),
+					 1);
 			assert_int_equal(strlen(out.name), name_len - 1);
 
 			/* A peer's name without NUL is cut at the field's last byte. */
 			memset(buf, 'M', name_len);
-			assert_int_equal(wire_decode_reader_states(&p, buf, name_len + 56, &out, 1), 1);
+			assert_int_equal(wire_decode_reader_states(&p, buf, name_len + 56, &out, 1),
+					 1);
 			assert_int_equal(strlen(out.name), name_len - 1);
 			assert_int_equal(out.event_counter, st.event_counter);
 		}

@@ -11,10 +11,10 @@
  * kinds; only the deliberate ones may skip in CI). Include after cmocka.h. */
 void unit_skip_reason(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-#define skip_because(...)                      \
-	do {                                   \
+#define skip_because(...) \
+	do { \
 		unit_skip_reason(__VA_ARGS__); \
-		skip();                        \
+		skip(); \
 	} while (0)
 
 #endif

@@ -119,8 +119,8 @@ RESPONSECODE IFDHCreateChannelByName(DWORD Lun, LPSTR DeviceName)
 			return IFD_COMMUNICATION_ERROR;
 		}
 	}
-	RESPONSECODE rc = open_instance(Lun, &cfg, DeviceName && DeviceName[0] ? DeviceName
-										: "defaults");
+	RESPONSECODE rc = open_instance(Lun, &cfg,
+					DeviceName && DeviceName[0] ? DeviceName : "defaults");
 	vconfig_clear(&cfg);
 	return rc;
 }
@@ -189,19 +189,14 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 	struct vslot *s = &inst->slots[slot];
 	switch (Tag) {
 	case TAG_IFD_ATR:
-	case SCARD_ATTR_ATR_STRING:
-		return vslot_atr(s, Value, Length);
-	case TAG_IFD_SLOTNUM:
-		return put_byte(Length, Value, slot);
-	case TAG_IFD_SLOTS_NUMBER:
-		return put_byte(Length, Value, inst->n_slots);
+	case SCARD_ATTR_ATR_STRING: return vslot_atr(s, Value, Length);
+	case TAG_IFD_SLOTNUM: return put_byte(Length, Value, slot);
+	case TAG_IFD_SLOTS_NUMBER: return put_byte(Length, Value, inst->n_slots);
 	case TAG_IFD_SIMULTANEOUS_ACCESS:
 		return put_byte(Length, Value, 16); /* several stanzas may share the library */
 	case TAG_IFD_THREAD_SAFE:
-	case TAG_IFD_SLOT_THREAD_SAFE:
-		return put_byte(Length, Value, 1);
-	case TAG_IFD_POLLING_THREAD_KILLABLE:
-		return put_byte(Length, Value, 0);
+	case TAG_IFD_SLOT_THREAD_SAFE: return put_byte(Length, Value, 1);
+	case TAG_IFD_POLLING_THREAD_KILLABLE: return put_byte(Length, Value, 0);
 	case TAG_IFD_POLLING_THREAD_WITH_TIMEOUT: {
 		RESPONSECODE (*fn)(DWORD, int) = wait_event;
 		return put_bytes(Length, Value, &fn, sizeof(fn));
@@ -236,8 +231,7 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 				 inst->cfg.control ? inst->cfg.control : "");
 		return put_bytes(Length, Value, text, (size_t)n + 1);
 	}
-	default:
-		return IFD_ERROR_TAG;
+	default: return IFD_ERROR_TAG;
 	}
 }
 
@@ -280,9 +274,8 @@ RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 	return rc;
 }
 
-RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer,
-			       DWORD TxLength, PUCHAR RxBuffer, PDWORD RxLength,
-			       PSCARD_IO_HEADER RecvPci)
+RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer, DWORD TxLength,
+			       PUCHAR RxBuffer, PDWORD RxLength, PSCARD_IO_HEADER RecvPci)
 {
 	struct vslot *s = find_slot(Lun);
 	if (!s) {

@@ -17,7 +17,7 @@
 
 #define VCARD_MAX_ATR 33
 #define VCARD_MAX_FILES 256
-#define VCARD_MAX_EF_SIZE 32767   /* highest offset P1-P2 can address + 1 */
+#define VCARD_MAX_EF_SIZE 32767 /* highest offset P1-P2 can address + 1 */
 #define VCARD_MAX_PINS 8
 #define VCARD_MAX_PIN_LEN 64
 #define VCARD_MAX_AID 16
@@ -76,8 +76,8 @@ size_t vcard_transmit(struct vcard *card, int protocol, const uint8_t *apdu, siz
  * Returns true, the offered protocols (VCARD_PROTO_* bits) and the first
  * offered protocol (VCARD_T0 or VCARD_T1); false with a reason.
  */
-bool vcard_atr_check(const uint8_t *atr, size_t len, unsigned *protocols, int *first,
-		     char *err, size_t errlen);
+bool vcard_atr_check(const uint8_t *atr, size_t len, unsigned *protocols, int *first, char *err,
+		     size_t errlen);
 /* The built-in ATRs: protocols is VCARD_PROTO_T0, _T1 or both. */
 size_t vcard_atr_builtin(unsigned protocols, uint8_t *out, size_t cap);
 

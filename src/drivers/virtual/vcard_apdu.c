@@ -14,7 +14,7 @@
 
 #define SW_OK 0x9000
 #define SW_EOF_BEFORE_LE 0x6282
-#define SW_PIN_TRIES(n) (0x63C0 | ((n) & 0x0F))
+#define SW_PIN_TRIES(n) (0x63C0 | ((n)&0x0F))
 #define SW_WRONG_LENGTH 0x6700
 #define SW_LOGICAL_CHANNEL 0x6881
 #define SW_SECURE_MESSAGING 0x6882
@@ -44,14 +44,14 @@ struct apdu {
 	const uint8_t *data;
 	size_t nc;
 	bool has_le;
-	size_t ne;         /* 256 / 65536 for a zero Le */
-	bool le_wildcard;  /* Le was 00 (or 0000): "as much as there is" */
+	size_t ne;        /* 256 / 65536 for a zero Le */
+	bool le_wildcard; /* Le was 00 (or 0000): "as much as there is" */
 	bool extended;
 };
 
 /* The answer being built: data (up to ne bytes) and a status word. */
 struct answer {
-	uint8_t *buf;      /* VCARD_MAX_RESPONSE bytes */
+	uint8_t *buf; /* VCARD_MAX_RESPONSE bytes */
 	size_t len;
 	uint16_t sw;
 };
@@ -68,7 +68,7 @@ static bool parse_apdu(const uint8_t *b, size_t len, struct apdu *a)
 	a->p2 = b[3];
 	if (len == 4)
 		return true; /* case 1 */
-	if (len == 5) { /* case 2 short */
+	if (len == 5) {      /* case 2 short */
 		a->has_le = true;
 		a->ne = b[4] ? b[4] : 256;
 		a->le_wildcard = b[4] == 0;
@@ -306,9 +306,7 @@ static void cmd_select(struct vcard *c, const struct apdu *a, struct answer *r)
 			f = find_by_path(start, p, n);
 		}
 		break;
-	default:
-		r->sw = SW_INCORRECT_P1P2;
-		return;
+	default: r->sw = SW_INCORRECT_P1P2; return;
 	}
 	if (!f) {
 		r->sw = SW_FILE_NOT_FOUND;
@@ -513,8 +511,7 @@ static void cmd_verify(struct vcard *c, const struct apdu *a, struct answer *r)
 }
 
 /* GET RESPONSE hands out what a T=0 command left behind, Le bytes at a time. */
-static void cmd_get_response(struct vcard *c, int protocol, const struct apdu *a,
-			     struct answer *r)
+static void cmd_get_response(struct vcard *c, int protocol, const struct apdu *a, struct answer *r)
 {
 	if (a->p1 || a->p2) {
 		r->sw = SW_WRONG_P1P2;
@@ -632,8 +629,8 @@ static size_t status_only(uint16_t sw, uint8_t *out, size_t cap)
 	return 2;
 }
 
-size_t vcard_transmit(struct vcard *c, int protocol, const uint8_t *apdu, size_t len,
-		      uint8_t *out, size_t cap)
+size_t vcard_transmit(struct vcard *c, int protocol, const uint8_t *apdu, size_t len, uint8_t *out,
+		      size_t cap)
 {
 	struct apdu a;
 	if (!parse_apdu(apdu, len, &a) || (protocol == VCARD_T0 && a.extended)) {
@@ -648,7 +645,7 @@ size_t vcard_transmit(struct vcard *c, int protocol, const uint8_t *apdu, size_t
 	uint8_t *buf = malloc(VCARD_MAX_RESPONSE);
 	if (!buf)
 		return status_only(0x6F00, out, cap);
-	struct answer r = {.buf = buf, .sw = SW_INS};
+	struct answer r = { .buf = buf, .sw = SW_INS };
 	if (a.ins == INS_GET_RESPONSE) {
 		cmd_get_response(c, protocol, &a, &r);
 		/* the answer is already shaped; only bound it by Le */

@@ -6,8 +6,8 @@
 #include "atr.h"
 #include "vcard.h"
 
-bool vcard_atr_check(const uint8_t *atr, size_t len, unsigned *protocols, int *first,
-		     char *err, size_t errlen)
+bool vcard_atr_check(const uint8_t *atr, size_t len, unsigned *protocols, int *first, char *err,
+		     size_t errlen)
 {
 	struct atr_info info;
 
@@ -25,10 +25,10 @@ bool vcard_atr_check(const uint8_t *atr, size_t len, unsigned *protocols, int *f
 size_t vcard_atr_builtin(unsigned protocols, uint8_t *out, size_t cap)
 {
 	/* Historical bytes: "vcard" then the protocol digits, easy to spot in logs. */
-	static const uint8_t t0[] = {0x3B, 0x07, 'v', 'c', 'a', 'r', 'd', '-', '0'};
-	static const uint8_t t1[] = {0x3B, 0x87, 0x01, 'v', 'c', 'a', 'r', 'd', '-', '1', 0};
-	static const uint8_t both[] = {0x3B, 0x88, 0x80, 0x01, 'v', 'c', 'a',
-				       'r',  'd',  '-',  '0', '1',  0};
+	static const uint8_t t0[] = { 0x3B, 0x07, 'v', 'c', 'a', 'r', 'd', '-', '0' };
+	static const uint8_t t1[] = { 0x3B, 0x87, 0x01, 'v', 'c', 'a', 'r', 'd', '-', '1', 0 };
+	static const uint8_t both[] = { 0x3B, 0x88, 0x80, 0x01, 'v', 'c', 'a',
+					'r',  'd',  '-',  '0',  '1', 0 };
 	const uint8_t *src;
 	size_t n;
 	if (protocols == VCARD_PROTO_T0) {

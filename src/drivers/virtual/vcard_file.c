@@ -70,8 +70,7 @@ static bool tok_is(const struct token *t, const char *word)
 }
 
 /* Splits one line into tokens; '#' starts a comment outside quotes. */
-static int tokenize(struct parser *p, const char *line, size_t len, struct token *toks,
-		    size_t max)
+static int tokenize(struct parser *p, const char *line, size_t len, struct token *toks, size_t max)
 {
 	size_t n = 0, i = 0;
 	while (i < len) {
@@ -97,7 +96,7 @@ static int tokenize(struct parser *p, const char *line, size_t len, struct token
 				fail(p, "unterminated quoted string");
 				return -1;
 			}
-			toks[n++] = (struct token){line + start, i - start, true};
+			toks[n++] = (struct token){ line + start, i - start, true };
 			i++;
 			continue;
 		}
@@ -105,7 +104,7 @@ static int tokenize(struct parser *p, const char *line, size_t len, struct token
 		while (i < len && line[i] != ' ' && line[i] != '\t' && line[i] != '\r' &&
 		       line[i] != '#' && line[i] != '"')
 			i++;
-		toks[n++] = (struct token){line + start, i - start, false};
+		toks[n++] = (struct token){ line + start, i - start, false };
 	}
 	return (int)n;
 }
@@ -159,8 +158,8 @@ static bool append_value(struct parser *p, const struct token *t, uint8_t *buf, 
 }
 
 /* Parses an unsigned decimal (or 0x hex) number in [min, max]. */
-static bool parse_uint(struct parser *p, const struct token *t, const char *what,
-		       unsigned long min, unsigned long max, unsigned long *out)
+static bool parse_uint(struct parser *p, const struct token *t, const char *what, unsigned long min,
+		       unsigned long max, unsigned long *out)
 {
 	char buf[32], show_buf[32];
 	if (t->quoted || t->len == 0 || t->len >= sizeof(buf)) {
@@ -217,7 +216,7 @@ static struct vfile *resolve_parent(struct parser *p, const struct token *t, uin
 		fail(p, "bad path '%s' (expected 3F00/xxxx/...)", show(t, show_buf));
 		return NULL;
 	}
-	uint16_t fids[16] = {0};
+	uint16_t fids[16] = { 0 };
 	size_t n = 0, i = 0;
 	while (i < t->len) {
 		if (n == 16) {
@@ -228,7 +227,8 @@ static struct vfile *resolve_parent(struct parser *p, const struct token *t, uin
 		for (size_t k = 0; k < 4; k++) {
 			int h = i + k < t->len ? hexval(t->s[i + k]) : -1;
 			if (h < 0) {
-				fail(p, "bad path '%s' (file ids are 4 hex digits)", show(t, show_buf));
+				fail(p, "bad path '%s' (file ids are 4 hex digits)",
+				     show(t, show_buf));
 				return NULL;
 			}
 			v = v << 4 | h;
@@ -237,7 +237,8 @@ static struct vfile *resolve_parent(struct parser *p, const struct token *t, uin
 		i += 4;
 		if (i < t->len) {
 			if (t->s[i] != '/' || i + 1 == t->len) {
-				fail(p, "bad path '%s' (expected 3F00/xxxx/...)", show(t, show_buf));
+				fail(p, "bad path '%s' (expected 3F00/xxxx/...)",
+				     show(t, show_buf));
 				return NULL;
 			}
 			i++;
@@ -355,9 +356,13 @@ static bool stmt_atr(struct parser *p, const struct token *toks, int n)
 	}
 	if (n == 2 && !toks[1].quoted && toks[1].len >= 3 && toks[1].s[0] == 'T') {
 		unsigned protos = 0;
-		static const struct { const char *s; unsigned bits; } names[] = {
-			{"T=0", VCARD_PROTO_T0}, {"T=1", VCARD_PROTO_T1},
-			{"T=0,T=1", VCARD_PROTO_T0 | VCARD_PROTO_T1},
+		static const struct {
+			const char *s;
+			unsigned bits;
+		} names[] = {
+			{ "T=0", VCARD_PROTO_T0 },
+			{ "T=1", VCARD_PROTO_T1 },
+			{ "T=0,T=1", VCARD_PROTO_T0 | VCARD_PROTO_T1 },
 		};
 		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
 			if (tok_is(&toks[1], names[k].s))
@@ -400,7 +405,7 @@ static bool stmt_atr(struct parser *p, const struct token *toks, int n)
 
 static bool stmt_pin(struct parser *p, const struct token *toks, int n)
 {
-	static const char *const kw[] = {"tries", NULL};
+	static const char *const kw[] = { "tries", NULL };
 	struct vcard *c = p->card;
 	if (n < 3) {
 		fail(p, "usage: pin <ref> <value> [tries N]");
@@ -410,7 +415,7 @@ static bool stmt_pin(struct parser *p, const struct token *toks, int n)
 		fail(p, "more than %d pins", VCARD_MAX_PINS);
 		return false;
 	}
-	struct vpin pin = {.max_tries = 3};
+	struct vpin pin = { .max_tries = 3 };
 	if (!parse_byte(p, &toks[1], "pin reference", &pin.ref))
 		return false;
 	if (vcard_find_pin(c, pin.ref)) {
@@ -418,8 +423,7 @@ static bool stmt_pin(struct parser *p, const struct token *toks, int n)
 		return false;
 	}
 	int i = 2;
-	if (!collect_value(p, toks, n, &i, kw, pin.value, &pin.len, sizeof(pin.value),
-			   "pin"))
+	if (!collect_value(p, toks, n, &i, kw, pin.value, &pin.len, sizeof(pin.value), "pin"))
 		return false;
 	while (i < n) {
 		if (tok_is(&toks[i], "tries") && i + 1 < n) {
@@ -440,7 +444,7 @@ static bool stmt_pin(struct parser *p, const struct token *toks, int n)
 
 static bool stmt_df(struct parser *p, const struct token *toks, int n)
 {
-	static const char *const kw[] = {"name", NULL};
+	static const char *const kw[] = { "name", NULL };
 	if (n < 2) {
 		fail(p, "usage: df <path> [name <hex AID>]");
 		return false;
@@ -506,7 +510,7 @@ static bool parse_access(struct parser *p, const struct token *toks, int n, int 
 
 static bool stmt_ef(struct parser *p, const struct token *toks, int n)
 {
-	static const char *const kw[] = {"size", "sfi", "read", "write", "data", NULL};
+	static const char *const kw[] = { "size", "sfi", "read", "write", "data", NULL };
 	if (n < 2) {
 		fail(p, "usage: ef <path> [size N] [sfi N] [read ACC] [write ACC] [data ...]");
 		return false;
@@ -517,7 +521,7 @@ static bool stmt_ef(struct parser *p, const struct token *toks, int n)
 		return false;
 	unsigned long size = 0, sfi = 0;
 	bool have_size = false;
-	struct vaccess rd = {VACCESS_ALWAYS, 0}, wr = {VACCESS_ALWAYS, 0};
+	struct vaccess rd = { VACCESS_ALWAYS, 0 }, wr = { VACCESS_ALWAYS, 0 };
 	uint8_t *data = malloc(VCARD_MAX_EF_SIZE);
 	size_t data_len = 0;
 	if (!data) {
@@ -605,7 +609,7 @@ struct vcard *vcard_parse(const char *text, size_t len, char *err, size_t errlen
 {
 	if (err && errlen)
 		err[0] = 0;
-	struct parser p = {.err = err, .errlen = errlen};
+	struct parser p = { .err = err, .errlen = errlen };
 	if (!text || len > VCARD_MAX_TEXT) {
 		fail(&p, "card file larger than %u bytes", VCARD_MAX_TEXT);
 		return NULL;

@@ -17,24 +17,24 @@ struct vaccess {
 struct vfile {
 	enum vfile_kind kind;
 	uint16_t fid;
-	struct vfile *parent;      /* NULL for the MF */
-	struct vfile *children;    /* DF: first child */
-	struct vfile *next;        /* next sibling */
-	uint8_t aid[VCARD_MAX_AID];/* DF name; aid_len 0 = none */
+	struct vfile *parent;       /* NULL for the MF */
+	struct vfile *children;     /* DF: first child */
+	struct vfile *next;         /* next sibling */
+	uint8_t aid[VCARD_MAX_AID]; /* DF name; aid_len 0 = none */
 	size_t aid_len;
-	uint8_t sfi;               /* EF: short identifier 1..30, 0 = none */
-	uint8_t *data;             /* EF content, size bytes */
+	uint8_t sfi;   /* EF: short identifier 1..30, 0 = none */
+	uint8_t *data; /* EF content, size bytes */
 	size_t size;
-	struct vaccess read, write;/* EF access conditions */
+	struct vaccess read, write; /* EF access conditions */
 };
 
 struct vpin {
-	uint8_t ref;               /* VERIFY P2 */
+	uint8_t ref; /* VERIFY P2 */
 	uint8_t value[VCARD_MAX_PIN_LEN];
 	size_t len;
 	unsigned max_tries;
-	unsigned tries_left;       /* 0 = blocked */
-	bool verified;             /* security state: lost on reset */
+	unsigned tries_left; /* 0 = blocked */
+	bool verified;       /* security state: lost on reset */
 };
 
 struct vcard {
@@ -51,7 +51,7 @@ struct vcard {
 	/* Run-time state, cleared by vcard_reset. */
 	struct vfile *cur_df;
 	struct vfile *cur_ef;
-	uint8_t *pending;          /* T=0 answer waiting for GET RESPONSE */
+	uint8_t *pending; /* T=0 answer waiting for GET RESPONSE */
 	size_t pending_len, pending_off;
 };
 

@@ -96,8 +96,8 @@ static char *resolve_path(const char *base_dir, const char *v)
 	return p;
 }
 
-static int set_line(struct vconfig *cfg, char *key, char *val, const char *base_dir,
-		    unsigned line, char *err, size_t errlen)
+static int set_line(struct vconfig *cfg, char *key, char *val, const char *base_dir, unsigned line,
+		    char *err, size_t errlen)
 {
 	int idx;
 	bool b;
@@ -147,8 +147,8 @@ static int set_line(struct vconfig *cfg, char *key, char *val, const char *base_
 		cfg->reader[idx].card = NULL;
 		if (!val[0] || !strcmp(val, "none"))
 			return 0;
-		cfg->reader[idx].card =
-			!strcmp(val, "builtin") ? strdup(val) : resolve_path(base_dir, val);
+		cfg->reader[idx].card = !strcmp(val, "builtin") ? strdup(val)
+								: resolve_path(base_dir, val);
 		if (!cfg->reader[idx].card)
 			return fail(err, errlen, line, "card path too long");
 	} else {

@@ -21,14 +21,14 @@
 #define VCONFIG_PATH_MAX 4096
 
 struct vconfig_reader {
-	char *card;     /* NULL = empty, "builtin", or an absolute path */
+	char *card; /* NULL = empty, "builtin", or an absolute path */
 	bool fast;
 	bool mute;
 };
 
 struct vconfig {
 	unsigned readers;
-	char *control;  /* unix socket path, NULL = no control channel */
+	char *control; /* unix socket path, NULL = no control channel */
 	unsigned control_mode;
 	struct vconfig_reader reader[VCONFIG_MAX_READERS];
 };

@@ -25,8 +25,8 @@ struct vcontrol {
 	pthread_t thread;
 	vcontrol_handler *handler;
 	void *ctx;
-	dev_t dev;   /* identity of the socket file we bound, so that stop never */
-	ino_t ino;   /* unlinks a socket another instance created since */
+	dev_t dev; /* identity of the socket file we bound, so that stop never */
+	ino_t ino; /* unlinks a socket another instance created since */
 };
 
 static bool someone_listens(const struct sockaddr_un *addr)
@@ -57,7 +57,8 @@ static bool write_all(int fd, const char *buf, size_t len)
 /* 1 = readable, 0 = stop or idle timeout */
 static int wait_readable(struct vcontrol *ctl, int fd, int timeout_ms)
 {
-	struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = ctl->stop_fd, .events = POLLIN}};
+	struct pollfd pfd[2] = { { .fd = fd, .events = POLLIN },
+				 { .fd = ctl->stop_fd, .events = POLLIN } };
 	for (;;) {
 		int n = poll(pfd, 2, timeout_ms);
 		if (n < 0 && errno == EINTR)
@@ -118,7 +119,7 @@ static void *control_main(void *arg)
 			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN)
 				continue;
 			/* EMFILE and friends: do not spin */
-			struct pollfd pfd = {.fd = ctl->stop_fd, .events = POLLIN};
+			struct pollfd pfd = { .fd = ctl->stop_fd, .events = POLLIN };
 			if (poll(&pfd, 1, 100) > 0)
 				break;
 			continue;
@@ -144,10 +145,10 @@ static struct vcontrol *fail(struct vcontrol *ctl, char *err, size_t errlen, con
 struct vcontrol *vcontrol_start(const char *path, unsigned mode, vcontrol_handler *handler,
 				void *ctx, char *err, size_t errlen)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	if (strlen(path) >= sizeof(addr.sun_path)) {
-		snprintf(err, errlen, "control socket path too long (%zu bytes, %zu at most)", strlen(path),
-			 sizeof(addr.sun_path) - 1);
+		snprintf(err, errlen, "control socket path too long (%zu bytes, %zu at most)",
+			 strlen(path), sizeof(addr.sun_path) - 1);
 		return NULL;
 	}
 	strcpy(addr.sun_path, path);
@@ -190,8 +191,7 @@ struct vcontrol *vcontrol_start(const char *path, unsigned mode, vcontrol_handle
 	 * from others until the chmod below */
 	if (bind(ctl->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
 		return fail(ctl, err, errlen, "bind");
-	if (chmod(path, mode & 0777) < 0 || listen(ctl->listen_fd, 8) < 0 ||
-	    stat(path, &st) < 0) {
+	if (chmod(path, mode & 0777) < 0 || listen(ctl->listen_fd, 8) < 0 || stat(path, &st) < 0) {
 		int e = errno;
 		unlink(path);
 		errno = e;

@@ -57,8 +57,8 @@ int vinstance_start_control(struct vinstance *inst, char *err, size_t errlen)
 {
 	if (!inst->cfg.control)
 		return 0;
-	inst->control = vcontrol_start(inst->cfg.control, inst->cfg.control_mode,
-				       control_handler, inst, err, errlen);
+	inst->control = vcontrol_start(inst->cfg.control, inst->cfg.control_mode, control_handler,
+				       inst, err, errlen);
 	return inst->control ? 0 : -1;
 }
 
@@ -158,7 +158,7 @@ static const char help_text[] =
 
 void vinstance_command(struct vinstance *inst, const char *line, char *reply, size_t cap)
 {
-	struct out o = {reply, cap, 0};
+	struct out o = { reply, cap, 0 };
 	if (cap)
 		reply[0] = 0;
 	char buf[VCONTROL_MAX_LINE + 1];
@@ -210,7 +210,8 @@ void vinstance_command(struct vinstance *inst, const char *line, char *reply, si
 		bool swap = inst->slots[slot].card;
 		pthread_mutex_unlock(&inst->slots[slot].lock);
 		vslot_insert(&inst->slots[slot], c, name);
-		put(&o, "ok %s card in reader %u (%s)\n", swap ? "swapped" : "inserted", slot, name);
+		put(&o, "ok %s card in reader %u (%s)\n", swap ? "swapped" : "inserted", slot,
+		    name);
 	} else if (!strcmp(w[0], "remove")) {
 		if (n != 2) {
 			put(&o, "error usage: remove N\n");

@@ -15,8 +15,8 @@
 #define VIRTUAL_VERSION "0.1.0"
 
 struct vinstance {
-	unsigned long key;        /* Lun >> 16 */
-	bool gone;                /* closed by the daemon: lookups skip it (instance list lock) */
+	unsigned long key; /* Lun >> 16 */
+	bool gone;         /* closed by the daemon: lookups skip it (instance list lock) */
 	bool closed;
 	struct vconfig cfg;
 	unsigned n_slots;

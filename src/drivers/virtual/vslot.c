@@ -292,9 +292,9 @@ RESPONSECODE vslot_transmit(struct vslot *s, DWORD protocol, const uint8_t *tx, 
 		}
 	} else {
 		unsigned offered = vcard_protocols(s->card);
-		int t = (protocol == 0 && (offered & VCARD_PROTO_T0)) ? VCARD_T0
+		int t = (protocol == 0 && (offered & VCARD_PROTO_T0))   ? VCARD_T0
 			: (protocol == 1 && (offered & VCARD_PROTO_T1)) ? VCARD_T1
-			: s->protocol;
+									: s->protocol;
 		size_t n = vcard_transmit(s->card, t, tx, tx_len, rx, cap);
 		if (n == 0) {
 			rc = IFD_ERROR_INSUFFICIENT_BUFFER;

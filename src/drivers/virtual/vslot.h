@@ -20,23 +20,23 @@
 
 struct vslot {
 	pthread_mutex_t lock;
-	pthread_cond_t cond;      /* signalled when event_gen changes or on stop */
-	struct vcard *card;       /* NULL = no card */
-	char *card_name;          /* "builtin" or the file it came from */
-	bool mute;                /* the card does not answer */
-	bool fast;                /* every command answers 90 00 */
+	pthread_cond_t cond; /* signalled when event_gen changes or on stop */
+	struct vcard *card;  /* NULL = no card */
+	char *card_name;     /* "builtin" or the file it came from */
+	bool mute;           /* the card does not answer */
+	bool fast;           /* every command answers 90 00 */
 	bool powered;
-	int protocol;             /* VCARD_T0 / VCARD_T1 while powered */
-	unsigned card_gen;        /* +1 per insertion */
-	unsigned event_gen;       /* +1 per change the daemon should look at */
-	unsigned seen_gen;        /* event_gen when presence was last asked */
-	bool reported_present;    /* what presence last answered ... */
+	int protocol;               /* VCARD_T0 / VCARD_T1 while powered */
+	unsigned card_gen;          /* +1 per insertion */
+	unsigned event_gen;         /* +1 per change the daemon should look at */
+	unsigned seen_gen;          /* event_gen when presence was last asked */
+	bool reported_present;      /* what presence last answered ... */
 	unsigned reported_card_gen; /* ... and for which insertion */
-	long long gap_until_ms;   /* a swap: the slot reads empty until then */
-	bool gap_wake;            /* wake the daemon when the gap ends */
-	bool stop_pending;        /* the daemon asked its current (or next) wait to return */
-	bool closed;              /* the channel is closed: waits return at once */
-	unsigned long commands;   /* APDUs answered, for status */
+	long long gap_until_ms;     /* a swap: the slot reads empty until then */
+	bool gap_wake;              /* wake the daemon when the gap ends */
+	bool stop_pending;          /* the daemon asked its current (or next) wait to return */
+	bool closed;                /* the channel is closed: waits return at once */
+	unsigned long commands;     /* APDUs answered, for status */
 };
 
 void vslot_init(struct vslot *s);
@@ -65,10 +65,10 @@ RESPONSECODE vslot_presence(struct vslot *s);
 RESPONSECODE vslot_wait_event(struct vslot *s, int timeout_ms);
 /* The same wait, saying what ended it (the driver API has no word for that). */
 enum vslot_wake {
-	VSLOT_WOKE_EVENT,   /* a card came or went since the daemon last looked */
-	VSLOT_WOKE_GAP,     /* a swapped-in card arrived after its gap */
-	VSLOT_WOKE_STOP,    /* vslot_stop */
-	VSLOT_WOKE_CLOSED,  /* vslot_close */
+	VSLOT_WOKE_EVENT,  /* a card came or went since the daemon last looked */
+	VSLOT_WOKE_GAP,    /* a swapped-in card arrived after its gap */
+	VSLOT_WOKE_STOP,   /* vslot_stop */
+	VSLOT_WOKE_CLOSED, /* vslot_close */
 	VSLOT_WOKE_TIMEOUT,
 };
 enum vslot_wake vslot_wait(struct vslot *s, int timeout_ms);
