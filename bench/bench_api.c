@@ -1,5 +1,6 @@
 #include "bench_api.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,33 @@ double process_cpu_us(pid_t pid)
 			 &stime) != 2)
 		return -1;
 	return (double)(utime + stime) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
+double process_sleeps(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+	DIR *dir = opendir(path);
+	if (!dir)
+		return -1;
+	double total = 0;
+	struct dirent *e;
+	while ((e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		char status[384], line[256];
+		snprintf(status, sizeof status, "/proc/%ld/task/%s/status", (long)pid, e->d_name);
+		FILE *f = fopen(status, "r");
+		if (!f)
+			continue; /* the thread ended meanwhile */
+		unsigned long long n;
+		while (fgets(line, sizeof line, f))
+			if (sscanf(line, "voluntary_ctxt_switches: %llu", &n) == 1)
+				total += (double)n;
+		fclose(f);
+	}
+	closedir(dir);
+	return total;
 }
 
 double arg_number(const char *text, const char *what)

@@ -45,6 +45,13 @@ double median(double *v, size_t n);
 /* User + system CPU time of process pid, in microseconds; -1 if unknown. */
 double process_cpu_us(pid_t pid);
 
+/*
+ * Times the threads of process pid went to sleep so far (voluntary context
+ * switches, summed over the threads in /proc/PID/task): each one is a wake-up.
+ * -1 if unknown.
+ */
+double process_sleeps(pid_t pid);
+
 /* Parses a positive number argument or exits 2. */
 double arg_number(const char *text, const char *what);
 

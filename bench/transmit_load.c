@@ -7,7 +7,8 @@
  * Prints "transmits_per_s R" (summed over the processes), "transmits N" and
  * "daemon_cpu_us_per_transmit C": the daemon's user+system time from
  * /proc/DAEMON_PID/stat, from the start signal until every client is done,
- * divided by the transmits.
+ * divided by the transmits, and "daemon_wakeups_per_transmit W": the times
+ * the daemon's threads went to sleep (and were woken) over the same span.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,7 @@ int main(int argc, char **argv)
 		}
 	}
 	double cpu0 = process_cpu_us(daemon);
+	double sleeps0 = process_sleeps(daemon);
 	close(go[1]); /* every client starts now */
 	long total = 0;
 	double rate = 0;
@@ -111,6 +113,7 @@ int main(int argc, char **argv)
 		rate += r.transmits / r.seconds;
 	}
 	double cpu1 = process_cpu_us(daemon);
+	double sleeps1 = process_sleeps(daemon);
 	int failed = 0;
 	for (int i = 0; i < n; i++) {
 		int st;
@@ -124,5 +127,7 @@ int main(int argc, char **argv)
 	printf("transmits_per_s %.1f\n", rate);
 	printf("transmits %ld\n", total);
 	printf("daemon_cpu_us_per_transmit %.2f\n", (cpu1 - cpu0) / (double)total);
+	if (sleeps0 >= 0 && sleeps1 >= 0)
+		printf("daemon_wakeups_per_transmit %.2f\n", (sleeps1 - sleeps0) / (double)total);
 	return failed;
 }
