@@ -58,6 +58,15 @@ enum { EL_RUN_LEFT = 1 };
  */
 int el_run(struct event_loop *loop);
 void el_stop(struct event_loop *loop);
+/*
+ * One pass that never waits, for a caller that drives the loop itself (the
+ * session fuzzer): the before-sleep hook, then the events ready now and the
+ * timers due. Returns 1 if the pass did something a further pass must follow
+ * up (an event or timer fired, or the hook answered EL_AGAIN), 0 if the loop
+ * was quiet, -1 if epoll failed or the hook answered EL_LEAVE. An el_stop
+ * during the pass ends its batch early, as it ends el_run.
+ */
+int el_run_pass(struct event_loop *loop);
 
 /* Monotonic clock in milliseconds. */
 uint64_t el_now_ms(void);

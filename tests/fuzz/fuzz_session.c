@@ -4,10 +4,12 @@
  * once, against a stub driver with two slots (a card in slot 0).
  *
  * Input: a sequence of chunks [client index][length][bytes...]; after each
- * chunk the loop runs until it goes quiet. At the end every client hangs
+ * chunk the loop runs until it goes quiet (settle) and the clients read
+ * what they were sent. At the end every client hangs
  * up and the daemon must drop all their sessions without leaking.
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 #include "daemon.h"
 #include "driver.h"
 #include "event_loop.h"
+#include "job.h"
 #include "listener.h"
 #include "log.h"
 #include "session.h"
@@ -127,18 +130,33 @@ static RESPONSECODE stub_control(DWORD lun, DWORD code, PUCHAR tx, DWORD tx_len,
 static struct options opts;
 static struct daemon *d;
 
-static void stop_loop(struct event_loop *loop, uint64_t id, void *data)
+/* A session waits for a job its device's worker thread runs. */
+static bool parked_on_worker(void)
 {
-	(void)id;
-	(void)data;
-	el_stop(loop);
+	for (struct session *s = d->sessions; s; s = s->next)
+		if (s->park == PARK_JOB && s->job && s->job->state == JOB_QUEUED)
+			return true;
+	return false;
 }
 
-/* Runs the loop for about 1 ms: long enough for the worker to answer. */
-static void spin(void)
+/*
+ * Runs loop passes until one finds nothing to do: no event ready, no
+ * buffered request, no job pending. Waits (on the completion eventfd) only
+ * while a session is parked on a job handed to a worker.
+ */
+static void settle(void)
 {
-	el_add_timer(d->loop, 1, stop_loop, NULL);
-	el_run(d->loop);
+	for (;;) {
+		int rc = el_run_pass(d->loop);
+		if (rc < 0)
+			abort();
+		if (rc > 0)
+			continue;
+		if (!parked_on_worker())
+			return;
+		struct pollfd pfd = {.fd = d->jobs.done.efd, .events = POLLIN};
+		poll(&pfd, 1, 1000); /* the job's 5 s timer ends a driver that never answers */
+	}
 }
 
 static void setup(void)
@@ -182,15 +200,40 @@ static void setup(void)
 	if (devices_add(&d->devices, drv, "Stub Reader", NULL, 0) < 0)
 		abort();
 	daemon_wait_devices(d, 5000);
-	for (int i = 0; i < 20; i++)
-		spin(); /* let the first presence poll insert the card */
+	/* the first presence poll inserts the card */
+	struct reader *r = d->readers.slots[0];
+	for (int i = 0; i < 5000 && !(r->state & SCARD_PRESENT); i++) {
+		struct pollfd pfd = {.fd = d->jobs.done.efd, .events = POLLIN};
+		poll(&pfd, 1, 1);
+		settle();
+	}
+	if (!(r->state & SCARD_PRESENT))
+		abort();
 }
 
-static void drain(int fd)
+/* The clients read what they were sent; true if there was anything (one
+ * poll for all three: system calls are most of what an input costs). */
+static bool drain(const int *peer_fd)
 {
-	uint8_t buf[4096];
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
+	static uint8_t buf[1 << 16];
+	struct pollfd pfd[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++)
+		pfd[i] = (struct pollfd){.fd = peer_fd[i], .events = POLLIN};
+	bool any = false;
+	if (poll(pfd, CLIENTS, 0) <= 0)
+		return false;
+	for (int i = 0; i < CLIENTS; i++)
+		if ((pfd[i].revents & POLLIN) && read(peer_fd[i], buf, sizeof(buf)) > 0)
+			any = true; /* (a closed connection reads 0 for ever) */
+	return any;
+}
+
+/* Settles, and again while the clients' reading lets blocked replies out. */
+static void settle_and_read(const int *peer_fd)
+{
+	do
+		settle();
+	while (drain(peer_fd));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -221,16 +264,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* the daemon closed it, or its buffer is full: both are fine */
 		}
 		pos += len;
-		for (int i = 0; i < 3; i++)
-			spin();
-		for (int i = 0; i < CLIENTS; i++)
-			drain(peer_fd[i]);
+		settle_and_read(peer_fd);
 	}
 
 	for (int i = 0; i < CLIENTS; i++)
 		close(peer_fd[i]);
-	for (int i = 0; i < 2000 && d->n_sessions > 0; i++)
-		spin();
+	settle();
 	if (d->n_sessions != 0)
 		abort(); /* a session outlived its client */
 	return 0;
