@@ -79,17 +79,6 @@ static void write_all(int fd, const uint8_t *p, size_t n)
 	}
 }
 
-/* Feeds the input, then reads until the library closes its end. */
-static void feed(int fd, const uint8_t *data, size_t size)
-{
-	uint8_t sink[4096];
-
-	write_all(fd, data, size);
-	shutdown(fd, SHUT_WR);
-	while (read(fd, sink, sizeof(sink)) > 0)
-		;
-}
-
 /* Record mode: relays both ways and keeps what the daemon said. */
 static void relay(int fd)
 {
@@ -128,23 +117,18 @@ static void relay(int fd)
 	close(up);
 }
 
-static void *serve_connection(void *arg)
+/* Record mode: one thread per connection, relaying the first to the daemon. */
+static void *record_connection(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
-	uint8_t *data = NULL;
-	size_t size = 0;
+	bool first;
 
 	pthread_mutex_lock(&srv.lock);
-	if (!srv.served) {
-		data = srv.data;
-		size = srv.size;
-		srv.served = true;
-	}
+	first = !srv.served;
+	srv.served = true;
 	pthread_mutex_unlock(&srv.lock);
-	if (srv.record_to != NULL && data != NULL)
+	if (first)
 		relay(fd);
-	else
-		feed(fd, data, size);
 	close(fd);
 	pthread_mutex_lock(&srv.lock);
 	srv.active--;
@@ -153,7 +137,105 @@ static void *serve_connection(void *arg)
 	return NULL;
 }
 
-static void *accept_loop(void *arg)
+#define MAX_CONNS 64
+
+/* A connection the fuzzing server feeds: the input (the first of a run) or nothing. */
+struct conn {
+	int fd;
+	const uint8_t *data;
+	size_t size, off;
+	bool fed;   /* all written and shut down for writing */
+};
+
+static bool accept_one(int lfd, struct conn *conns, int *n)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return false;
+	CHECK(*n < MAX_CONNS);
+	struct conn *c = &conns[(*n)++];
+	*c = (struct conn){ .fd = fd };
+	pthread_mutex_lock(&srv.lock);
+	srv.active++;
+	if (!srv.served) {
+		c->data = srv.data;
+		c->size = srv.size;
+		srv.served = true;
+	}
+	pthread_mutex_unlock(&srv.lock);
+	return true;
+}
+
+/* Writes what the socket takes; once all is written, end-of-file follows. */
+static void feed_some(struct conn *c)
+{
+	while (c->off < c->size) {
+		ssize_t w = send(c->fd, c->data + c->off, c->size - c->off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (w <= 0)
+			break; /* the library hung up early: fine */
+		c->off += (size_t)w;
+	}
+	shutdown(c->fd, SHUT_WR);
+	c->fed = true;
+}
+
+/* Reads what the library sends; false once it closed its end. */
+static bool sink(struct conn *c)
+{
+	uint8_t buf[4096];
+	ssize_t n;
+
+	while ((n = read(c->fd, buf, sizeof(buf))) > 0)
+		;
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+}
+
+/*
+ * The fuzzing server: one thread and poll for every connection, since a
+ * thread per connection (as a sanitized build starts and ends them) cost
+ * more than the library's whole run.
+ */
+static void *serve_loop(void *arg)
+{
+	int lfd = (int)(intptr_t)arg;
+	struct conn conns[MAX_CONNS];
+	struct pollfd p[MAX_CONNS + 1];
+	int n = 0;
+
+	for (;;) {
+		p[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		for (int i = 0; i < n; i++)
+			p[i + 1] = (struct pollfd){ .fd = conns[i].fd,
+						    .events = POLLIN | (conns[i].fed ? 0 : POLLOUT) };
+		if (poll(p, (nfds_t)n + 1, -1) < 0)
+			continue;
+		for (int i = n - 1; i >= 0; i--) {
+			struct conn *c = &conns[i];
+
+			if (!c->fed && (p[i + 1].revents & (POLLOUT | POLLERR | POLLHUP)))
+				feed_some(c);
+			if (!(p[i + 1].revents & (POLLIN | POLLERR | POLLHUP)) || sink(c))
+				continue;
+			close(c->fd);
+			conns[i] = conns[--n];
+			pthread_mutex_lock(&srv.lock);
+			srv.active--;
+			pthread_cond_broadcast(&srv.idle);
+			pthread_mutex_unlock(&srv.lock);
+		}
+		if ((p[0].revents & POLLIN) && accept_one(lfd, conns, &n))
+			feed_some(&conns[n - 1]);
+	}
+	return NULL;
+}
+
+static void *record_loop(void *arg)
 {
 	int lfd = (int)(intptr_t)arg;
 
@@ -166,7 +248,7 @@ static void *accept_loop(void *arg)
 		pthread_mutex_lock(&srv.lock);
 		srv.active++;
 		pthread_mutex_unlock(&srv.lock);
-		CHECK(pthread_create(&t, NULL, serve_connection, (void *)(intptr_t)fd) == 0);
+		CHECK(pthread_create(&t, NULL, record_connection, (void *)(intptr_t)fd) == 0);
 		pthread_detach(t);
 	}
 	return NULL;
@@ -337,7 +419,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 16) == 0);
 	atexit(remove_socket);
 	setenv("PCSCLITE_CSOCK_NAME", path, 1);
-	CHECK(pthread_create(&t, NULL, accept_loop, (void *)(intptr_t)lfd) == 0);
+	CHECK(pthread_create(&t, NULL, rec != NULL ? record_loop : serve_loop,
+			     (void *)(intptr_t)lfd) == 0);
 	pthread_detach(t);
 	if (rec != NULL)
 		record(rec);
