@@ -431,15 +431,14 @@ int el_run(struct event_loop *loop)
 int el_run_pass(struct event_loop *loop)
 {
 	loop->stop = false;
+	if (run_once(loop, false) < 0)
+		return -1;
 	int next = EL_SLEEP;
 	if (loop->before_sleep)
 		next = loop->before_sleep(loop, loop->before_sleep_data);
 	if (next == EL_LEAVE)
 		return -1;
-	int fired = run_once(loop, false);
-	if (fired < 0)
-		return -1;
-	return fired > 0 || next == EL_AGAIN;
+	return next == EL_AGAIN;
 }
 
 void el_stop(struct event_loop *loop)

@@ -60,11 +60,11 @@ int el_run(struct event_loop *loop);
 void el_stop(struct event_loop *loop);
 /*
  * One pass that never waits, for a caller that drives the loop itself (the
- * session fuzzer): the before-sleep hook, then the events ready now and the
- * timers due. Returns 1 if the pass did something a further pass must follow
- * up (an event or timer fired, or the hook answered EL_AGAIN), 0 if the loop
- * was quiet, -1 if epoll failed or the hook answered EL_LEAVE. An el_stop
- * during the pass ends its batch early, as it ends el_run.
+ * session fuzzer): the events ready now, the timers due, then the
+ * before-sleep hook, which does the work they brought. Returns 1 if the hook
+ * answered EL_AGAIN (work left: pass again), 0 if it did not (the loop is
+ * quiet until the next event), -1 if epoll failed or the hook answered
+ * EL_LEAVE. An el_stop during the pass ends its batch early, as it ends el_run.
  */
 int el_run_pass(struct event_loop *loop);
 

@@ -142,9 +142,12 @@ static bool parked_on_worker(void)
 }
 
 /*
- * Runs loop passes until one finds nothing to do: no event ready, no
- * buffered request, no job pending. Waits (on the completion eventfd) only
- * while a session is parked on a job handed to a worker.
+ * Runs loop passes until the daemon has done all it can with what the
+ * clients sent: each pass takes the events ready (the bytes just sent, a
+ * worker's answer) and ends with the before-sleep hook, which runs the
+ * requests; another pass follows while the hook says work is left. Waits (on
+ * the completion eventfd) only while a session is parked on a job handed to
+ * a worker.
  */
 static void settle(void)
 {
@@ -227,7 +230,7 @@ static bool drain(const int *peer_fd)
 {
 	static uint8_t buf[1 << 16];
 	struct pollfd pfd[CLIENTS];
-	for (int i = 0; i < CLIENTS; i++)
+	for (int i = 0; i < CLIENTS; i++) /* (poll skips the unconnected, fd -1) */
 		pfd[i] = (struct pollfd){.fd = peer_fd[i], .events = POLLIN};
 	bool any = false;
 	if (poll(pfd, CLIENTS, 0) <= 0)
@@ -250,6 +253,17 @@ static void settle_and_read(const int *peer_fd)
 		settle();
 }
 
+/* A new session for client i (alternating between the two sockets); its peer end. */
+static int connect_client(int i)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+		abort();
+	struct peer peer = {.fd = sv[0], .pid = 0, .uid = 0, .gid = 0};
+	session_accept(&d->sockets[i % 2], &peer);
+	return sv[1];
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -261,16 +275,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (handles_random_id() != 64)
 		;
 
-	int peer_fd[CLIENTS];
-	for (int i = 0; i < CLIENTS; i++) {
-		int sv[2];
-		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
-			abort();
-		struct peer peer = {.fd = sv[0], .pid = 0, .uid = 0, .gid = 0};
-		session_accept(&d->sockets[i % 2], &peer);
-		peer_fd[i] = sv[1];
-	}
-
+	int peer_fd[CLIENTS] = {-1, -1, -1}; /* connected at their first chunk */
 	size_t pos = 0;
 	while (pos + 2 <= size) {
 		int target = data[pos] % CLIENTS;
@@ -278,6 +283,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pos += 2;
 		if (len > size - pos)
 			len = size - pos;
+		if (peer_fd[target] < 0)
+			peer_fd[target] = connect_client(target);
 		if (send(peer_fd[target], data + pos, len, MSG_NOSIGNAL) < 0) {
 			/* the daemon closed it, or its buffer is full: both are fine */
 		}
@@ -286,7 +293,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	for (int i = 0; i < CLIENTS; i++)
-		close(peer_fd[i]);
+		if (peer_fd[i] >= 0)
+			close(peer_fd[i]);
 	settle();
 	if (d->n_sessions != 0)
 		abort(); /* a session outlived its client */
