@@ -314,12 +314,13 @@ void el_del_timer(struct event_loop *loop, uint64_t id)
 	release_timer(loop, (uint32_t)slot);
 }
 
-/* Fires the timers due now. Bounded by the count at entry so a callback
- * that re-arms a 0 ms timer cannot keep the loop here forever. */
-static void run_timers(struct event_loop *loop)
+/* Fires the timers due now and returns how many. Bounded by the count at
+ * entry so a callback that re-arms a 0 ms timer cannot keep the loop here forever. */
+static int run_timers(struct event_loop *loop)
 {
 	uint64_t now = el_now_ms();
 	size_t budget = loop->heap_len;
+	int fired = 0;
 
 	while (budget-- > 0 && loop->heap_len > 0 && !loop->stop) {
 		uint32_t slot = loop->heap[0];
@@ -332,7 +333,9 @@ static void run_timers(struct event_loop *loop)
 		heap_remove(loop, 0);
 		release_timer(loop, slot);
 		fn(loop, id, data);
+		fired++;
 	}
+	return fired;
 }
 
 static int wait_timeout(const struct event_loop *loop)
@@ -394,17 +397,18 @@ void el_set_before_sleep(struct event_loop *loop, el_before_sleep_fn *fn, void *
 	loop->before_sleep_data = data;
 }
 
+/* Returns how many events and timers fired (an interrupted wait counts as
+ * one, so that el_run_pass's caller looks again), or -1 if epoll failed. */
 static int run_once(struct event_loop *loop, bool wait)
 {
 	fit_events(loop);
 	int n = epoll_wait(loop->epfd, loop->events, (int)loop->events_cap,
 			   wait ? wait_timeout(loop) : 0);
 	if (n < 0)
-		return errno == EINTR ? 0 : -1;
+		return errno == EINTR ? 1 : -1;
 	for (int i = 0; i < n && !loop->stop; i++)
 		dispatch(loop, &loop->events[i]);
-	run_timers(loop);
-	return 0;
+	return n + run_timers(loop);
 }
 
 int el_run(struct event_loop *loop)
@@ -422,6 +426,19 @@ int el_run(struct event_loop *loop)
 			return -1;
 	}
 	return 0;
+}
+
+int el_run_pass(struct event_loop *loop)
+{
+	loop->stop = false;
+	if (run_once(loop, false) < 0)
+		return -1;
+	int next = EL_SLEEP;
+	if (loop->before_sleep)
+		next = loop->before_sleep(loop, loop->before_sleep_data);
+	if (next == EL_LEAVE)
+		return -1;
+	return next == EL_AGAIN;
 }
 
 void el_stop(struct event_loop *loop)

@@ -58,6 +58,15 @@ enum { EL_RUN_LEFT = 1 };
  */
 int el_run(struct event_loop *loop);
 void el_stop(struct event_loop *loop);
+/*
+ * One pass that never waits, for a caller that drives the loop itself (the
+ * session fuzzer): the events ready now, the timers due, then the
+ * before-sleep hook, which does the work they brought. Returns 1 if the hook
+ * answered EL_AGAIN (work left: pass again), 0 if it did not (the loop is
+ * quiet until the next event), -1 if epoll failed or the hook answered
+ * EL_LEAVE. An el_stop during the pass ends its batch early, as it ends el_run.
+ */
+int el_run_pass(struct event_loop *loop);
 
 /* Monotonic clock in milliseconds. */
 uint64_t el_now_ms(void);

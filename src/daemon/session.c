@@ -145,7 +145,8 @@ static void send_parts(struct session *s, const uint8_t *head, size_t head_len, 
 	if (sent < head_len)
 		queue_output(s, head + sent, head_len - sent);
 	size_t tail_sent = sent > head_len ? sent - head_len : 0;
-	queue_output(s, tail + tail_sent, tail_len - tail_sent);
+	if (tail_len > tail_sent) /* (tail may be NULL: no arithmetic on it then) */
+		queue_output(s, tail + tail_sent, tail_len - tail_sent);
 }
 
 void session_send(struct session *s, const void *buf, size_t len)

@@ -79,17 +79,6 @@ static void write_all(int fd, const uint8_t *p, size_t n)
 	}
 }
 
-/* Feeds the input, then reads until the library closes its end. */
-static void feed(int fd, const uint8_t *data, size_t size)
-{
-	uint8_t sink[4096];
-
-	write_all(fd, data, size);
-	shutdown(fd, SHUT_WR);
-	while (read(fd, sink, sizeof(sink)) > 0)
-		;
-}
-
 /* Record mode: relays both ways and keeps what the daemon said. */
 static void relay(int fd)
 {
@@ -129,23 +118,18 @@ static void relay(int fd)
 	close(up);
 }
 
-static void *serve_connection(void *arg)
+/* Record mode: one thread per connection, relaying the first to the daemon. */
+static void *record_connection(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
-	uint8_t *data = NULL;
-	size_t size = 0;
+	bool first;
 
 	pthread_mutex_lock(&srv.lock);
-	if (!srv.served) {
-		data = srv.data;
-		size = srv.size;
-		srv.served = true;
-	}
+	first = !srv.served;
+	srv.served = true;
 	pthread_mutex_unlock(&srv.lock);
-	if (srv.record_to && data)
+	if (first)
 		relay(fd);
-	else
-		feed(fd, data, size);
 	close(fd);
 	pthread_mutex_lock(&srv.lock);
 	srv.active--;
@@ -154,20 +138,119 @@ static void *serve_connection(void *arg)
 	return NULL;
 }
 
-static void *accept_loop(void *arg)
+#define MAX_CONNS 64
+
+/* A connection the fuzzing server feeds: the input (the first of a run) or nothing. */
+struct conn {
+	int fd;
+	const uint8_t *data;
+	size_t size, off;
+	bool fed; /* all written and shut down for writing */
+};
+
+static bool accept_one(int lfd, struct conn *conns, int *n)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (fd < 0)
+		return false;
+	CHECK(*n < MAX_CONNS);
+	struct conn *c = &conns[(*n)++];
+	*c = (struct conn){ .fd = fd };
+	pthread_mutex_lock(&srv.lock);
+	srv.active++;
+	if (!srv.served) {
+		c->data = srv.data;
+		c->size = srv.size;
+		srv.served = true;
+	}
+	pthread_mutex_unlock(&srv.lock);
+	return true;
+}
+
+/* Writes what the socket takes; once all is written, end-of-file follows. */
+static void feed_some(struct conn *c)
+{
+	while (c->off < c->size) {
+		ssize_t w = send(c->fd, c->data + c->off, c->size - c->off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (w <= 0)
+			break; /* the library hung up early: fine */
+		c->off += (size_t)w;
+	}
+	shutdown(c->fd, SHUT_WR);
+	c->fed = true;
+}
+
+/* Reads what the library sends; false once it closed its end. */
+static bool sink(struct conn *c)
+{
+	uint8_t buf[4096];
+	ssize_t n;
+
+	while ((n = read(c->fd, buf, sizeof(buf))) > 0)
+		;
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+}
+
+/*
+ * The fuzzing server: one thread and poll for every connection, since a
+ * thread per connection (as a sanitized build starts and ends them) cost
+ * more than the library's whole run.
+ */
+static void *serve_loop(void *arg)
+{
+	int lfd = (int)(intptr_t)arg;
+	struct conn conns[MAX_CONNS];
+	struct pollfd p[MAX_CONNS + 1];
+	int n = 0;
+
+	for (;;) {
+		p[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+		for (int i = 0; i < n; i++)
+			p[i + 1] = (struct pollfd){
+				.fd = conns[i].fd, .events = POLLIN | (conns[i].fed ? 0 : POLLOUT)
+			};
+		if (poll(p, (nfds_t)n + 1, -1) < 0)
+			continue;
+		for (int i = n - 1; i >= 0; i--) {
+			struct conn *c = &conns[i];
+
+			if (!c->fed && (p[i + 1].revents & (POLLOUT | POLLERR | POLLHUP)))
+				feed_some(c);
+			if (!(p[i + 1].revents & (POLLIN | POLLERR | POLLHUP)) || sink(c))
+				continue;
+			close(c->fd);
+			conns[i] = conns[--n];
+			pthread_mutex_lock(&srv.lock);
+			srv.active--;
+			pthread_cond_broadcast(&srv.idle);
+			pthread_mutex_unlock(&srv.lock);
+		}
+		if ((p[0].revents & POLLIN) && accept_one(lfd, conns, &n))
+			feed_some(&conns[n - 1]);
+	}
+	return NULL;
+}
+
+static void *record_loop(void *arg)
 {
 	int lfd = (int)(intptr_t)arg;
 
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		pthread_t t;
 
 		if (fd < 0)
 			continue;
 		pthread_mutex_lock(&srv.lock);
 		srv.active++;
 		pthread_mutex_unlock(&srv.lock);
-		pthread_t t;
-		CHECK(pthread_create(&t, NULL, serve_connection, (void *)(intptr_t)fd) == 0);
+		CHECK(pthread_create(&t, NULL, record_connection, (void *)(intptr_t)fd) == 0);
 		pthread_detach(t);
 	}
 	return NULL;
@@ -187,15 +270,17 @@ static void card_calls(SCARDCONTEXT ctx, const char *reader)
 	static const BYTE select_mf[] = { 0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00 };
 	static const BYTE get_challenge[] = { 0x00, 0x84, 0x00, 0x00, 0x08 };
 	SCARDHANDLE card;
-	DWORD proto = 0;
+	DWORD proto = 0, len, state;
+	BYTE resp[64], atr[MAX_ATR_SIZE], attr[40], ctl_out[16];
+	char name[48];
+	LONG rv;
 
-	LONG rv = SCardConnect(ctx, reader, SCARD_SHARE_SHARED,
-			       SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &card, &proto);
+	rv = SCardConnect(ctx, reader, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1,
+			  &card, &proto);
 	if (rv != SCARD_S_SUCCESS)
 		return;
 	(void)SCardBeginTransaction(card);
-	BYTE resp[64];
-	DWORD len = sizeof(resp);
+	len = sizeof(resp);
 	if (SCardTransmit(card, proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 : SCARD_PCI_T1, select_mf,
 			  sizeof(select_mf), NULL, resp, &len) == SCARD_S_SUCCESS)
 		CHECK(len <= sizeof(resp));
@@ -203,19 +288,19 @@ static void card_calls(SCARDCONTEXT ctx, const char *reader)
 	if (SCardTransmit(card, SCARD_PCI_T1, get_challenge, sizeof(get_challenge), NULL, resp,
 			  &len) == SCARD_S_SUCCESS)
 		CHECK(len <= sizeof(resp));
-	BYTE atr[MAX_ATR_SIZE];
-	char name[48];
-	DWORD name_len = sizeof(name), atr_len = sizeof(atr), state;
-	if (SCardStatus(card, name, &name_len, &state, &proto, atr, &atr_len) == SCARD_S_SUCCESS) {
-		CHECK(name_len >= 1 && name_len <= sizeof(name) && atr_len <= sizeof(atr));
-		CHECK(name[name_len - 1] == '\0');
+	{
+		DWORD name_len = sizeof(name), atr_len = sizeof(atr);
+
+		if (SCardStatus(card, name, &name_len, &state, &proto, atr, &atr_len) ==
+		    SCARD_S_SUCCESS) {
+			CHECK(name_len >= 1 && name_len <= sizeof(name) && atr_len <= sizeof(atr));
+			CHECK(name[name_len - 1] == '\0');
+		}
 	}
 	len = 0;
-	BYTE ctl_out[16];
 	if (SCardControl(card, SCARD_CTL_CODE(3400), resp, 2, ctl_out, sizeof(ctl_out), &len) ==
 	    SCARD_S_SUCCESS)
 		CHECK(len <= sizeof(ctl_out));
-	BYTE attr[40];
 	len = sizeof(attr);
 	if (SCardGetAttrib(card, SCARD_ATTR_ATR_STRING, attr, &len) == SCARD_S_SUCCESS)
 		CHECK(len <= sizeof(attr));
@@ -228,14 +313,16 @@ static void card_calls(SCARDCONTEXT ctx, const char *reader)
 static void application(void)
 {
 	SCARDCONTEXT ctx;
+	SCARD_READERSTATE rs[2];
 	char *readers = NULL, fixed[40];
 	DWORD len = SCARD_AUTOALLOCATE;
 	const char *reader = FAKE_READER;
+	LONG rv;
 
 	if (SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx) != SCARD_S_SUCCESS)
 		return;
 	CHECK(SCardIsValidContext(ctx) == SCARD_S_SUCCESS);
-	LONG rv = SCardListReaders(ctx, NULL, (LPSTR)&readers, &len);
+	rv = SCardListReaders(ctx, NULL, (LPSTR)&readers, &len);
 	if (rv == SCARD_S_SUCCESS) {
 		check_multistring(readers, len);
 		if (readers[0] != '\0')
@@ -246,7 +333,6 @@ static void application(void)
 		CHECK(len <= sizeof(fixed));
 		check_multistring(fixed, len);
 	}
-	SCARD_READERSTATE rs[2];
 	memset(rs, 0, sizeof(rs));
 	rs[0].szReader = reader;
 	rs[1].szReader = PNP_READER;
@@ -293,6 +379,7 @@ static void run(const uint8_t *data, size_t size)
 static void record(const char *spec)
 {
 	char *target = strdup(spec), *out = strrchr(target, ':');
+	FILE *f;
 
 	CHECK(target);
 	if (!out) {
@@ -302,7 +389,7 @@ static void record(const char *spec)
 	*out++ = '\0';
 	srv.record_to = target;
 	run(NULL, 0);
-	FILE *f = fopen(out, "wb");
+	f = fopen(out, "wb");
 	CHECK(f && fwrite(srv.recorded, 1, srv.recorded_len, f) == srv.recorded_len);
 	fclose(f);
 	fprintf(stderr, "recorded %zu bytes from %s into %s\n", srv.recorded_len, target, out);
@@ -322,19 +409,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	const char *rec = getenv("FUZZ_CLIENT_RECORD");
+	pthread_t t;
+	int lfd;
 
 	(void)argc;
 	(void)argv;
 	CHECK(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/fuzz.comm", dir);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
 	      listen(lfd, 16) == 0);
 	atexit(remove_socket);
 	setenv("PCSCLITE_CSOCK_NAME", path, 1);
-	pthread_t t;
-	CHECK(pthread_create(&t, NULL, accept_loop, (void *)(intptr_t)lfd) == 0);
+	CHECK(pthread_create(&t, NULL, rec ? record_loop : serve_loop, (void *)(intptr_t)lfd) == 0);
 	pthread_detach(t);
 	if (rec)
 		record(rec);

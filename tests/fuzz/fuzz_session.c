@@ -4,10 +4,13 @@
  * once, against a stub driver with two slots (a card in slot 0).
  *
  * Input: a sequence of chunks [client index][length][bytes...]; after each
- * chunk the loop runs until it goes quiet. At the end every client hangs
- * up and the daemon must drop all their sessions without leaking.
+ * chunk the loop runs until it goes quiet (settle) and the clients read
+ * what they were sent. At the end every client hangs up and the daemon must
+ * drop all their sessions without leaking. Context and card ids count from 1
+ * in every input (seeds: tests/fuzz/make_session_seeds.py, make_traffic_seeds).
  */
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +24,8 @@
 #include "daemon.h"
 #include "driver.h"
 #include "event_loop.h"
+#include "handles.h"
+#include "job.h"
 #include "listener.h"
 #include "log.h"
 #include "session.h"
@@ -128,18 +133,36 @@ static RESPONSECODE stub_control(DWORD lun, DWORD code, PUCHAR tx, DWORD tx_len,
 static struct options opts;
 static struct daemon *d;
 
-static void stop_loop(struct event_loop *loop, uint64_t id, void *data)
+/* A session waits for a job its device's worker thread runs. */
+static bool parked_on_worker(void)
 {
-	(void)id;
-	(void)data;
-	el_stop(loop);
+	for (struct session *s = d->sessions; s; s = s->next)
+		if (s->park == PARK_JOB && s->job && s->job->state == JOB_QUEUED)
+			return true;
+	return false;
 }
 
-/* Runs the loop for about 1 ms: long enough for the worker to answer. */
-static void spin(void)
+/*
+ * Runs loop passes until the daemon has done all it can with what the
+ * clients sent: each pass takes the events ready (the bytes just sent, a
+ * worker's answer) and ends with the before-sleep hook, which runs the
+ * requests; another pass follows while the hook says work is left. Waits (on
+ * the completion eventfd) only while a session is parked on a job handed to
+ * a worker.
+ */
+static void settle(void)
 {
-	el_add_timer(d->loop, 1, stop_loop, NULL);
-	el_run(d->loop);
+	for (;;) {
+		int rc = el_run_pass(d->loop);
+		if (rc < 0)
+			abort();
+		if (rc > 0)
+			continue;
+		if (!parked_on_worker())
+			return;
+		struct pollfd pfd = { .fd = d->jobs.done.efd, .events = POLLIN };
+		poll(&pfd, 1, 1000); /* the job's 5 s timer ends a driver that never answers */
+	}
 }
 
 static void setup(void)
@@ -183,15 +206,63 @@ static void setup(void)
 	if (devices_add(&d->devices, drv, "Stub Reader", NULL, 0) < 0)
 		abort();
 	daemon_wait_devices(d, 5000);
-	for (int i = 0; i < 20; i++)
-		spin(); /* let the first presence poll insert the card */
+	/* the first presence poll inserts the card */
+	struct reader *r = d->readers.slots[0];
+	for (int i = 0; i < 5000 && !(r->state & SCARD_PRESENT); i++) {
+		struct pollfd pfd = { .fd = d->jobs.done.efd, .events = POLLIN };
+		poll(&pfd, 1, 1);
+		settle();
+	}
+	if (!(r->state & SCARD_PRESENT))
+		abort();
 }
 
-static void drain(int fd)
+/* A session has replies its client's full socket does not take. */
+static bool output_blocked(void)
 {
-	uint8_t buf[4096];
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
+	for (struct session *s = d->sessions; s; s = s->next)
+		if (s->out_len > s->out_off)
+			return true;
+	return false;
+}
+
+/* The clients read what they were sent; true if there was anything. */
+static bool drain(const int *peer_fd)
+{
+	static uint8_t buf[1 << 16];
+	struct pollfd pfd[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++) /* (poll skips the unconnected, fd -1) */
+		pfd[i] = (struct pollfd){ .fd = peer_fd[i], .events = POLLIN };
+	bool any = false;
+	if (poll(pfd, CLIENTS, 0) <= 0)
+		return false;
+	for (int i = 0; i < CLIENTS; i++)
+		if ((pfd[i].revents & POLLIN) && read(peer_fd[i], buf, sizeof(buf)) > 0)
+			any = true; /* (a closed connection reads 0 for ever) */
+	return any;
+}
+
+/*
+ * Settles; the clients read only when a reply is stuck behind a full socket
+ * (system calls are most of what an input costs, and a client that reads
+ * late is one the daemon must handle anyway).
+ */
+static void settle_and_read(const int *peer_fd)
+{
+	settle();
+	while (output_blocked() && drain(peer_fd))
+		settle();
+}
+
+/* A new session for client i (alternating between the two sockets); its peer end. */
+static int connect_client(int i)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+		abort();
+	struct peer peer = { .fd = sv[0], .pid = 0, .uid = 0, .gid = 0 };
+	session_accept(&d->sockets[i % 2], &peer);
+	return sv[1];
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -200,17 +271,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (!d)
 		setup();
+	/* Ids start again at 1 (the fuzz build hands out 1..64 in turn): an input
+	 * names the same contexts and cards whatever ran before it. */
+	while (handles_random_id() != 64)
+		;
 
-	int peer_fd[CLIENTS];
-	for (int i = 0; i < CLIENTS; i++) {
-		int sv[2];
-		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
-			abort();
-		struct peer peer = { .fd = sv[0], .pid = 0, .uid = 0, .gid = 0 };
-		session_accept(&d->sockets[i % 2], &peer);
-		peer_fd[i] = sv[1];
-	}
-
+	int peer_fd[CLIENTS] = { -1, -1, -1 }; /* connected at their first chunk */
 	size_t pos = 0;
 	while (pos + 2 <= size) {
 		int target = data[pos] % CLIENTS;
@@ -218,20 +284,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pos += 2;
 		if (len > size - pos)
 			len = size - pos;
+		if (peer_fd[target] < 0)
+			peer_fd[target] = connect_client(target);
 		if (send(peer_fd[target], data + pos, len, MSG_NOSIGNAL) < 0) {
 			/* the daemon closed it, or its buffer is full: both are fine */
 		}
 		pos += len;
-		for (int i = 0; i < 3; i++)
-			spin();
-		for (int i = 0; i < CLIENTS; i++)
-			drain(peer_fd[i]);
+		settle_and_read(peer_fd);
 	}
 
 	for (int i = 0; i < CLIENTS; i++)
-		close(peer_fd[i]);
-	for (int i = 0; i < 2000 && d->n_sessions > 0; i++)
-		spin();
+		if (peer_fd[i] >= 0)
+			close(peer_fd[i]);
+	settle();
 	if (d->n_sessions != 0)
 		abort(); /* a session outlived its client */
 	return 0;

@@ -21,6 +21,8 @@
 
 #define MAX_RECORDS 64
 
+static const uint8_t zeros[MAX_RECORDS * WIRE_READER_RECORD_SIZE];
+
 /* What encode must produce from one input record. */
 static void normalise(const struct wire_params *p, const uint8_t *in, uint8_t *want)
 {
@@ -56,8 +58,8 @@ static void check_layout(const struct wire_params *base, const uint8_t *data, si
 		CHECK(memcmp(buf + i * record, want, record) == 0);
 		CHECK(states[i].name[sizeof(states[i].name) - 1] == 0);
 	}
-	for (size_t i = kept * record; i < total; i++)
-		CHECK(buf[i] == 0);
+	/* (memcmp, not a loop: the harness's own compares are traced per byte) */
+	CHECK(memcmp(buf + kept * record, zeros, total - kept * record) == 0);
 	CHECK(wire_decode_reader_states(&p, buf, total, again, MAX_RECORDS) == slots);
 	CHECK(memcmp(again, states, kept * sizeof(states[0])) == 0);
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes seed inputs for fuzz_client_build into corpus/client_build.
+"""Writes seed inputs for fuzz_client_build into corpus/client_build (or argv[1]).
 
 First byte 0: an ELF shared object whose section headers the decoder reads
 (ELF32/ELF64, both byte orders, a .bss of 16 or 48 records plus 300 bytes,
@@ -45,7 +45,8 @@ MAPS_1X = (
 
 
 def main():
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus", "client_build")
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "corpus", "client_build")
     os.makedirs(out, exist_ok=True)
     seeds = {
         "elf64le_16": elf(True, False, 16 * RECORD + 300),

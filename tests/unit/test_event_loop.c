@@ -691,6 +691,64 @@ static void test_before_sleep_leave(void **state)
 	close(p[1]);
 }
 
+static void count_timer_cb(struct event_loop *loop, uint64_t id, void *data)
+{
+	(void)loop;
+	(void)id;
+	(*(int *)data)++;
+}
+
+static void test_run_pass(void **state)
+{
+	(void)state;
+	struct event_loop *loop = el_new();
+	struct hook_state h = { .again = 1 };
+	int fired = 0;
+	int p[2];
+	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+	assert_int_equal(el_add_fd(loop, p[0], EL_READ, count_event_cb, &h), 0);
+	/* a far timer: a pass that waited for it would hang the test */
+	assert_true(el_add_timer(loop, 600000, stop_cb, NULL) > 0);
+
+	/* no hook, nothing ready: quiet */
+	assert_int_equal(el_run_pass(loop), 0);
+
+	el_set_before_sleep(loop, hook, &h);
+	/* the hook's EL_AGAIN asks for another pass */
+	assert_int_equal(el_run_pass(loop), 1);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(el_run_pass(loop), 0);
+	assert_int_equal(h.calls, 2);
+
+	/* a ready fd fires in the pass, and the hook sees it in the same pass */
+	assert_int_equal(write(p[1], "x", 1), 1);
+	assert_int_equal(el_run_pass(loop), 0);
+	assert_int_equal(h.events, 1);
+	assert_int_equal(h.calls, 3);
+	assert_int_equal(h.events_seen_at_call, 1);
+	assert_int_equal(el_run_pass(loop), 0);
+	assert_int_equal(h.events, 1);
+
+	/* a due timer fires in the pass (without the hook, which stops the loop
+	 * once it has seen an event: a stop ends a pass's batch too) */
+	el_set_before_sleep(loop, NULL, NULL);
+	assert_true(el_add_timer(loop, 0, count_timer_cb, &fired) > 0);
+	assert_int_equal(el_run_pass(loop), 0);
+	assert_int_equal(fired, 1);
+	assert_int_equal(el_run_pass(loop), 0);
+	assert_int_equal(fired, 1);
+
+	/* a hook that gives the loop away: -1, after the pass's events */
+	el_set_before_sleep(loop, hook, &h);
+	h.leave_at = h.calls + 1;
+	assert_int_equal(write(p[1], "x", 1), 1);
+	assert_int_equal(el_run_pass(loop), -1);
+	assert_int_equal(h.events, 2);
+	el_free(loop);
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -710,6 +768,7 @@ int main(void)
 		cmocka_unit_test(test_before_sleep_after_events),
 		cmocka_unit_test(test_before_sleep_again_does_not_wait),
 		cmocka_unit_test(test_before_sleep_leave),
+		cmocka_unit_test(test_run_pass),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
