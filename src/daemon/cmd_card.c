@@ -64,8 +64,7 @@ static uint32_t usable_protocols(uint32_t preferred)
 
 struct job *cmd_card_job(enum job_kind kind, struct reader *r, job_finish_fn *finish)
 {
-	struct device *dev = r->device;
-	return job_new(kind, dev, dev->worker, r->slot, finish);
+	return device_job(r->device, kind, r->slot, finish);
 }
 
 /* Applies what a power-changing job did to the card, whoever asked for it. */

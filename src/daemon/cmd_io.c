@@ -6,6 +6,7 @@
 
 #include "cmd_card.h"
 #include "device.h"
+#include "jobs.h"
 #include "log.h"
 #include "readers.h"
 #include "requests.h"
@@ -36,7 +37,7 @@ static struct job *job_with_data(enum job_kind kind, struct reader *r, job_finis
 {
 	struct job *job = cmd_card_job(kind, r, finish);
 	if (job && !job_set_tx(job, data, len)) {
-		job_free(job);
+		jobs_release(job);
 		return NULL;
 	}
 	return job;

@@ -37,6 +37,11 @@ static void on_signal(struct event_loop *loop, int fd, void *data, int mask)
 	struct signalfd_siginfo si;
 	(void)mask;
 	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			log_info("SIGHUP: reading %s again", d->opts->config_dir);
+			daemon_reload_readers(d);
+			continue;
+		}
 		log_info("signal %u received, shutting down", si.ssi_signo);
 		d->stopping = true;
 		el_stop(loop);
@@ -90,6 +95,59 @@ static int add_configured_device(struct daemon *d, const struct reader_conf_entr
 static void conf_warning(const char *source, int line, const char *msg)
 {
 	log_error("%s:%d: %s", source, line, msg);
+}
+
+/* Whether dev is the device stanza e (real_lib: e's library, resolved) describes. */
+static bool device_is_stanza(const struct device *dev, const struct reader_conf_entry *e,
+			     const char *real_lib)
+{
+	const char *dn = dev->device_name ? dev->device_name : "";
+	const char *en = e->device_name ? e->device_name : "";
+	return strcmp(dev->friendly_name, e->friendly_name) == 0 && strcmp(dn, en) == 0 &&
+	       dev->channel_id == e->channel_id && real_lib &&
+	       strcmp(dev->drv->path, real_lib) == 0;
+}
+
+int daemon_reload_readers(struct daemon *d)
+{
+	struct reader_conf conf = { 0 };
+	if (reader_conf_load(d->opts->config_dir, &conf, conf_warning) < 0) {
+		log_error("cannot read %s; the readers stay as they are", d->opts->config_dir);
+		reader_conf_free(&conf);
+		return -1;
+	}
+	bool *kept = calloc(conf.n ? conf.n : 1, sizeof(*kept));
+	char **libs = calloc(conf.n ? conf.n : 1, sizeof(*libs));
+	if (!kept || !libs) {
+		log_error("out of memory; the readers stay as they are");
+		free(kept);
+		free(libs);
+		reader_conf_free(&conf);
+		return -1;
+	}
+	for (size_t i = 0; i < conf.n; i++)
+		libs[i] = realpath(conf.entries[i].lib_path, NULL);
+	/* Untouched stanzas keep their readers, handles and all. */
+	for (struct device *dev = d->devices.head; dev; dev = dev->next) {
+		if (dev->removing)
+			continue;
+		bool found = false;
+		for (size_t i = 0; i < conf.n && !found; i++) {
+			if (!kept[i] && device_is_stanza(dev, &conf.entries[i], libs[i]))
+				kept[i] = found = true;
+		}
+		if (!found)
+			devices_remove(&d->devices, dev);
+	}
+	for (size_t i = 0; i < conf.n; i++)
+		if (!kept[i])
+			add_configured_device(d, &conf.entries[i]);
+	for (size_t i = 0; i < conf.n; i++)
+		free(libs[i]);
+	free(libs);
+	free(kept);
+	reader_conf_free(&conf);
+	return 0;
 }
 
 int daemon_load_readers(struct daemon *d)

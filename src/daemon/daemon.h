@@ -67,6 +67,12 @@ void daemon_free(struct daemon *d);
 
 /* Loads reader.conf.d and starts one worker per stanza. */
 int daemon_load_readers(struct daemon *d);
+/*
+ * SIGHUP: reads reader.conf.d again. Stanzas that left take their readers
+ * away, new ones add readers, untouched ones keep theirs (handles and all).
+ * An unreadable configuration leaves everything as it is.
+ */
+int daemon_reload_readers(struct daemon *d);
 /* Reads the driver bundles (Info.plist) of --drivers-dir. */
 void daemon_load_bundles(struct daemon *d);
 /* Waits until every device has opened or timeout passes, then registers them. */

@@ -68,7 +68,7 @@ static unsigned name_index(const struct devices *ds, const struct driver *drv)
 	for (unsigned idx = 0;; idx++) {
 		bool used = false;
 		for (const struct device *o = ds->head; o && !used; o = o->next)
-			used = o->ready && o->index == idx && o->drv == drv;
+			used = o->ready && !o->removing && o->index == idx && o->drv == drv;
 		if (!used)
 			return idx;
 	}
@@ -127,6 +127,8 @@ static void on_opened(struct daemon *d, struct session *s, struct job *job)
 	(void)s;
 	if (ds->opening)
 		ds->opening--;
+	if (dev->removing)
+		return; /* taken away while it opened: its worker closes it */
 	dev->readers = job->rv == SCARD_S_SUCCESS ? calloc(job->n_slots, sizeof(*dev->readers))
 						  : NULL;
 	dev->early = dev->readers ? calloc(job->n_slots, sizeof(*dev->early)) : NULL;
@@ -149,22 +151,94 @@ void devices_startup_done(struct devices *ds)
 static void device_free(struct device *dev)
 {
 	free(dev->friendly_name);
+	free(dev->device_name);
 	free(dev->readers);
 	free(dev->early);
 	free(dev);
+}
+
+static void unlink_device(struct devices *ds, struct device *dev)
+{
+	for (struct device **p = &ds->head; *p; p = &(*p)->next) {
+		if (*p == dev) {
+			*p = dev->next;
+			return;
+		}
+	}
+}
+
+static void device_unref(struct device *dev)
+{
+	if (--dev->refs > 0)
+		return;
+	unlink_device(dev->ds, dev);
+	device_free(dev);
+}
+
+struct job *device_job(struct device *dev, enum job_kind kind, unsigned slot, job_finish_fn *finish)
+{
+	struct job *job = job_new(kind, dev, dev->worker, slot, finish);
+	if (job) {
+		job->dev_ref = true;
+		dev->refs++;
+	}
+	return job;
+}
+
+void device_job_freed(struct job *job)
+{
+	if (job->dev_ref) {
+		job->dev_ref = false;
+		device_unref(job->dev);
+	}
+}
+
+/* The worker's last job: its thread has closed the channel and ends. */
+static void on_closed(struct daemon *d, struct session *s, struct job *job)
+{
+	struct device *dev = job->dev;
+	(void)d;
+	(void)s;
+	worker_join(dev->worker);
+	dev->worker = NULL;
+	log_info("reader %s closed", dev->friendly_name);
+	device_unref(dev); /* the worker's reference */
+}
+
+void devices_remove(struct devices *ds, struct device *dev)
+{
+	if (dev->removing)
+		return;
+	dev->removing = true;
+	for (unsigned i = 0; dev->readers && i < dev->n_slots; i++) {
+		if (!dev->readers[i])
+			continue;
+		log_info("reader removed: %s", dev->readers[i]->name);
+		readers_remove(ds->rs, dev->readers[i]);
+		dev->readers[i] = NULL;
+	}
+	if (dev->open_state == DEVICE_OPENING && ds->opening)
+		ds->opening--;
+	dev->open_state = DEVICE_FAILED; /* never registers again */
+	worker_close(dev->worker);
 }
 
 int devices_add(struct devices *ds, struct driver *drv, const char *friendly,
 		const char *device_name, uint32_t channel_id)
 {
 	struct device *dev = calloc(1, sizeof(*dev));
-	if (!dev || !(dev->friendly_name = strdup(friendly))) {
+	if (!dev || !(dev->friendly_name = strdup(friendly)) ||
+	    (device_name && !(dev->device_name = strdup(device_name)))) {
 		driver_unref(drv);
+		if (dev)
+			free(dev->friendly_name);
 		free(dev);
 		return -1;
 	}
 	dev->ds = ds;
+	dev->refs = 1; /* the worker's, dropped when it has closed */
 	dev->drv = drv;
+	dev->channel_id = channel_id;
 	struct worker_config cfg = {
 		.drv = drv,
 		.name = friendly,
@@ -176,6 +250,7 @@ int devices_add(struct devices *ds, struct driver *drv, const char *friendly,
 		.done = ds->done,
 		.opened = on_opened,
 		.card_event = on_card_event,
+		.closed = on_closed,
 	};
 	dev->worker = worker_start(&cfg);
 	if (!dev->worker) {

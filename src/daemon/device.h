@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "job.h"
 #include "wire.h"
 
 struct completions;
@@ -32,7 +33,11 @@ struct devices;
 
 struct device {
 	struct devices *ds;
+	unsigned refs; /* its worker's, and one per job the loop made for it */
+	bool removing; /* out of the model; its worker is closing the channel */
 	char *friendly_name;
+	char *device_name; /* as configured (NULL: none), to match reader.conf.d */
+	uint32_t channel_id;
 	const struct driver *drv; /* identity only: readers of one library share "XX" */
 	unsigned index;           /* "XX" in the reader name */
 	struct worker *worker;
@@ -69,6 +74,21 @@ void devices_startup_done(struct devices *ds);
 
 /* The reader a job's device and slot stand for, or NULL. */
 struct reader *device_reader(const struct device *dev, unsigned slot);
+
+/* A job the loop makes for a device: it keeps the device alive until freed. */
+struct job *device_job(struct device *dev, enum job_kind kind, unsigned slot,
+		       job_finish_fn *finish);
+/* What the loop calls when it frees a job (jobs.c): drops its reference. */
+void device_job_freed(struct job *job);
+
+/*
+ * Takes a device away at run time (its stanza left reader.conf.d, later its
+ * USB device left): its readers leave the model at once (handles answer
+ * SCARD_E_READER_UNAVAILABLE, waiters wake), its worker closes the channel
+ * on its own thread, and the record is freed when the last job that names
+ * it is.
+ */
+void devices_remove(struct devices *ds, struct device *dev);
 
 /*
  * Takes every device's readers out of the model and stops every worker

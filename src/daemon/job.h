@@ -30,6 +30,7 @@ enum job_kind {
 	JOB_GET_ATTRIB,
 	JOB_SET_ATTRIB,
 	JOB_CARD_EVENT, /* a slot's card came or went (worker-made) */
+	JOB_CLOSED,     /* the channel is closed and the thread ends: its last job */
 };
 
 /* Where the loop last put the job; only the loop writes it. */
@@ -48,6 +49,7 @@ struct job {
 	enum job_state state;
 	struct job *next; /* in whichever list holds it */
 	struct device *dev;
+	bool dev_ref; /* holds a reference to dev (loop-made jobs) */
 	struct worker *worker;
 	unsigned slot;
 	job_finish_fn *finish;   /* on the loop; s is NULL when nobody waits any more */

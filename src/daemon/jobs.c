@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "device.h"
 #include "event_loop.h"
 #include "loop_runner.h"
 #include "worker.h"
@@ -31,11 +32,17 @@ void completions_post(struct completions *c, struct job *job)
 		;
 }
 
+void jobs_release(struct job *job)
+{
+	device_job_freed(job);
+	job_free(job);
+}
+
 static void finish(struct jobs *js, struct job *job)
 {
 	job->state = JOB_DONE;
 	job->finish(js->d, job->session, job);
-	job_free(job);
+	jobs_release(job);
 }
 
 void jobs_drain(struct jobs *js)
@@ -174,12 +181,12 @@ void jobs_abandon(struct jobs *js, struct job *job)
 	switch (job->state) {
 	case JOB_PENDING:
 		if (unlink_pending(js, job))
-			job_free(job);
+			jobs_release(job);
 		break;
 	case JOB_QUEUED:
 		/* the worker may have started it since: then it is posted */
 		if (worker_cancel(job->worker, job))
-			job_free(job);
+			jobs_release(job);
 		break;
 	default: break;
 	}

@@ -60,6 +60,9 @@ bool jobs_have_pending(const struct jobs *js);
  */
 void jobs_abandon(struct jobs *js, struct job *job);
 
+/* Loop: frees a job it is done with (every job but at shutdown ends here). */
+void jobs_release(struct job *job);
+
 /* Any thread: hands a finished job to the loop. */
 void completions_post(struct completions *c, struct job *job);
 /* Loop: runs the finish of every posted job (also used while starting up). */

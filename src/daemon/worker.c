@@ -261,9 +261,18 @@ static void *worker_main(void *arg)
 		close_channel(w);
 	}
 	pthread_mutex_lock(&w->lock);
+	bool closing = w->closing;
 	w->exited = true;
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+	if (closing) {
+		/* The loop frees w when it takes this: touch nothing after posting. */
+		struct job *closed = job_new(JOB_CLOSED, w->cfg.dev, w, 0, w->cfg.closed);
+		if (closed)
+			completions_post(w->cfg.done, closed);
+		else
+			log_error("%s: out of memory: its closed device is never freed", w->name);
+	}
 	return NULL;
 }
 
@@ -400,12 +409,28 @@ void worker_run_claimed(struct worker *w, struct job *job)
 	timed_run(w, job);
 }
 
+void worker_close(struct worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	w->closing = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+	worker_free(w);
+}
+
 bool worker_stop(struct worker *w, unsigned timeout_ms)
 {
 	struct timespec deadline;
 	deadline_after(&deadline, timeout_ms);
 	pthread_mutex_lock(&w->lock);
 	w->stop = true;
+	w->closing = false; /* the caller joins and frees it, not a JOB_CLOSED */
 	pthread_cond_broadcast(&w->cond);
 	while (!w->exited)
 		if (pthread_cond_timedwait(&w->cond, &w->lock, &deadline) == ETIMEDOUT)

@@ -48,6 +48,7 @@ struct worker_config {
 	struct completions *done;
 	job_finish_fn *opened;     /* finish of its JOB_OPEN */
 	job_finish_fn *card_event; /* finish of its JOB_CARD_EVENT */
+	job_finish_fn *closed;     /* finish of its JOB_CLOSED (after worker_close) */
 };
 
 struct worker {
@@ -62,6 +63,7 @@ struct worker {
 	bool waiting_idle;       /* the worker waits for busy to clear */
 	bool opened;             /* the channel is open: jobs may run */
 	bool stop;
+	bool closing; /* worker_close: post a JOB_CLOSED when done */
 	bool exited;
 	bool check_presence;      /* an event thread saw something */
 	bool lib_held;            /* the driver library's lock is held for a whole job */
@@ -101,6 +103,16 @@ bool worker_try_claim(struct worker *w);
 /* Runs the job on the calling thread, which holds the claim. */
 void worker_run_claimed(struct worker *w, struct job *job);
 void worker_release(struct worker *w);
+
+/*
+ * Loop: asks the thread to close the channel and end, without waiting. What
+ * is queued is answered SCARD_E_READER_UNAVAILABLE; once the driver's close
+ * has run (on the worker's own thread, after any call in progress), the
+ * thread posts a JOB_CLOSED and ends. Its finish calls worker_join.
+ */
+void worker_close(struct worker *w);
+/* Loop, from the JOB_CLOSED finish: joins the ended thread and frees w. */
+void worker_join(struct worker *w);
 
 /*
  * Asks the thread to close the channel and stop; waits up to timeout_ms.
