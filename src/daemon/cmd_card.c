@@ -118,6 +118,15 @@ void cmd_connect_timed_out(struct session *s, const struct job *job)
 		handle_free(h);
 }
 
+/* The reader's card handles, all clients together, counted up to cap. */
+static unsigned reader_handle_count(const struct reader *r, unsigned cap)
+{
+	unsigned n = 0;
+	for (const struct handle *h = r->handles; h && n < cap; h = h->next_in_reader)
+		n++;
+	return n;
+}
+
 static long connect_checks(struct session *s, const struct wire_connect *c, struct reader *r)
 {
 	if (!s->has_context || c->context != s->context)
@@ -139,7 +148,10 @@ static long connect_checks(struct session *s, const struct wire_connect *c, stru
 		if (r->protocol && !(usable_protocols(c->preferred_protocols) & r->protocol))
 			return SCARD_E_PROTO_MISMATCH;
 	}
-	/* Counted like pcsc-lite: only a connect that could otherwise succeed hits the limit. */
+	/* Counted like pcsc-lite: only a connect that could otherwise succeed hits a limit. */
+	unsigned per_reader = s->d->opts->max_reader_handles;
+	if (per_reader && reader_handle_count(r, per_reader) >= per_reader)
+		return SCARD_F_INTERNAL_ERROR; /* pcscd's -r answer */
 	if (s->handles.n >= s->d->opts->max_handles)
 		return SCARD_E_NO_MEMORY;
 	return SCARD_S_SUCCESS;

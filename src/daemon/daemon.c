@@ -37,8 +37,15 @@ static void on_signal(struct event_loop *loop, int fd, void *data, int mask)
 	struct signalfd_siginfo si;
 	(void)mask;
 	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		if (si.ssi_signo == SIGHUP) {
-			log_info("SIGHUP: reading %s again", d->opts->config_dir);
+		if (si.ssi_signo == SIGHUP || si.ssi_signo == SIGUSR1) {
+			/* SIGUSR1: pcscd's --hotplug (it re-reads reader.conf.d and
+			 * rescans USB; scardd has no USB readers yet) */
+			if (si.ssi_signo == SIGUSR1)
+				log_info("hotplug rescan requested (SIGUSR1): reading %s again "
+					 "(no USB readers yet)",
+					 d->opts->config_dir);
+			else
+				log_info("SIGHUP: reading %s again", d->opts->config_dir);
 			daemon_reload_readers(d);
 			continue;
 		}
@@ -46,6 +53,47 @@ static void on_signal(struct event_loop *loop, int fd, void *data, int mask)
 		d->stopping = true;
 		el_stop(loop);
 	}
+}
+
+/* ---- --auto-exit ---- */
+
+static void auto_exit_due(struct event_loop *loop, uint64_t id, void *data)
+{
+	struct daemon *d = data;
+	(void)id;
+	d->auto_exit_timer = 0;
+	if (d->n_sessions > 0) /* a client came in the same pass */
+		return;
+	log_info("no client for %u ms (--auto-exit): exiting", d->opts->auto_exit_ms);
+	d->stopping = true;
+	el_stop(loop);
+}
+
+/* As pcscd's -x: the wait starts when the last client leaves (or at start). */
+static void auto_exit_update(struct daemon *d)
+{
+	if (!d->opts->auto_exit_ms)
+		return;
+	if (d->n_sessions == 0 && !d->auto_exit_timer) {
+		d->auto_exit_timer = el_add_timer(d->loop, d->opts->auto_exit_ms, auto_exit_due, d);
+	} else if (d->n_sessions > 0 && d->auto_exit_timer) {
+		el_del_timer(d->loop, d->auto_exit_timer);
+		d->auto_exit_timer = 0;
+	}
+}
+
+/* pcscd's -t: a client beyond the cap is refused by closing its connection, as pcscd does. */
+static void accept_client(void *data, const struct peer *peer)
+{
+	const struct served_socket *sock = data;
+	const struct daemon *d = sock->d;
+	if (d->opts->max_clients && d->n_sessions >= d->opts->max_clients) {
+		log_error("refusing a client (pid %d): %zu connected, the most --max-thread allows",
+			  (int)peer->pid, d->n_sessions);
+		close(peer->fd);
+		return;
+	}
+	session_accept(data, peer);
 }
 
 static bool work_left(struct daemon *d)
@@ -76,6 +124,7 @@ static int before_sleep(struct event_loop *loop, void *data)
 			break;
 	}
 	sessions_settle(d);
+	auto_exit_update(d);
 	return work_left(d) ? EL_AGAIN : EL_SLEEP;
 }
 
@@ -220,6 +269,7 @@ struct daemon *daemon_new(const struct options *opts, bool threaded)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	d->signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 
 	if (!d->loop || (threaded && !d->runner) || d->signal_fd < 0 ||
@@ -237,13 +287,15 @@ struct daemon *daemon_new(const struct options *opts, bool threaded)
 int daemon_run(struct daemon *d)
 {
 	for (size_t i = 0; i < d->n_sockets; i++) {
-		if (listener_start(d->sockets[i].listener, d->loop, session_accept,
-				   &d->sockets[i]) < 0) {
-			log_error("cannot watch the listening socket %s", d->sockets[i].spec->path);
+		struct served_socket *sock = &d->sockets[i];
+		if (listener_start(sock->listener, d->loop, accept_client, sock) < 0) {
+			log_error("cannot watch the listening socket %s", sock->spec->path);
 			return -1;
 		}
 	}
 	log_info("serving clients with %zu reader(s)", d->readers.count);
+	if (d->opts->auto_exit_ms)
+		log_info("--auto-exit: exiting after %u ms with no client", d->opts->auto_exit_ms);
 	return d->runner ? runner_run(d->runner) : el_run(d->loop);
 }
 

@@ -53,6 +53,7 @@ struct daemon {
 	struct session *waiters; /* registered for status-change signals */
 	size_t n_waiters;
 	struct session *dirty, *dirty_tail; /* sessions to settle before the loop sleeps */
+	uint64_t auto_exit_timer;           /* --auto-exit: armed while no client is connected */
 
 	bool stopping;
 };

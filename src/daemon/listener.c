@@ -68,8 +68,7 @@ static void fill_addr(struct sockaddr_un *addr, const char *path)
 	strncpy(addr->sun_path, path, sizeof(addr->sun_path) - 1);
 }
 
-/* 1: a daemon answers on path; 0: nothing there or a stale file; -1: not a socket. */
-static int probe_existing(const char *path)
+int listener_probe(const char *path)
 {
 	struct stat st;
 	if (lstat(path, &st) < 0)
@@ -120,7 +119,7 @@ struct listener *listener_open(const char *path)
 {
 	if (make_parent_dirs(path) < 0)
 		return NULL;
-	switch (probe_existing(path)) {
+	switch (listener_probe(path)) {
 	case 1:
 		log_crit("another PC/SC daemon is already serving %s; not starting", path);
 		return NULL;

@@ -20,6 +20,8 @@ typedef void listener_accept_fn(void *data, const struct peer *peer);
 
 struct listener;
 
+/* 1: a daemon answers on path; 0: nothing there or a stale file; -1: not a socket (logged). */
+int listener_probe(const char *path);
 /* Binds path (mode 0666). NULL with a message logged on failure. */
 struct listener *listener_open(const char *path);
 int listener_start(struct listener *l, struct event_loop *loop, listener_accept_fn *fn, void *data);

@@ -1,5 +1,6 @@
 /* scardd: the PC/SC resource manager. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "listener.h"
 #include "log.h"
 #include "options.h"
+#include "pid_file.h"
 
 /* Each client is a descriptor: allow as many as the hard limit does. */
 static void raise_fd_limit(void)
@@ -31,8 +33,23 @@ static void block_signals(void)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1); /* --hotplug */
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+/* pcscd does not start when -c names nothing it can read; neither does scardd. */
+static bool config_readable(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		log_crit("cannot read the reader configuration %s: %s (-c/--config wants a "
+			 "reader.conf.d directory or a file)",
+			 path, strerror(errno));
+		return false;
+	}
+	close(fd);
+	return true;
 }
 
 static void close_listeners(struct listener **l, size_t n)
@@ -50,10 +67,20 @@ int main(int argc, char **argv)
 	case OPTIONS_RUN: break;
 	}
 
+	if (opts.hotplug) {
+		log_init("scardd", opts.level, true);
+		return pid_file_hotplug(opts.sockets[0].path) == 0 ? 0 : 1;
+	}
 	log_init("scardd", opts.level, opts.foreground);
 	log_startup_to_stderr(!opts.foreground);
 	log_set_apdu(opts.apdu);
+	options_log_ignored(&opts);
+	if (opts.config_given && !config_readable(opts.config_dir))
+		return 1;
 	raise_fd_limit();
+	/* Before the socket exists: a SIGTERM from then on waits for the signalfd
+	 * (the mask survives daemon()), instead of killing us with the file left. */
+	block_signals();
 
 	struct listener *listeners[OPTIONS_MAX_SOCKETS] = { 0 };
 	for (size_t i = 0; i < opts.n_sockets; i++) {
@@ -72,11 +99,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_startup_to_stderr(false);
-	block_signals();
+	/* after daemon(), which changes the pid, and with SIGUSR1 already blocked */
+	char pid_path[SOCKET_SPEC_PATH_MAX + 8];
+	bool pid_written = pid_file_path(opts.sockets[0].path, pid_path, sizeof(pid_path)) &&
+			   pid_file_write(pid_path) == 0;
 
 	struct daemon *d = daemon_new(&opts, true);
 	if (!d) {
 		close_listeners(listeners, opts.n_sockets);
+		if (pid_written)
+			pid_file_remove(pid_path);
 		return 1;
 	}
 	for (size_t i = 0; i < opts.n_sockets; i++) {
@@ -91,6 +123,8 @@ int main(int argc, char **argv)
 	daemon_wait_devices(d, 5000);
 	int rc = daemon_run(d);
 	daemon_free(d);
+	if (pid_written)
+		pid_file_remove(pid_path);
 	log_info("scardd stopped");
 	return rc == 0 ? 0 : 1;
 }

@@ -1,4 +1,4 @@
-/* scardd's command line. */
+/* scardd's command line: scardd's own options and pcscd's, with pcscd's meanings. */
 #ifndef SCARDD_OPTIONS_H
 #define SCARDD_OPTIONS_H
 
@@ -8,24 +8,43 @@
 #include "socket_spec.h"
 
 #define OPTIONS_MAX_SOCKETS 16u
+#define OPTIONS_MAX_IGNORED 8u
+/* pcscd's TIME_BEFORE_SUICIDE: --auto-exit's wait with no client */
+#define OPTIONS_AUTO_EXIT_MS 60000u
+
+/* A pcscd option accepted and not acted on, and why. */
+struct ignored_option {
+	const char *name;
+	const char *why;
+};
 
 struct options {
 	/* --socket (repeatable), else $PCSCLITE_CSOCK_NAME, else the default */
 	struct socket_spec sockets[OPTIONS_MAX_SOCKETS];
 	size_t n_sockets;
 	const char *config_dir;  /* reader.conf.d directory or file */
+	bool config_given;       /* -c: then a path that cannot be read is an error */
 	const char *drivers_dir; /* driver bundles (Info.plist) */
 	enum log_level level;
 	bool foreground;
 	bool apdu;
-	unsigned poll_ms;          /* card presence poll period for drivers without events */
-	unsigned max_handles;      /* card handles per client connection */
-	unsigned driver_timeout_s; /* a request the driver has not answered by then fails */
+	bool hotplug;                /* -H: signal the running daemon and exit */
+	unsigned poll_ms;            /* card presence poll period for drivers without events */
+	unsigned max_handles;        /* card handles per client connection (-s) */
+	unsigned max_clients;        /* client connections (-t); 0: no cap */
+	unsigned max_reader_handles; /* card handles on one reader (-r); 0: no cap */
+	unsigned auto_exit_ms;       /* -x: exit after this long with no client; 0: never */
+	unsigned driver_timeout_s;   /* a request the driver has not answered by then fails */
+	struct ignored_option ignored[OPTIONS_MAX_IGNORED];
+	size_t n_ignored;
 };
 
 enum options_result { OPTIONS_RUN, OPTIONS_EXIT_OK, OPTIONS_EXIT_ERROR };
 
 /* Parses argv into opts; prints help/version/errors itself. */
 enum options_result options_parse(struct options *opts, int argc, char **argv);
+
+/* Logs the pcscd options given that scardd does not act on (after log_init). */
+void options_log_ignored(const struct options *opts);
 
 #endif

@@ -1,7 +1,11 @@
 """scardd's command line: options, socket path rules, stale sockets, refusing
-to start next to a live daemon. scardd-only (pcscd has other options)."""
+to start next to a live daemon, and pcscd's command line with pcscd's
+meanings (every option of Debian's pcscd --help, Debian's pcscd.service
+with scardd in pcscd's place, --auto-exit, --hotplug). scardd-only: pcscd
+itself is only the reference these tests read (its --help, its unit)."""
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -64,7 +68,8 @@ def test_help(test_dir):
     r = subprocess.run([binary(), "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
-    for opt in ("--foreground", "--socket", "--config-dir", "--drivers-dir", "--debug", "--apdu", "--version"):
+    for opt in ("--foreground", "--socket", "--config-dir", "--drivers-dir", "--debug", "--apdu", "--version",
+                "--max-card-handles", "--poll-ms", "--driver-timeout"):
         assert opt in out, "%s missing from --help" % opt
 
 
@@ -296,3 +301,380 @@ def test_apdu_logging(test_dir, conf):
     d.stop()
     flat = re.sub(r"[\s:]", "", d.text()).upper()
     assert "CAFEBABE" in flat, "the APDU should appear in the --apdu log"
+
+
+# --- pcscd's command line ---------------------------------------------------------
+
+PCSCD = "/usr/sbin/pcscd"
+PCSCD_UNIT = "/lib/systemd/system/pcscd.service"
+PCSCD_DEFAULTS = "/etc/default/pcscd"
+SCARD_E_NO_MEMORY = 0x80100006
+# the options pcscd has and scardd accepts without acting on them (logged)
+IGNORED = {"reader-name-no-serial", "reader-name-no-interface", "force-reader-polling", "color"}
+# the options that exit at once (tested on their own below)
+EXITING = {"help", "version", "hotplug"}
+
+
+def pcscd_options():
+    """(letter or None, long name) of each option Debian's `pcscd --help` lists."""
+    if not os.path.exists(PCSCD):
+        return []
+    out = subprocess.run([PCSCD, "--help"], capture_output=True, text=True, timeout=30).stdout
+    opts = []
+    for line in out.splitlines():
+        m = re.match(r"\s+(?:-(\w),?\s+)?--([\w-]+)", line)
+        if m:
+            opts.append((m.group(1), m.group(2)))
+    return opts
+
+
+PCSCD_OPTIONS = pcscd_options()
+
+
+def option_value(name, conf):
+    """A value for each pcscd option that takes one."""
+    return {"config": [str(conf)], "max-thread": ["50"], "max-card-handle-per-thread": ["20"],
+            "max-card-handle-per-reader": ["50"]}.get(name, [])
+
+
+def need_pcscd():
+    if not PCSCD_OPTIONS:
+        pytest.skip("missing-peer: Debian's pcscd (%s), whose --help lists the options" % PCSCD)
+
+
+def test_pcscd_help_lists_the_options_this_file_knows():
+    """The list below is read from the real pcscd: it is not empty, and each
+    option that takes a value has one here (a new pcscd option fails here)."""
+    need_pcscd()
+    names = {name for _, name in PCSCD_OPTIONS}
+    assert {"auto-exit", "hotplug", "max-card-handle-per-thread", "foreground", "config"} <= names, names
+    known = IGNORED | EXITING | {"apdu", "config", "foreground", "debug", "info", "error", "critical",
+                                 "max-thread", "max-card-handle-per-thread", "max-card-handle-per-reader",
+                                 "auto-exit"}
+    assert names <= known, "pcscd options this test does not know: %s" % sorted(names - known)
+
+
+def test_help_names_every_pcscd_option(test_dir):
+    need_pcscd()
+    out = subprocess.run([binary(), "--help"], capture_output=True, text=True, timeout=30).stdout
+    for letter, name in PCSCD_OPTIONS:
+        want = "-%s, --%s" % (letter, name) if letter else "--%s" % name
+        assert want in out, "%r missing from scardd --help:\n%s" % (want, out)
+
+
+def option_forms():
+    """(long name, as given): each pcscd option by its letter and by its name."""
+    forms = []
+    for letter, name in PCSCD_OPTIONS:
+        if name not in EXITING:
+            forms += [(name, "-" + letter)] if letter else []
+            forms.append((name, "--" + name))
+    return forms or [("(pcscd missing)", "")]
+
+
+@pytest.mark.parametrize("name,opt", option_forms(), ids=[o for _, o in option_forms()])
+def test_every_pcscd_option_is_accepted(test_dir, conf, name, opt):
+    """scardd started with each pcscd option (by its letter and by its long
+    name) serves its readers; the options that do not apply say so in the
+    log, the others do not."""
+    need_pcscd()
+    path = str(test_dir / "opt.comm")
+    d = Run(test_dir, ["--foreground", "--info", "--socket", path, "--config-dir", str(conf), opt]
+            + option_value(name, conf))
+    d.wait_socket(path)
+    assert serves(path) == [READER0, READER1]
+    d.stop()
+    ignored = re.findall(r"option --([\w-]+) ignored: (.+)", d.text())
+    if name in IGNORED:
+        assert [n for n, _ in ignored] == [name], d.text()[-3000:]
+    else:
+        assert ignored == [], d.text()[-3000:]
+
+
+def test_unknown_pcscd_like_option_still_fails(test_dir):
+    r = subprocess.run([binary(), "--max-threads", "3"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "--max-threads" in r.stderr, r.stderr
+
+
+def fault_card_conf(test_dir):
+    """A reader.conf.d with one fault-driver reader holding a card."""
+    from fault_driver import DRIVER, FaultReader
+    if not DRIVER.exists():
+        pytest.fail("fault driver not built: %s missing" % DRIVER, pytrace=False)
+    r = FaultReader(test_dir, "Limit", cards=[0])
+    confdir = test_dir / "fault.conf.d"
+    confdir.mkdir()
+    (confdir / "fault").write_text(r.stanza())
+    return confdir, r.reader()
+
+
+@pytest.mark.parametrize("opt", ["-s", "--max-card-handle-per-thread", "--max-card-handles"])
+def test_s_is_the_handle_limit_not_a_socket(test_dir, opt):
+    """`-s 10` is pcscd's card-handle limit per connection: the 11th connect
+    on one context fails with SCARD_E_NO_MEMORY (another context still
+    connects), and no socket named 10 appears."""
+    confdir, reader = fault_card_conf(test_dir)
+    cwd = test_dir / "cwd"
+    cwd.mkdir()
+    path = str(test_dir / "limit.comm")
+    e = dict(os.environ)
+    e.pop("PCSCLITE_CSOCK_NAME", None)
+    log = test_dir / "scardd.log"
+    with open(log, "ab") as f:
+        proc = spawn([binary(), "--foreground", "--socket", path, "--config-dir", str(confdir), opt, "10"],
+                     stdout=f, stderr=subprocess.STDOUT, env=e, cwd=str(cwd))
+    try:
+        raw.wait_for(lambda: proc.poll() is None and raw.socket_alive(path), WAIT, what="socket %s" % path)
+        with raw.RawClient(path) as c:
+            ctx = c.hello()
+            for i in range(10):
+                rv, _, _ = c.connect(ctx, reader)
+                assert rv == 0, "connect #%d: 0x%08X" % (i + 1, rv)
+            rv, _, _ = c.connect(ctx, reader)
+            assert rv == SCARD_E_NO_MEMORY, "connect #11: 0x%08X" % rv
+            with raw.RawClient(path) as other:
+                rv, _, _ = other.connect(other.hello(), reader)
+                assert rv == 0, "connect on another context: 0x%08X" % rv
+        assert os.listdir(cwd) == [], "files made in the working directory: %s" % os.listdir(cwd)
+        assert not os.path.exists(test_dir / "10")
+    finally:
+        rc = stop_process(proc, signal.SIGTERM, timeout=20)
+    assert rc == 0, log.read_text()[-3000:]
+
+
+def test_s_with_a_path_fails_and_points_at_socket(test_dir, conf):
+    """scardd's old `-s PATH`: refused with a hint, no socket made."""
+    path = test_dir / "old.comm"
+    r = subprocess.run([binary(), "--foreground", "-s", str(path), "--config-dir", str(conf)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "--socket" in r.stderr, r.stderr
+    assert not path.exists()
+
+
+# --- -c -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("what", ["missing dir", "missing parent", "not readable"])
+def test_config_that_cannot_be_read_stops_the_start(test_dir, what):
+    """As pcscd: a -c path that does not exist (or cannot be read) is an
+    error, printed, with a non-zero exit and no socket left behind (without
+    --foreground: test_detached.py)."""
+    if what == "missing dir":
+        bad = test_dir / "no-such-dir"
+    elif what == "missing parent":
+        bad = test_dir / "nowhere" / "reader.conf.d"
+    else:
+        if os.geteuid() == 0:
+            # root reads anything: a socket is a path that exists and cannot be opened
+            bad = test_dir / "a-socket"
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.bind(str(bad))
+            s.close()
+        else:
+            bad = test_dir / "unreadable"
+            bad.mkdir(mode=0)
+    path = test_dir / "conf.comm"
+    r = subprocess.run([binary(), "--foreground", "--socket", str(path), "-c", str(bad)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, "scardd -c %s exited 0" % bad
+    assert str(bad) in r.stderr, "no message naming %s on stderr: %r" % (bad, r.stderr)
+    assert not path.exists(), "a socket was made although the start failed"
+
+
+def test_config_file_and_dev_null_are_accepted(test_dir, conf):
+    """-c may name one file (pcscd's older form), or /dev/null for no readers."""
+    for cfg, want in ((conf / "vpcd", [READER0, READER1]), ("/dev/null", [])):
+        path = str(test_dir / "file.comm")
+        d = Run(test_dir, ["--foreground", "--socket", path, "-c", str(cfg)])
+        d.wait_socket(path)
+        assert serves(path) == want
+        d.stop()
+
+
+# --- --hotplug and the pid file -----------------------------------------------------
+
+def test_pid_file_and_hotplug(test_dir, conf):
+    """The daemon writes <socket>.pid (.comm dropped), `scardd --hotplug`
+    finds it through the socket and signals it (SIGUSR1): the daemon logs
+    the request and goes on serving; the pid file goes when it stops."""
+    path = str(test_dir / "hot.comm")
+    pid_file = test_dir / "hot.pid"
+    d = Run(test_dir, ["--foreground", "--info", "--socket", path, "--config-dir", str(conf)])
+    d.wait_socket(path)
+    raw.wait_for(pid_file.exists, WAIT, what=str(pid_file))
+    assert pid_file.read_text().strip() == str(d.proc.pid)
+    e = dict(os.environ)
+    e.pop("PCSCLITE_CSOCK_NAME", None)
+    for args, env in ((["--hotplug", "--socket", path], e), (["-H"], dict(e, PCSCLITE_CSOCK_NAME=path))):
+        before = d.text().count("hotplug rescan requested")
+        r = subprocess.run([binary()] + args, capture_output=True, text=True, timeout=30, env=env)
+        assert r.returncode == 0, r.stderr
+        raw.wait_for(lambda: d.text().count("hotplug rescan requested") > before, WAIT,
+                     what="the daemon's hotplug log line")
+        assert d.proc.poll() is None
+        assert serves(path) == [READER0, READER1]
+    d.stop()
+    assert not pid_file.exists(), "the pid file outlived the daemon"
+
+
+def test_hotplug_without_a_daemon_fails(test_dir):
+    """Nothing answers on the socket: an error, even with a pid file left
+    there, whose process is not signalled."""
+    path = test_dir / "none.comm"
+    r = subprocess.run([binary(), "--hotplug", "--socket", str(path)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0 and str(path) in r.stderr, r.stderr
+    # a stale pid file naming a live process that SIGUSR1 would kill
+    victim = spawn(["sleep", "600"])
+    try:
+        (test_dir / "none.pid").write_text("%d\n" % victim.pid)
+        r = subprocess.run([binary(), "--hotplug", "--socket", str(path)], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode != 0, r.stderr
+        time.sleep(0.2)  # not a timing assertion: a signal sent would have killed it by now
+        assert victim.poll() is None, "--hotplug signalled the process a stale pid file names"
+    finally:
+        stop_process(victim, signal.SIGKILL)
+
+
+# --- --auto-exit --------------------------------------------------------------------
+
+AUTO_EXIT_MS = 2000  # SCARDD_TEST_AUTO_EXIT_MS: the test-only replacement of pcscd's 60 s
+
+
+def connect_when_up(proc, path, text):
+    """A client connected as soon as the socket accepts (no probe first, so
+    that no client-less wait passes between start and this connection)."""
+    def attempt():
+        if proc.poll() is not None:
+            raise AssertionError("scardd exited %s:\n%s" % (proc.returncode, text()[-3000:]))
+        if not os.path.exists(path):
+            return None
+        c = raw.RawClient(path)
+        return c
+    return raw.wait_for(attempt, WAIT, interval=0.01, what="a connection to %s" % path)
+
+
+def test_auto_exit_waits_for_the_last_client(test_dir):
+    """-x: not while a client is connected (it stays, whatever the time it
+    takes); after the last one leaves, the daemon exits 0 on its own and
+    removes its socket and pid file."""
+    confdir, reader = fault_card_conf(test_dir)
+    path = str(test_dir / "auto.comm")
+    d = Run(test_dir, ["--foreground", "--info", "--auto-exit", "--socket", path, "--config-dir", str(confdir)],
+            env={"SCARDD_TEST_AUTO_EXIT_MS": str(AUTO_EXIT_MS)})
+    c = connect_when_up(d.proc, path, d.text)
+    try:
+        ctx = c.hello()
+        rv, card, proto = c.connect(ctx, reader)
+        assert rv == 0, "connect: 0x%08X" % rv
+        time.sleep(2 * AUTO_EXIT_MS / 1000)  # idle while connected, longer than the wait
+        rv, resp = c.transmit(card, bytes.fromhex("00A4040000"), protocol=proto)
+        assert rv == 0 and resp == bytes.fromhex("00A40400009000"), "transmit: 0x%08X" % rv
+        assert d.proc.poll() is None, "scardd exited with a client connected:\n" + d.text()[-3000:]
+    finally:
+        c.close()
+    try:
+        rc = d.proc.wait(WAIT + AUTO_EXIT_MS / 1000)
+    except subprocess.TimeoutExpired:
+        pytest.fail("scardd -x still runs with no client:\n" + d.text()[-3000:])
+    assert rc == 0, d.text()[-3000:]
+    assert "(--auto-exit): exiting" in d.text()
+    assert not os.path.exists(path) and not (test_dir / "auto.pid").exists()
+
+
+def test_auto_exit_without_any_client(test_dir, conf):
+    path = str(test_dir / "idle.comm")
+    d = Run(test_dir, ["--foreground", "-x", "--socket", path, "--config-dir", str(conf)],
+            env={"SCARDD_TEST_AUTO_EXIT_MS": str(AUTO_EXIT_MS)})
+    try:
+        rc = d.proc.wait(WAIT + AUTO_EXIT_MS / 1000)
+    except subprocess.TimeoutExpired:
+        pytest.fail("scardd -x never exited:\n" + d.text()[-3000:])
+    assert rc == 0, d.text()[-3000:]
+    assert not os.path.exists(path)
+
+
+def test_no_auto_exit_without_x(test_dir, conf):
+    """The test variable alone does nothing: only -x exits."""
+    path = str(test_dir / "stay.comm")
+    d = Run(test_dir, ["--foreground", "--socket", path, "--config-dir", str(conf)],
+            env={"SCARDD_TEST_AUTO_EXIT_MS": "1"})
+    d.wait_socket(path)
+    time.sleep(0.5)  # a 1 ms auto-exit would have ended it many times over
+    assert d.proc.poll() is None and serves(path) == [READER0, READER1]
+    d.stop()
+
+
+# --- Debian's pcscd.service with scardd in pcscd's place -------------------------------
+
+def unit_commands():
+    """ExecStart and ExecReload of Debian's pcscd.service, $PCSCD_ARGS from
+    /etc/default/pcscd (absent on a stock Debian 12: then empty)."""
+    if not os.path.exists(PCSCD_UNIT):
+        pytest.skip("missing-package: pcscd (%s)" % PCSCD_UNIT)
+    keys = {}
+    for line in open(PCSCD_UNIT):
+        k, sep, v = line.strip().partition("=")
+        if sep and k in ("ExecStart", "ExecReload"):
+            keys[k] = v.lstrip("-@")
+    args = ""
+    if os.path.exists(PCSCD_DEFAULTS):
+        for line in open(PCSCD_DEFAULTS):
+            m = re.match(r"\s*PCSCD_ARGS=(.*)", line)
+            if m:
+                args = " ".join(shlex.split(m.group(1)))
+    assert "ExecStart" in keys and "ExecReload" in keys, keys
+    return keys["ExecStart"], keys["ExecReload"], args
+
+
+def in_private_run(fake_run, confdir, argv):
+    """argv with fake_run as /run and confdir as /etc/reader.conf.d (the
+    unit's defaults), in a private mount namespace; same pid."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind "$0" /run && mount --bind "$1" /etc/reader.conf.d && shift && exec "$@"',
+            str(fake_run), str(confdir)] + list(argv)
+
+
+@pytest.mark.skipif(not _private_run_ok(), reason="no-namespace: a private /run needs root and unshare")
+def test_debian_unit_command_lines(test_dir, conf):
+    """Debian's ExecStart with scardd for /usr/sbin/pcscd (and --info added
+    through $PCSCD_ARGS, as /etc/default/pcscd would, to see the log) serves
+    /run/pcscd/pcscd.comm; ExecReload, with scardd and with Debian's own
+    pcscd binary, reaches it (SIGUSR1 through /run/pcscd/pcscd.pid)."""
+    start, reload, args = unit_commands()
+    assert "--auto-exit" in start and "--hotplug" in reload, (start, reload)
+    if not os.path.isdir("/etc/reader.conf.d"):
+        pytest.skip("missing-package: /etc/reader.conf.d (made by pcscd's package) to mount over")
+    fake_run = test_dir / "fakerun"
+    fake_run.mkdir()
+
+    def command(line):
+        argv = shlex.split(line.replace("$PCSCD_ARGS", (args + " --info").strip()))
+        assert argv[0] == PCSCD, line
+        return argv
+
+    argv = command(start)
+    d = Run(test_dir, argv[1:], argv_prefix=in_private_run(fake_run, conf, []))
+    sock = fake_run / "pcscd" / "pcscd.comm"
+    d.wait_socket(str(sock))
+    assert serves(str(sock)) == [READER0, READER1]
+    pid_file = fake_run / "pcscd" / "pcscd.pid"
+    raw.wait_for(pid_file.exists, WAIT, what=str(pid_file))
+    assert pid_file.read_text().strip() == str(d.proc.pid)
+
+    reloads = [[binary()] + command(reload)[1:]]
+    if os.path.exists(PCSCD):
+        reloads.append(command(reload))  # a drop-in that replaced ExecStart only
+    e = dict(os.environ)
+    e.pop("PCSCLITE_CSOCK_NAME", None)
+    for n, argv in enumerate(reloads, 1):
+        r = subprocess.run(in_private_run(fake_run, conf, argv), capture_output=True, text=True, timeout=30,
+                           env=e)
+        assert r.returncode == 0, "%s: %s" % (argv, r.stdout + r.stderr)
+        raw.wait_for(lambda: d.text().count("hotplug rescan requested") >= n, WAIT,
+                     what="hotplug request #%d (%s) in the log" % (n, argv[0]))
+        assert d.proc.poll() is None
+    assert serves(str(sock)) == [READER0, READER1]
+    d.stop()
+    assert not sock.exists() and not pid_file.exists()

@@ -217,10 +217,15 @@ def test_detached_daemon_serves_logs_to_syslog_and_stops_on_sigterm(detached, te
     line = d.syslog.wait(r"^client \d+ \(pid %d\): unknown command 0x0000007F" % os.getpid())
     assert line[:3] == (LOG_DAEMON | LOG_ERR, "scardd", pid)
 
+    # the pid file names the detached daemon, not the command that was run
+    pid_file = test_dir / "run" / "pcscd.pid"
+    assert pid_file.read_text().strip() == str(pid)
+
     os.kill(pid, signal.SIGTERM)
     ev = d.next_event("the daemon's exit after SIGTERM")
     assert ev == {"orphan": pid, "exit": 0}, ev
     assert not os.path.exists(sock), "the detached daemon left its socket behind"
+    assert not pid_file.exists(), "the detached daemon left its pid file behind"
     line = d.syslog.wait(r"^scardd stopped$")
     assert line[:3] == (LOG_DAEMON | LOG_INFO, "scardd", pid)
 
@@ -250,3 +255,20 @@ def test_detached_startup_error_reaches_stderr(detached, test_dir):
     err = d.stderr()
     assert sock in err and "Not a directory" in err, \
         "stderr of a failed detached start:\n%r" % err
+
+
+def test_detached_missing_config_fails_on_stderr(detached, test_dir):
+    """-c naming nothing stops the start as with pcscd (which says so in
+    syslog only): the command exits non-zero, the reason on its stderr and
+    in syslog, no socket made, nothing left running."""
+    sock = str(test_dir / "run" / "pcscd.comm")
+    missing = str(test_dir / "no-such-reader.conf.d")
+    d = detached("--socket", sock, "-c", missing)
+    ev = d.next_event("the exit of the command that was run")
+    assert ev["exit"] != 0
+    err = d.stderr()
+    assert missing in err and "No such file or directory" in err, "stderr:\n%r" % err
+    pri, ident, pid, text = d.syslog.wait(re.escape(missing))
+    assert (ident, pri) == ("scardd", LOG_DAEMON | LOG_CRIT), (pri, ident, text)
+    assert not os.path.exists(sock)
+    assert d.events.get(timeout=TIMEOUT) is None, "something was left running"

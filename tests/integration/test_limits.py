@@ -1,17 +1,19 @@
 """Limits through real clients (pyscard over Debian's libpcsclite): card
-handles per context (--max-card-handles; pcscd's -s), handles per reader,
-contexts per process and per connection, the largest APDUs, the longest
-reader name.
+handles per context (pcscd's -s), handles per reader (-r), client
+connections (-t), contexts per process and per connection, the largest
+APDUs, the longest reader name.
 
 Runs against scardd and, with SCARDD_TEST_DAEMON=pcscd, Debian's pcscd
 1.9.9 with the same fault-driver readers; the expected codes are pcscd's
 unless the test says why scardd differs.
 """
+import time
+
 import pytest
 from smartcard import scard as s
 
 import pcsc_raw as raw
-from conftest import IS_PCSCD, SOCKET, xfail_pcscd
+from conftest import SOCKET, xfail_pcscd
 from fault_daemon import contexts, fault_daemon, fault_reader  # noqa: F401 (fixtures)
 from scard_util import SCARD_ATTR_DEVICE_FRIENDLY_NAME, name
 
@@ -21,7 +23,7 @@ DEFAULT_HANDLES = 200  # scardd's --max-card-handles and pcscd's -s default
 
 
 def handle_limit_args(n):
-    return ["-s", str(n)] if IS_PCSCD else ["--max-card-handles", str(n)]
+    return ["-s", str(n)]  # pcscd's option, with pcscd's meaning in scardd too
 
 
 def connect(ctx, reader, share=SHARED, protocols=T0_T1):
@@ -108,7 +110,66 @@ def test_no_limit_on_handles_per_reader(fault_daemon, fault_reader, contexts):
     fill(contexts(), [r.reader()], 101)
 
 
+def test_max_card_handles_per_reader_option(two_readers, contexts):
+    """-r N: N handles on one reader, all contexts together; one more fails
+    with SCARD_F_INTERNAL_ERROR (pcscd's answer), another reader still
+    connects, and a disconnect makes room. Without -r scardd has no such cap
+    (test_no_limit_on_handles_per_reader)."""
+    readers = two_readers(["-r", "3"])
+    cards = [connect(contexts(), readers[0])[1] for _ in range(2)]
+    cards += fill(contexts(), readers[:1], 1)
+    assert all(cards)
+    hr, _, _ = connect(contexts(), readers[0])
+    expect(hr, s.SCARD_F_INTERNAL_ERROR, "SCardConnect #4 on one reader")
+    hr, _, _ = connect(contexts(), readers[0], DIRECT, 0)
+    expect(hr, s.SCARD_F_INTERNAL_ERROR, "SCardConnect #4 (direct) on one reader")
+    fill(contexts(), readers[1:], 3)
+    expect(s.SCardDisconnect(cards[0], s.SCARD_LEAVE_CARD), 0, "SCardDisconnect")
+    hr, _, _ = connect(contexts(), readers[0])
+    expect(hr, 0, "SCardConnect after a disconnect")
+
+
 # --- contexts ---------------------------------------------------------------------
+
+def establish_soon(what):
+    """A context, retried while the daemon may still count a connection that
+    just closed (it notices the close a moment later: pcscd as scardd)."""
+    deadline = time.monotonic() + 30
+    while True:
+        hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+        if hr == 0 or time.monotonic() > deadline:
+            expect(hr, 0, what)
+            return ctx
+        time.sleep(0.05)
+
+
+# A connection the daemon closes at once: Debian's libpcsclite reports it as
+# either, depending on when the close reaches it (both seen with pcscd).
+REFUSED = (s.SCARD_W_SECURITY_VIOLATION, s.SCARD_E_NO_SERVICE)
+
+
+def test_max_thread_option(two_readers):
+    """-t N: N client connections (one per context); the next context is
+    refused by closing its connection at once (pcscd as scardd); a released
+    context makes room. Without -t scardd has no cap
+    (test_contexts_beyond_two_hundred_in_one_process)."""
+    readers = two_readers(["-t", "3"])
+    made = [establish_soon("SCardEstablishContext #%d of 3" % (i + 1)) for i in range(3)]
+    try:
+        for _ in range(2):
+            hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+            if hr == 0:
+                made.append(ctx)
+            assert hr in REFUSED, "SCardEstablishContext #4 with -t 3: got %s" % name(hr)
+        hr, names = s.SCardListReaders(made[0], [])
+        assert (hr, sorted(names)) == (0, sorted(readers))
+        expect(s.SCardReleaseContext(made.pop()), 0, "SCardReleaseContext")
+        made.append(establish_soon("SCardEstablishContext after a release"))
+    finally:
+        for ctx in made:
+            s.SCardReleaseContext(ctx)
+
+
 
 @xfail_pcscd("pcscd serves at most 200 client connections (-t), one per context: the 201st "
              "SCardEstablishContext fails (SCARD_W_SECURITY_VIOLATION, then SCARD_E_NO_SERVICE); "

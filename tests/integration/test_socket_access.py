@@ -129,9 +129,11 @@ def test_scardd_socket_directory_is_open_whatever_the_umask(public_dir):
     def strict_umask():
         os.umask(0o077)
         _die_with_parent()
+    no_readers = public_dir / "none"
+    no_readers.mkdir()
     with open(logf, "wb") as f:
         p = spawn([str(scardd_binary()), "--foreground", "--socket", str(sock), "--config-dir",
-                   str(public_dir / "none")], stdout=f, stderr=subprocess.STDOUT, preexec_fn=strict_umask)
+                   str(no_readers)], stdout=f, stderr=subprocess.STDOUT, preexec_fn=strict_umask)
     try:
         wait_socket(str(sock), p, logf.read_text)
         assert mode(sock) == 0o666

@@ -80,6 +80,7 @@ def test_loads_from_bundle(kind):
 
 
 def test_scardd_reads_the_bundle(tmp_path):
+    (tmp_path / "none").mkdir()  # no reader.conf.d readers: only the bundle matters
     p = subprocess.run(["timeout", "-s", "TERM", "2", str(SCARDD), "--foreground", "--info",
                         "--socket", str(tmp_path / "b.comm"), "--config-dir",
                         str(tmp_path / "none"), "--drivers-dir", str(BUNDLE.parent)],
