@@ -12,6 +12,8 @@
 
 #include "event_loop.h"
 #include "log.h"
+#include "privileges.h"
+#include "socket_spec.h"
 
 struct listener {
 	int fd;
@@ -65,7 +67,7 @@ static void fill_addr(struct sockaddr_un *addr, const char *path)
 {
 	memset(addr, 0, sizeof(*addr));
 	addr->sun_family = AF_UNIX;
-	strncpy(addr->sun_path, path, sizeof(addr->sun_path) - 1);
+	memcpy(addr->sun_path, path, strnlen(path, sizeof(addr->sun_path) - 1));
 }
 
 int listener_probe(const char *path)
@@ -90,8 +92,23 @@ int listener_probe(const char *path)
 	return 0;
 }
 
+/* The file's group and mode come before listen(): no client connects in between. */
+static int set_access(const char *path, mode_t mode, gid_t gid)
+{
+	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) {
+		log_crit("cannot give %s to group %u: %s", path, (unsigned)gid, strerror(errno));
+		return -1;
+	}
+	if (chmod(path, mode) < 0) {
+		log_crit("cannot set the mode of %s to %04o: %s", path, (unsigned)mode,
+			 strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Returns the listening fd and the socket file's identity, or -1. */
-static int bind_and_listen(const char *path, struct stat *st)
+static int bind_and_listen(const char *path, mode_t mode, gid_t gid, struct stat *st)
 {
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
@@ -105,8 +122,12 @@ static int bind_and_listen(const char *path, struct stat *st)
 		close(fd);
 		return -1;
 	}
-	if (chmod(addr.sun_path, 0666) < 0 || stat(addr.sun_path, st) < 0 ||
-	    listen(fd, SOMAXCONN) < 0) {
+	if (set_access(addr.sun_path, mode, gid) < 0) {
+		unlink(addr.sun_path);
+		close(fd);
+		return -1;
+	}
+	if (stat(addr.sun_path, st) < 0 || listen(fd, SOMAXCONN) < 0) {
 		log_crit("cannot listen on %s: %s", addr.sun_path, strerror(errno));
 		unlink(addr.sun_path);
 		close(fd);
@@ -115,8 +136,15 @@ static int bind_and_listen(const char *path, struct stat *st)
 	return fd;
 }
 
-struct listener *listener_open(const char *path)
+struct listener *listener_open(const struct socket_spec *spec)
 {
+	const char *path = spec->path;
+	gid_t gid = (gid_t)-1;
+	if (spec->group[0] && !privileges_group_id(spec->group, &gid)) {
+		log_crit("socket %s: no such group '%s' (group= wants a group name or number)",
+			 path, spec->group);
+		return NULL;
+	}
 	if (make_parent_dirs(path) < 0)
 		return NULL;
 	switch (listener_probe(path)) {
@@ -130,7 +158,7 @@ struct listener *listener_open(const char *path)
 		log_info("removed stale socket %s", path);
 
 	struct stat st;
-	int fd = bind_and_listen(path, &st);
+	int fd = bind_and_listen(path, (mode_t)spec->mode, gid, &st);
 	if (fd < 0)
 		return NULL;
 	struct listener *l = calloc(1, sizeof(*l));

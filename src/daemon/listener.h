@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 struct event_loop;
+struct socket_spec;
 
 struct peer {
 	int fd;
@@ -22,8 +23,11 @@ struct listener;
 
 /* 1: a daemon answers on path; 0: nothing there or a stale file; -1: not a socket (logged). */
 int listener_probe(const char *path);
-/* Binds path (mode 0666). NULL with a message logged on failure. */
-struct listener *listener_open(const char *path);
+/*
+ * Binds spec's path with its mode (0666 unless mode=) and group (group=),
+ * both set before the socket listens. NULL with a message logged on failure.
+ */
+struct listener *listener_open(const struct socket_spec *spec);
 int listener_start(struct listener *l, struct event_loop *loop, listener_accept_fn *fn, void *data);
 /* Stops listening and removes the socket file if it is still ours. */
 void listener_close(struct listener *l, struct event_loop *loop);

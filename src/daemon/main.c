@@ -14,6 +14,7 @@
 #include "log.h"
 #include "options.h"
 #include "pid_file.h"
+#include "privileges.h"
 
 /* Each client is a descriptor: allow as many as the hard limit does. */
 static void raise_fd_limit(void)
@@ -77,6 +78,10 @@ int main(int argc, char **argv)
 	options_log_ignored(&opts);
 	if (opts.config_given && !config_readable(opts.config_dir))
 		return 1;
+	/* Who to become is known before anything is bound: errors reach stderr. */
+	struct privileges priv;
+	if (!privileges_resolve(opts.user, &priv))
+		return 1;
 	raise_fd_limit();
 	/* Before the socket exists: a SIGTERM from then on waits for the signalfd
 	 * (the mask survives daemon()), instead of killing us with the file left. */
@@ -84,7 +89,7 @@ int main(int argc, char **argv)
 
 	struct listener *listeners[OPTIONS_MAX_SOCKETS] = { 0 };
 	for (size_t i = 0; i < opts.n_sockets; i++) {
-		listeners[i] = listener_open(opts.sockets[i].path);
+		listeners[i] = listener_open(&opts.sockets[i]);
 		if (!listeners[i]) {
 			if (opts.foreground)
 				fprintf(stderr, "scardd: cannot serve %s (see the log above)\n",
@@ -104,7 +109,8 @@ int main(int argc, char **argv)
 	bool pid_written = pid_file_path(opts.sockets[0].path, pid_path, sizeof(pid_path)) &&
 			   pid_file_write(pid_path) == 0;
 
-	struct daemon *d = daemon_new(&opts, true);
+	/* Root is given up here: sockets bound, no thread started, no driver loaded. */
+	struct daemon *d = privileges_apply(&priv) ? daemon_new(&opts, true) : NULL;
 	if (!d) {
 		close_listeners(listeners, opts.n_sockets);
 		if (pid_written)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "privileges.h"
 
 /* Keys of the options that have no letter. */
 enum {
@@ -16,6 +17,7 @@ enum {
 	OPT_DRIVER_TIMEOUT,
 	OPT_FORCE_POLLING,
 	OPT_DISABLE_POLKIT,
+	OPT_USER,
 };
 
 /*
@@ -48,7 +50,9 @@ static const struct option_def defs[] = {
 		  "(default: $PCSCLITE_CSOCK_NAME, else " SCARDD_DEFAULT_SOCKET ")\n"
 		  "OPT: readers=N|auto  reader array of 4:2-4:5 clients\n"
 		  "     names=100|128   reader-name field of 4:2 clients\n"
-		  "     prefer=GLOB     readers listed first to them" },
+		  "     prefer=GLOB     readers listed first to them\n"
+		  "     mode=OCTAL      the socket file's mode (default 0666)\n"
+		  "     group=GROUP     the socket file's group" },
 	{ .name = "config",
 	  .key = 'c',
 	  ARG(" DIR"),
@@ -59,6 +63,13 @@ static const struct option_def defs[] = {
 	  .key = OPT_DRIVERS,
 	  ARG(" DIR"),
 	  .help = "driver bundles (default " SCARDD_DEFAULT_DRIVERS_DIR ")" },
+	{ .name = "user",
+	  .key = OPT_USER,
+	  ARG(" USER[:GROUP]"),
+	  .help = "run as USER (names or numbers) from after binding the\n"
+		  "sockets, before loading any driver; started as root\n"
+		  "without it: as " PRIVILEGES_DEFAULT_USER " if that account exists;\n"
+		  "--user root keeps drivers running as root" },
 	{ .name = "debug", .key = 'd', .help = "log everything" },
 	{ .name = "info", .key = 'i', .help = "log informational messages and errors" },
 	{ .name = "error", .key = 'e', .help = "log errors only (default)" },
@@ -271,6 +282,7 @@ static bool apply(struct options *opts, const struct option_def *o, const char *
 		opts->config_given = true;
 		break;
 	case OPT_DRIVERS: opts->drivers_dir = arg; break;
+	case OPT_USER: opts->user = arg; break;
 	case 'd': opts->level = LOG_LEVEL_DEBUG; break;
 	case 'i': opts->level = LOG_LEVEL_INFO; break;
 	case 'e': opts->level = LOG_LEVEL_ERROR; break;

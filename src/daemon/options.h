@@ -25,6 +25,7 @@ struct options {
 	const char *config_dir;  /* reader.conf.d directory or file */
 	bool config_given;       /* -c: then a path that cannot be read is an error */
 	const char *drivers_dir; /* driver bundles (Info.plist) */
+	const char *user;        /* --user USER[:GROUP]; NULL: see privileges.h */
 	enum log_level level;
 	bool foreground;
 	bool apdu;

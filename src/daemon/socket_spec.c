@@ -54,6 +54,21 @@ static bool parse_option(char *opt, struct socket_spec *spec, char *err, size_t 
 		strcpy(spec->prefer, value);
 		return true;
 	}
+	if (!strcmp(opt, "mode")) {
+		char *end;
+		unsigned long mode = strtoul(value, &end, 8);
+		if (*value < '0' || *value > '7' || *end || strlen(value) > 4 || mode > 0777)
+			return fail(err, cap, "mode= wants octal permissions 0000..0777", value);
+		spec->mode = (unsigned)mode;
+		return true;
+	}
+	if (!strcmp(opt, "group")) {
+		if (*value == '\0' || strlen(value) >= sizeof(spec->group))
+			return fail(err, cap, "group= wants a group name or number of 1..63 bytes",
+				    value);
+		strcpy(spec->group, value);
+		return true;
+	}
 	return fail(err, cap, "unknown socket option", opt);
 }
 
@@ -64,6 +79,7 @@ bool socket_spec_parse(const char *text, struct socket_spec *spec, char *err, si
 
 	memset(spec, 0, sizeof(*spec));
 	spec->name_len = 128;
+	spec->mode = SOCKET_SPEC_MODE_DEFAULT;
 	if (strlen(text) >= sizeof(buf))
 		return fail(err, err_cap, "socket argument too long", "");
 	strcpy(buf, text);
@@ -92,10 +108,13 @@ bool socket_spec_parse(const char *text, struct socket_spec *spec, char *err, si
 void socket_spec_describe(const struct socket_spec *spec, char *buf, size_t cap)
 {
 	char readers[32] = "auto";
+	char mode[16] = "";
 
 	if (spec->readers)
 		snprintf(readers, sizeof(readers), "%u", spec->readers);
-	snprintf(buf, cap, "%s (readers=%s%s%s%s)", spec->path, readers,
+	if (spec->mode != SOCKET_SPEC_MODE_DEFAULT)
+		snprintf(mode, sizeof(mode), ", mode=%04o", spec->mode);
+	snprintf(buf, cap, "%s (readers=%s%s%s%s%s%s%s)", spec->path, readers,
 		 spec->name_len == 100 ? ", names=100" : "", spec->prefer[0] ? ", prefer=" : "",
-		 spec->prefer);
+		 spec->prefer, mode, spec->group[0] ? ", group=" : "", spec->group);
 }

@@ -9,6 +9,10 @@
  *                   1.8.4); default 128, and a 124-byte CONNECT switches
  *   prefer=GLOB     readers whose names match come first in those arrays,
  *                   so an array too short for all readers holds these
+ *   mode=OCTAL      the socket file's permissions (default 0666, pcscd's:
+ *                   every user may connect)
+ *   group=NAME|GID  the socket file's group, set when it is bound; with
+ *                   mode=0660 only that group's members (and root) connect
  * Protocol 4:6 clients ask for the array's length and see every reader.
  */
 #ifndef SCARDD_SOCKET_SPEC_H
@@ -20,12 +24,16 @@
 #define SOCKET_SPEC_PATH_MAX 108u /* sizeof(sun_path) */
 #define SOCKET_SPEC_PREFER_MAX 128u
 #define SOCKET_SPEC_READERS_MAX 4096u
+#define SOCKET_SPEC_GROUP_MAX 64u
+#define SOCKET_SPEC_MODE_DEFAULT 0666u
 
 struct socket_spec {
 	char path[SOCKET_SPEC_PATH_MAX];
 	unsigned readers;                    /* 0 = auto */
 	unsigned name_len;                   /* 100 or 128 */
 	char prefer[SOCKET_SPEC_PREFER_MAX]; /* "" = configuration order */
+	unsigned mode;                       /* permissions of the socket file */
+	char group[SOCKET_SPEC_GROUP_MAX];   /* "" = the binding process's group */
 };
 
 /*
@@ -34,7 +42,7 @@ struct socket_spec {
  */
 bool socket_spec_parse(const char *text, struct socket_spec *spec, char *err, size_t err_cap);
 
-/* "path (readers=48, prefer=SIM*)" for logs. */
+/* "path (readers=48, prefer=SIM*, mode=0660, group=scard)" for logs. */
 void socket_spec_describe(const struct socket_spec *spec, char *buf, size_t cap);
 
 #endif

@@ -21,6 +21,8 @@ static void test_plain_path(void **state)
 	assert_int_equal(s.readers, 0); /* auto */
 	assert_int_equal(s.name_len, 128);
 	assert_string_equal(s.prefer, "");
+	assert_int_equal(s.mode, 0666); /* pcscd's: every user may connect */
+	assert_string_equal(s.group, "");
 }
 
 static void test_options(void **state)
@@ -47,6 +49,33 @@ static void test_options(void **state)
 	assert_int_equal(s.readers, 16);
 }
 
+static void test_access_options(void **state)
+{
+	struct socket_spec s;
+	char err[128], text[256];
+	(void)state;
+
+	assert_true(socket_spec_parse("/run/scard/users.comm:mode=0660,group=scard", &s, err,
+				      sizeof(err)));
+	assert_string_equal(s.path, "/run/scard/users.comm");
+	assert_int_equal(s.mode, 0660);
+	assert_string_equal(s.group, "scard");
+	socket_spec_describe(&s, text, sizeof(text));
+	assert_string_equal(text, "/run/scard/users.comm (readers=auto, mode=0660, group=scard)");
+	/* three digits, a numeric group, beside the array options */
+	assert_true(socket_spec_parse("/tmp/x.comm:readers=48,mode=600,group=1234", &s, err,
+				      sizeof(err)));
+	assert_int_equal(s.mode, 0600);
+	assert_string_equal(s.group, "1234");
+	assert_int_equal(s.readers, 48);
+	socket_spec_describe(&s, text, sizeof(text));
+	assert_string_equal(text, "/tmp/x.comm (readers=48, mode=0600, group=1234)");
+	/* the default mode is not repeated in logs */
+	assert_true(socket_spec_parse("/tmp/y.comm:mode=0666", &s, err, sizeof(err)));
+	socket_spec_describe(&s, text, sizeof(text));
+	assert_string_equal(text, "/tmp/y.comm (readers=auto)");
+}
+
 static void expect_error(const char *text, const char *message)
 {
 	struct socket_spec s;
@@ -70,6 +99,16 @@ static void test_errors(void **state)
 	expect_error("/tmp/a:colour=blue", "unknown socket option");
 	expect_error("/tmp/a:readers=16,junk", "KEY=VALUE");
 	expect_error(":readers=16", "empty socket path");
+	expect_error("/tmp/a:mode=0668", "mode= wants octal");
+	expect_error("/tmp/a:mode=01777", "mode= wants octal");
+	expect_error("/tmp/a:mode=00660", "mode= wants octal");
+	expect_error("/tmp/a:mode=rw", "mode= wants octal");
+	expect_error("/tmp/a:mode=", "mode= wants octal");
+	expect_error("/tmp/a:mode=-660", "mode= wants octal");
+	expect_error("/tmp/a:group=", "group= wants");
+	expect_error(
+		"/tmp/a:group=a-group-name-that-is-far-too-long-for-any-system-to-have-it-1234",
+		"group= wants");
 	memset(longpath, 'x', sizeof(longpath) - 1);
 	longpath[0] = '/';
 	longpath[sizeof(longpath) - 1] = '\0';
@@ -115,9 +154,8 @@ static void test_sandbox_from_cgroup(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plain_path),
-		cmocka_unit_test(test_options),
-		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_plain_path),          cmocka_unit_test(test_options),
+		cmocka_unit_test(test_access_options),      cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_sandbox_from_cgroup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
