@@ -81,8 +81,10 @@ def test_loads_from_bundle(kind):
 
 def test_scardd_reads_the_bundle(tmp_path):
     (tmp_path / "none").mkdir()  # no reader.conf.d readers: only the bundle matters
+    # --user root: without it, a machine with no pcscd account logs an ERROR
+    # that drivers run as root (test_unprivileged covers that line)
     p = subprocess.run(["timeout", "-s", "TERM", "2", str(SCARDD), "--foreground", "--info",
-                        "--socket", str(tmp_path / "b.comm"), "--config-dir",
+                        "--socket", str(tmp_path / "b.comm"), "--user", "root", "--config-dir",
                         str(tmp_path / "none"), "--drivers-dir", str(BUNDLE.parent)],
                        capture_output=True, text=True)
     out = p.stdout + p.stderr
