@@ -28,8 +28,9 @@ DELIBERATE = {
 # the suite needs, and a skip would hide that the test did not run.
 MUST_NOT_SKIP = {
     "missing-peer": "a real peer is not installed (vpcd, vicc, pcscd, libpcsclite1, libccid, "
-                    "pcsc-tools, opensc, valgrind): run scripts/install-deps",
-    "missing-package": "a Debian package the test reads is not installed: run scripts/install-deps",
+                    "pcsc-tools, opensc, valgrind): run scripts/install-deps --tests",
+    "missing-package": "a Debian package the test reads is not installed: run "
+                       "scripts/install-deps --tests",
     "download-failed": "the real pcsc-lite sources could not be fetched or built "
                        "(tests/peers/build-pcsc-lite)",
     "no-namespace": "no private mount namespace (needs root and unshare)",

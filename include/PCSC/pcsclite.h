@@ -23,8 +23,10 @@ extern "C" {
 #endif
 #endif
 
-/* Interface level we are compatible with (for programs that print it). */
-#define PCSCLITE_VERSION_NUMBER "2.4.1"
+/* The pcsc-lite release whose interface these headers and libpcsclite.so.1
+ * provide (constants, types, exported symbols, client protocol up to 4:6);
+ * libpcsclite.pc's Version is read from here. */
+#define PCSCLITE_VERSION_NUMBER "2.5.1"
 
 typedef LONG SCARDCONTEXT;
 typedef SCARDCONTEXT *PSCARDCONTEXT;
@@ -115,7 +117,8 @@ extern PCSC_API const SCARD_IO_REQUEST g_rgSCardRawPci;
 #define SCARD_E_WRITE_TOO_MANY ((LONG)0x80100028)
 #define SCARD_E_BAD_SEEK ((LONG)0x80100029)
 #define SCARD_E_INVALID_CHV ((LONG)0x8010002A)
-#define SCARD_E_UNKNOWN_RES_MNG ((LONG)0x8010002B)
+#define SCARD_E_UNKNOWN_RES_MSG ((LONG)0x8010002B)
+#define SCARD_E_UNKNOWN_RES_MNG SCARD_E_UNKNOWN_RES_MSG /* the older spelling */
 #define SCARD_E_NO_SUCH_CERTIFICATE ((LONG)0x8010002C)
 #define SCARD_E_CERTIFICATE_UNAVAILABLE ((LONG)0x8010002D)
 #define SCARD_E_NO_READERS_AVAILABLE ((LONG)0x8010002E)

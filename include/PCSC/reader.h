@@ -9,7 +9,7 @@
 #ifndef __reader_h__
 #define __reader_h__
 
-#include <stdint.h>
+#include <inttypes.h> /* stdint.h, and PRI* for drivers that expect them here */
 #include <wintypes.h>
 
 #ifdef __cplusplus

@@ -8,6 +8,7 @@
 #include <pcsclite.h>
 
 #include "atr.h"
+#include "config.h"
 #include "scard.h"
 
 struct opts g_opts;
@@ -22,7 +23,7 @@ const char *socket_path(const char **source)
 	}
 	if (source)
 		*source = "default";
-	return "/run/pcscd/pcscd.comm";
+	return SCARDD_DEFAULT_SOCKET;
 }
 
 void err_msg(const char *fmt, ...)

@@ -32,7 +32,7 @@ static const char usage_text[] =
 	"Options:\n"
 	"  --json          machine-readable output (one JSON document; watch: one per line)\n"
 	"  --socket PATH   the daemon's socket (sets PCSCLITE_CSOCK_NAME); default\n"
-	"                  $PCSCLITE_CSOCK_NAME, else /run/pcscd/pcscd.comm\n"
+	"                  $PCSCLITE_CSOCK_NAME, else " SCARDD_DEFAULT_SOCKET "\n"
 	"  -h, --help      this text\n"
 	"  --version       scard's version\n"
 	"\n"

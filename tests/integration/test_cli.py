@@ -644,6 +644,11 @@ def test_debian_unit_command_lines(test_dir, conf):
     pcscd binary, reaches it (SIGUSR1 through /run/pcscd/pcscd.pid)."""
     start, reload, args = unit_commands()
     assert "--auto-exit" in start and "--hotplug" in reload, (start, reload)
+    # the unit gives no -c: scardd reads its compiled-in default, pcscd's only with --prefix=/usr
+    help_text = subprocess.run([binary(), "--help"], capture_output=True, text=True, timeout=30).stdout
+    if "(default /etc/reader.conf.d)" not in help_text:
+        pytest.fail("this scardd's default reader.conf.d is not /etc/reader.conf.d: configure its build "
+                    "with --prefix=/usr, as scripts/run-tests does", pytrace=False)
     if not os.path.isdir("/etc/reader.conf.d"):
         pytest.skip("missing-package: /etc/reader.conf.d (made by pcscd's package) to mount over")
     fake_run = test_dir / "fakerun"

@@ -96,9 +96,12 @@ def test_soname_and_no_symbol_versions():
 
 
 def test_pkgconfig_file():
-    pc = E.build_dir() / "meson-private" / "libpcsclite.pc"
+    """The .pc as built (test_install.py checks the installed one with pkg-config)."""
+    pc = E.build_dir() / "src" / "client" / "libpcsclite.pc"
     text = pc.read_text()
-    assert "-I${includedir}/PCSC" in text and "-lpcsclite" in text
+    assert "\nincludedir=${prefix}/include/PCSC\n" in text and "\nCflags: -I${includedir} -pthread\n" in text
+    assert "-lpcsclite" in text
+    assert "\nusbdropdir=/" in text and "\nserialconfdir=/" in text
 
 
 def test_no_daemon_is_no_service_at_once(workdir):

@@ -9,7 +9,7 @@ pcscd cannot, and reads a big-endian CMD_VERSION (0x11) as unknown command
 0x11000000.
 
 Clients, built by tests/foreign/build into <SCARDD_BUILD>/foreign from the
-session fixture below (packages: scripts/install-deps):
+session fixture below (packages: scripts/install-deps --tests):
   * pcsc_probe (tests/foreign/pcsc_probe.c), cross-built with
     gcc-i686-linux-gnu / gcc-s390x-linux-gnu against Debian's i386 / s390x
     libpcsclite1 1.9.9; the s390x binary runs under `qemu-s390x -L /`, the
@@ -150,7 +150,7 @@ class Foreign:
                 return []
         qemu = "/usr/bin/qemu-%s" % arch
         if not os.path.exists(qemu):
-            pytest.skip("no-foreign-arch: qemu-user (%s) not installed; see scripts/install-deps" % qemu)
+            pytest.skip("no-foreign-arch: qemu-user (%s) not installed; see scripts/install-deps --tests" % qemu)
         return [qemu, "-L", "/"]
 
     def runnable(self, arch, argv):

@@ -264,7 +264,7 @@ static void test_real_ccid_bundle(void **state)
 	struct stat st;
 	if (stat("/usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Info.plist", &st) != 0)
 		skip_because(
-			"missing-peer: Debian's libccid (ifd-ccid.bundle; scripts/install-deps "
+			"missing-peer: Debian's libccid (ifd-ccid.bundle; scripts/install-deps --tests "
 			"installs it)");
 	struct bundle_list list = { 0 };
 	scan_warns = 0;

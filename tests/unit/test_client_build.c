@@ -262,7 +262,7 @@ static void check_real_lib(const char *path, uint32_t want)
 
 	if (fd < 0)
 		skip_because("missing-package: %s (libpcsclite1 of that architecture; "
-			     "scripts/install-deps installs it)",
+			     "scripts/install-deps --tests installs it)",
 			     path);
 	assert_true(client_build_bss_from_fd(fd, &bss));
 	close(fd);
@@ -473,8 +473,9 @@ static void test_process_debian_lib(void **state)
 
 	for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]); i++) {
 		if (access(libs[i], R_OK) != 0)
-			skip_because("missing-package: %s (scripts/install-deps installs it)",
-				     libs[i]);
+			skip_because(
+				"missing-package: %s (scripts/install-deps --tests installs it)",
+				libs[i]);
 		need_guess_for(libs[i]);
 	}
 	/* this test program maps no libpcsclite */

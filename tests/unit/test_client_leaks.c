@@ -147,7 +147,7 @@ static void test_cycle_has_no_leak(void **state)
 	assert_int_equal(run_child(argv), 0);
 #else
 	if (access("/usr/bin/valgrind", X_OK) != 0)
-		skip_because("missing-peer: valgrind (scripts/install-deps installs it)");
+		skip_because("missing-peer: valgrind (scripts/install-deps --tests installs it)");
 	char *argv[] = { "valgrind",
 			 "--quiet",
 			 "--leak-check=full",

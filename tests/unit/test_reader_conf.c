@@ -308,7 +308,7 @@ static void test_real_system_dir(void **state)
 	struct stat st;
 	if (stat("/etc/reader.conf.d/vpcd", &st) != 0)
 		skip_because(
-			"missing-peer: /etc/reader.conf.d/vpcd (vsmartcard-vpcd; scripts/install-deps "
+			"missing-peer: /etc/reader.conf.d/vpcd (vsmartcard-vpcd; scripts/install-deps --tests "
 			"installs it)");
 	struct reader_conf conf = { 0 };
 	n_warnings = 0;
