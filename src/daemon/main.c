@@ -78,7 +78,7 @@ static bool open_sockets(struct options *opts, struct listener **listeners)
 	for (size_t i = 0; i < opts->n_sockets; i++) {
 		const char *path = opts->sockets[i].path;
 		listeners[i] = fd_of[i] >= 0 ? listener_adopt(fd_of[i], path)
-					   : listener_open(&opts->sockets[i]);
+					     : listener_open(&opts->sockets[i]);
 		if (!listeners[i]) {
 			if (opts->foreground)
 				fprintf(stderr, "scardd: cannot serve %s (see the log above)\n",

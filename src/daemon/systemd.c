@@ -1,12 +1,11 @@
+/* What scardd does with the sockets and notifications of systemd (systemd.h). */
 #include "systemd.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -14,44 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
-
-/* sd_listen_fds(3): the first passed descriptor */
-#define LISTEN_FDS_START 3
-
-static void unset_listen_env(void)
-{
-	unsetenv("LISTEN_PID");
-	unsetenv("LISTEN_FDS");
-	unsetenv("LISTEN_FDNAMES");
-}
-
-static bool parse_long(const char *text, long min, long max, long *out)
-{
-	if (!text || *text < '0' || *text > '9')
-		return false;
-	char *end;
-	errno = 0;
-	long v = strtol(text, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
-/* The i-th colon-separated name of LISTEN_FDNAMES into out, or "". */
-static void fd_name(const char *names, size_t i, char *out, size_t cap)
-{
-	out[0] = '\0';
-	for (size_t k = 0; names && k < i; k++) {
-		names = strchr(names, ':');
-		if (names)
-			names++;
-	}
-	if (!names)
-		return;
-	size_t len = strcspn(names, ":");
-	snprintf(out, cap, "%.*s", (int)len, names);
-}
+#include "systemd_proto.h"
 
 /* What makes fd unfit to serve, or NULL: then addr and alen hold its address. */
 static const char *socket_problem(int fd, struct sockaddr_un *addr, socklen_t *alen)
@@ -109,52 +71,20 @@ static bool prepare_fd(int fd)
 
 int systemd_take_sockets(struct inherited_socket *out, size_t cap)
 {
-	const char *pid_text = getenv("LISTEN_PID");
-	const char *fds_text = getenv("LISTEN_FDS");
-	long pid, n;
-	if (!pid_text || !fds_text) {
-		unset_listen_env();
-		return 0;
-	}
-	if (!parse_long(pid_text, 1, INT32_MAX, &pid) || pid != (long)getpid()) {
-		/* meant for the process that started us (a wrapper that did not exec) */
-		log_info("LISTEN_PID=%s is not scardd's pid %d: not taking the descriptors",
-			 pid_text, (int)getpid());
-		unset_listen_env();
-		return 0;
-	}
-	if (!parse_long(fds_text, 0, INT32_MAX - LISTEN_FDS_START, &n)) {
-		log_crit("LISTEN_FDS=%s from systemd is not a count; not starting", fds_text);
-		unset_listen_env();
+	int n = systemd_proto_listen_fds(out, cap);
+	if (n > 0 && (size_t)n > cap) {
+		log_crit("systemd passed %d sockets; scardd serves at most %zu; not starting", n,
+			 cap);
 		return -1;
 	}
-	if ((size_t)n > cap) {
-		log_crit("systemd passed %ld sockets; scardd serves at most %zu", n, cap);
-		unset_listen_env();
-		return -1;
-	}
-	/* names are only for log lines: ignored if their count is wrong */
-	const char *names = getenv("LISTEN_FDNAMES");
-	if (names) {
-		size_t count = 1;
-		for (const char *p = names; *p; p++)
-			count += *p == ':';
-		if (count != (size_t)n)
-			names = NULL;
-	}
-	for (long i = 0; i < n; i++) {
+	for (int i = 0; i < n; i++) {
 		struct inherited_socket *s = &out[i];
-		s->fd = LISTEN_FDS_START + (int)i;
-		fd_name(names, (size_t)i, s->name, sizeof(s->name));
-		if (!check_socket(s) || !prepare_fd(s->fd)) {
-			unset_listen_env();
+		if (!check_socket(s) || !prepare_fd(s->fd))
 			return -1;
-		}
-		log_info("socket %s from systemd (descriptor %d, %s)", s->path, s->fd,
-			 s->name[0] ? s->name : "no name");
+		log_info("socket %s from systemd (descriptor %d, %s; %s)", s->path, s->fd,
+			 s->name[0] ? s->name : "no name", systemd_proto_name);
 	}
-	unset_listen_env();
-	return (int)n;
+	return n;
 }
 
 /* The same string, or the same socket file reached through another path. */
@@ -211,35 +141,14 @@ bool systemd_match_sockets(struct options *opts, const struct inherited_socket *
 
 /* ---- notifications ---- */
 
-static struct sockaddr_un notify_addr;
-static socklen_t notify_len; /* 0: no $NOTIFY_SOCKET */
-
 void systemd_notify_init(void)
 {
-	const char *path = getenv("NOTIFY_SOCKET");
-	if (!path || !*path)
-		return;
-	size_t len = strlen(path);
-	if ((path[0] != '/' && path[0] != '@') || len >= sizeof(notify_addr.sun_path)) {
-		log_error("NOTIFY_SOCKET=%s is not a Unix socket path or @name scardd can reach: "
-			  "systemd will not hear that scardd is ready",
-			  path);
-		unsetenv("NOTIFY_SOCKET");
-		return;
-	}
-	notify_addr.sun_family = AF_UNIX;
-	memcpy(notify_addr.sun_path, path, len);
-	if (path[0] == '@')
-		notify_addr.sun_path[0] = '\0'; /* abstract: the name is the bytes after it */
-	notify_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
-	unsetenv("NOTIFY_SOCKET");
+	systemd_proto_notify_init();
 }
 
-static void notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void notify(const char *fmt, ...)
+static void notify(bool last, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void notify(bool last, const char *fmt, ...)
 {
-	if (!notify_len)
-		return;
 	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
@@ -247,25 +156,23 @@ static void notify(const char *fmt, ...)
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(msg))
 		return;
-	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&notify_addr,
-			     notify_len) != n)
+	int err = systemd_proto_notify(msg, last);
+	if (err < 0)
 		log_error("cannot notify systemd (%.*s): %s", (int)strcspn(msg, "\n"), msg,
-			  strerror(errno));
-	if (fd >= 0)
-		close(fd);
+			  strerror(-err));
 }
 
 void systemd_notify_ready(size_t readers, size_t sockets, bool detached)
 {
 	if (detached)
-		notify("READY=1\nMAINPID=%d\nSTATUS=Serving %zu reader(s) on %zu socket(s)",
+		notify(false, "READY=1\nMAINPID=%d\nSTATUS=Serving %zu reader(s) on %zu socket(s)",
 		       (int)getpid(), readers, sockets);
 	else
-		notify("READY=1\nSTATUS=Serving %zu reader(s) on %zu socket(s)", readers, sockets);
+		notify(false, "READY=1\nSTATUS=Serving %zu reader(s) on %zu socket(s)", readers,
+		       sockets);
 }
 
 void systemd_notify_stopping(void)
 {
-	notify("STOPPING=1\nSTATUS=Stopping");
+	notify(true, "STOPPING=1\nSTATUS=Stopping");
 }

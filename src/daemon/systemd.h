@@ -1,6 +1,6 @@
 /*
- * systemd's two protocols with a daemon, spoken by hand (no libsystemd;
- * both are small, documented and stable: sd_listen_fds(3), sd_notify(3)):
+ * scardd under systemd (the two protocols are spoken by libsystemd or by
+ * hand, see systemd_proto.h; what scardd does with them is here):
  *
  * - Socket activation: systemd binds the sockets (scardd.socket) and starts
  *   scardd on the first connection with them open from fd 3 on, their count
@@ -58,7 +58,12 @@ int systemd_take_sockets(struct inherited_socket *out, size_t cap);
 bool systemd_match_sockets(struct options *opts, const struct inherited_socket *inh, size_t n,
 			   int fd_of[OPTIONS_MAX_SOCKETS]);
 
-/* Reads $NOTIFY_SOCKET and unsets it (drivers and their children do not see it). */
+/*
+ * Reads $NOTIFY_SOCKET. The built-in back-end unsets it at once (drivers and
+ * what they start do not see it); libsystemd reads it at each message, so it
+ * stays until STOPPING=1 (systemd takes messages from the main pid only:
+ * NotifyAccess=main).
+ */
 void systemd_notify_init(void);
 /* READY=1 with a STATUS line; MAINPID too when scardd detached. */
 void systemd_notify_ready(size_t readers, size_t sockets, bool detached);

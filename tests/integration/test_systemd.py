@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,12 +30,14 @@ from pathlib import Path
 import pytest
 
 import pcsc_raw as raw
-from conftest import IS_PCSCD, spawn, stop_process
+from conftest import IS_PCSCD, REPO, spawn, stop_process
 from virtual_env import DEBIAN_LIBPCSCLITE, PCSCD, SCARDD, VirtualDaemon
 
 pytestmark = pytest.mark.skipif(IS_PCSCD, reason="scardd-only: scardd under systemd")
 
 HERE = Path(__file__).resolve().parent
+SYSUSERS = REPO / "systemd" / "scardd.sysusers.conf"
+TMPFILES = REPO / "systemd" / "scardd.tmpfiles.conf"
 BUILD = SCARDD.parents[2]
 SOCKET_ACTIVATE = "/usr/bin/systemd-socket-activate"
 SYSTEM_UNITS = Path("/lib/systemd/system")
@@ -79,7 +82,7 @@ class Activated:
     """systemd-socket-activate listening on `listen`, to exec scardd with
     `args` on the first connection: the pid stays the same throughout."""
 
-    def __init__(self, vd, listen, args, env=None, prefix=(), activate_opts=()):
+    def __init__(self, vd, listen, args, env=None, prefix=(), activate_opts=(), run_as=()):
         need(SOCKET_ACTIVATE, "missing-package", "systemd's systemd-socket-activate")
         self.logfile = vd.dir / "activate.log"
         argv = list(prefix) + [SOCKET_ACTIVATE] + list(activate_opts)
@@ -94,7 +97,7 @@ class Activated:
         env = dict({"PCSCLITE_CSOCK_NAME": str(self.elsewhere)}, **(env or {}))
         for name, value in env.items():
             argv += ["-E", "%s=%s" % (name, value)]
-        argv += [str(SCARDD)] + [str(a) for a in args]
+        argv += list(run_as) + [str(SCARDD)] + [str(a) for a in args]
         with open(self.logfile, "ab") as f:
             self.proc = spawn(argv, stdout=f, stderr=subprocess.STDOUT)
 
@@ -198,6 +201,48 @@ def test_pcsc_scan_starts_scardd_on_its_first_connection(vd):
         a.stop()
     assert sock.exists(), "scardd removed the socket systemd owns"
     assert not pid_file.exists()
+
+
+# Debian's libpcsclite through pyscard; prints one JSON object.
+PYSCARD_CLIENT = r'''
+import json, sys
+from smartcard import scard as s
+out = {}
+hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+out["establish"] = hr
+hr, out["readers"] = s.SCardListReaders(ctx, [])
+hr, card, proto = s.SCardConnect(ctx, sys.argv[1], s.SCARD_SHARE_SHARED,
+                                 s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1)
+out["connect"] = hr
+hr, resp = s.SCardTransmit(card, proto, json.loads(sys.argv[2]))
+out["transmit"], out["sw"] = hr, resp[-2:]
+print(json.dumps(out))
+'''
+# SELECT of ifd-virtual's built-in card application
+SELECT = [0x00, 0xA4, 0x04, 0x00, 0x07, 0xF0, 0x73, 0x63, 0x61, 0x72, 0x64, 0x64]
+
+
+def test_pyscard_client_starts_scardd(vd):
+    """Debian's libpcsclite under pyscard, as the first client: its
+    connection starts scardd, which lists the readers and runs an APDU on
+    the card for it."""
+    need(DEBIAN_LIBPCSCLITE, "missing-peer", "Debian's libpcsclite1")
+    sock = vd.dir / "run" / "pcscd.comm"
+    a = Activated(vd, [sock], ["--foreground", "-c", vd.confdir])
+    try:
+        a.wait_listening()
+        env = vd.env(client_lib="debian")
+        env["PCSCLITE_CSOCK_NAME"] = str(sock)
+        r = subprocess.run(["/usr/bin/python3", "-c", PYSCARD_CLIENT, vd.reader(0), json.dumps(SELECT)],
+                           capture_output=True, text=True, timeout=WAIT * 2, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr + a.log()[-3000:]
+        out = json.loads(r.stdout)
+        assert out["establish"] == 0 and out["readers"] == [vd.reader(0), vd.reader(1)], out
+        assert out["connect"] == 0 and out["transmit"] == 0 and out["sw"] == [0x90, 0x00], out
+        assert exe(a.proc.pid) == str(SCARDD.resolve())
+    finally:
+        a.stop()
+    assert sock.exists()
 
 
 def test_several_inherited_sockets_matched_by_path(vd):
@@ -381,22 +426,34 @@ class Activator:
 
 
 def test_auto_exit_leaves_the_socket_to_the_activator(vd):
-    """--auto-exit under socket activation: scardd exits (status 0) after its
-    last client left, the socket stays with the activator (scardd does not
-    remove it), and the next connection starts a new scardd that serves it."""
+    """--auto-exit under socket activation, twice: a client's connection
+    starts scardd, which says READY=1 on $NOTIFY_SOCKET and has written its
+    pid file by then; once the last client left it says STOPPING=1 and exits
+    (status 0) with its pid file removed and the socket left to the
+    activator (it is not scardd's), and the next connection starts a new
+    scardd on it."""
     sock = vd.dir / "run" / "pcscd.comm"
     pid_file = vd.dir / "run" / "pcscd.pid"
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(str(vd.dir / "notify"))
     act = Activator(vd, [sock], ["--foreground", "--info", "--auto-exit", "-c", vd.confdir],
-                    env={"SCARDD_TEST_AUTO_EXIT_MS": str(AUTO_EXIT_MS)})
+                    env={"SCARDD_TEST_AUTO_EXIT_MS": str(AUTO_EXIT_MS), "NOTIFY_SOCKET": str(vd.dir / "notify")})
     try:
         assert act.next_event() == {"listening": [str(sock)]}
         pids = []
         for n in (1, 2):
-            client_sees(sock, vd)  # its connection starts scardd
+            with raw.RawClient(str(sock), timeout=WAIT) as held:
+                held.hello()  # its connection starts scardd, and keeps it from leaving
+                ev = act.next_event()
+                assert "started" in ev, ev
+                pids.append(ev["started"])
+                msg = recv_message(ns)
+                assert msg.get("READY") == "1", msg
+                assert pid_file.read_text().strip() == str(pids[-1])
+                client_sees(sock, vd)
+            # the last client left: the idle wait, then the exit
+            assert recv_message(ns, WAIT + AUTO_EXIT_MS / 1000).get("STOPPING") == "1"
             ev = act.next_event()
-            assert "started" in ev, ev
-            pids.append(ev["started"])
-            ev = act.next_event()  # the client left: scardd's idle wait, then its exit
             assert ev == {"exited": pids[-1], "status": 0}, (ev, act.log()[-3000:])
             assert act.log().count("(--auto-exit): exiting") == n, act.log()[-3000:]
             assert sock.exists(), "scardd removed the socket the activator owns"
@@ -404,6 +461,7 @@ def test_auto_exit_leaves_the_socket_to_the_activator(vd):
         assert pids[0] != pids[1]
     finally:
         act.stop()
+        ns.close()
     for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
         assert marker not in act.log(), act.log()[-6000:]
 
@@ -434,10 +492,22 @@ def unit_keys(path):
     return keys
 
 
+def sysusers_account():
+    """(user, group) the tree's sysusers.d entry creates: `u NAME ...` makes a
+    group of the same name."""
+    for line in SYSUSERS.read_text().splitlines():
+        f = line.split()
+        if f and f[0] == "u":
+            return f[1], f[1]
+    raise AssertionError("no user in %s" % SYSUSERS)
+
+
 def test_units_say_what_they_should():
     """scardd.socket listens where pcscd.socket does, as openly; the service
-    is pcscd.service's command line with readiness notification; both
-    conflict with pcscd's units, so that either side stops the other."""
+    is pcscd.service's command line with readiness notification, run as the
+    account the tree's sysusers.d entry creates, with the socket's directory
+    given to it and kept when scardd leaves; both conflict with pcscd's
+    units, so that either side stops the other."""
     units = installed_units()
     sock = unit_keys(units["scardd.socket"][0])
     pcscd_listen = (unit_keys(PCSCD_SOCKET)["ListenStream"] if PCSCD_SOCKET.exists()
@@ -448,9 +518,14 @@ def test_units_say_what_they_should():
     assert svc["Type"] == ["notify"], svc
     start = shlex.split(svc["ExecStart"][0])
     assert Path(start[0]).name == "scardd" and start[1:4] == ["--foreground", "--auto-exit", "$PCSCD_ARGS"]
-    assert shlex.split(svc["ExecReload"][0])[1:] == ["--hotplug"]
+    assert shlex.split(svc["ExecReload"][0])[1:] == ["--hotplug", "$SCARDD_ARGS"]
     assert "-/etc/default/pcscd" in svc["EnvironmentFile"], svc
     assert "pcscd.service" in svc["Conflicts"][0].split(), svc
+    user, group = sysusers_account()
+    assert svc["User"] == [user] and svc["Group"] == [group], svc
+    run_dir = Path("/run") / svc["RuntimeDirectory"][0]
+    assert run_dir == Path(sock["ListenStream"][0]).parent, svc
+    assert svc["RuntimeDirectoryPreserve"] == ["yes"] and svc["RuntimeDirectoryMode"] == ["0755"], svc
 
 
 def test_systemd_analyze_verify_is_clean(vd):
@@ -490,69 +565,151 @@ def _private_run_ok():
                           capture_output=True).returncode == 0
 
 
-def in_private_run(fake_run, confdir):
+def in_private_run(fake_run, confdir, etc=None):
     """A prefix: fake_run as /run and confdir as /etc/reader.conf.d (the
-    units' defaults) in a private mount namespace, keeping the pid."""
-    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount --bind "$0" /run && mount --bind "$1" /etc/reader.conf.d && shift && exec "$@"',
-            str(fake_run), str(confdir)]
+    units' defaults), and etc's passwd and group when given, in a private
+    mount namespace, keeping the pid."""
+    binds = [(fake_run, "/run"), (confdir, "/etc/reader.conf.d")]
+    if etc:
+        binds += [(etc / "passwd", "/etc/passwd"), (etc / "group", "/etc/group")]
+    script = " && ".join('mount --bind "$%d" %s' % (i, dst) for i, (_, dst) in enumerate(binds))
+    script += " && shift %d && exec \"$@\"" % (len(binds) - 1)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script] + [str(src) for src, _ in binds]
+
+
+@pytest.fixture(scope="module")
+def accounts():
+    """Copies of /etc/passwd and /etc/group with the tree's sysusers.d entry
+    applied: the service's User= and Group= exist in the test's private
+    mount namespaces only, never in the machine's database."""
+    if not shutil.which("systemd-sysusers"):
+        pytest.skip("missing-package: systemd (systemd-sysusers)")
+    root = Path(tempfile.mkdtemp(prefix="scardd-sdacct-"))
+    try:
+        etc = root / "etc"
+        etc.mkdir()
+        for name in ("passwd", "group"):
+            lines = Path("/etc", name).read_text().splitlines(keepends=True)
+            (etc / name).write_text("".join(l for l in lines if not l.startswith("pcscd:")))
+        r = subprocess.run(["systemd-sysusers", "--root", str(root), str(SYSUSERS)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, "systemd-sysusers on %s: %s" % (SYSUSERS, r.stderr)
+        yield etc
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def account_ids(etc, user, group):
+    uid = [l.split(":")[2] for l in (etc / "passwd").read_text().splitlines() if l.split(":")[0] == user]
+    gid = [l.split(":")[2] for l in (etc / "group").read_text().splitlines() if l.split(":")[0] == group]
+    assert uid and gid, "no %s:%s in the sysusers.d accounts" % (user, group)
+    return int(uid[0]), int(gid[0])
 
 
 def unit_lines(kind):
-    """(ListenStream, ExecStart, ExecReload) of Debian's pcscd units or ours."""
+    """The keys of Debian's pcscd units or ours: (socket's, service's)."""
     if kind == "debian":
         need(PCSCD_SERVICE, "missing-peer", "Debian's pcscd unit")
         need(PCSCD_SOCKET, "missing-peer", "Debian's pcscd socket unit")
-        svc, sock = unit_keys(PCSCD_SERVICE), unit_keys(PCSCD_SOCKET)
-    else:
-        units = installed_units()
-        svc, sock = unit_keys(units["scardd.service"][0]), unit_keys(units["scardd.socket"][0])
-    return sock["ListenStream"][0], svc["ExecStart"][0].lstrip("-@"), svc["ExecReload"][0].lstrip("-@")
+        return unit_keys(PCSCD_SOCKET), unit_keys(PCSCD_SERVICE)
+    units = installed_units()
+    return unit_keys(units["scardd.socket"][0]), unit_keys(units["scardd.service"][0])
+
+
+def ids_of(pid):
+    status = dict(l.split(":", 1) for l in Path("/proc/%d/status" % pid).read_text().splitlines())
+    return [int(x) for x in status["Uid"].split()], [int(x) for x in status["Gid"].split()]
+
+
+def tmpfiles_dir():
+    """(path, mode, user, group) of the tree's tmpfiles.d entry for /run/pcscd."""
+    for line in TMPFILES.read_text().splitlines():
+        f = line.split()
+        if f and f[0] == "d":
+            return f[1], int(f[2], 8), f[3], f[4]
+    raise AssertionError("no directory in %s" % TMPFILES)
 
 
 @pytest.mark.skipif(not _private_run_ok(), reason="no-namespace: a private /run needs root and unshare")
 @pytest.mark.parametrize("kind", ["debian", "scardd"])
-def test_unit_command_lines_under_socket_activation(vd, kind):
+def test_unit_command_lines_under_socket_activation(vd, kind, accounts):
     """ExecStart of Debian's pcscd.service (scardd for /usr/sbin/pcscd), or
     of scardd.service, with $PCSCD_ARGS=--info, under systemd-socket-activate
     on the socket unit's ListenStream (/run/pcscd/pcscd.comm, in a private
-    /run): the first client starts scardd, which serves it; ExecReload (and
-    Debian's own pcscd --hotplug) reaches it through /run/pcscd/pcscd.pid."""
+    /run, the sysusers.d account in private copies of passwd and group), as
+    systemd would run it: scardd.service as its User= and Group= (through
+    setpriv) in its RuntimeDirectory=; Debian's as root, in the directory
+    the tree's tmpfiles.d entry makes, where scardd becomes the account by
+    itself. Either way scardd serves as the account, not root. The first
+    client starts scardd; ExecReload (and Debian's own pcscd --hotplug)
+    reaches it through /run/pcscd/pcscd.pid; --auto-exit (a test-only short
+    wait) ends it with status 0 once the last client left, its pid file
+    removed, the socket left to systemd, and not one error logged."""
     if not os.path.isdir("/etc/reader.conf.d"):
         pytest.skip("missing-peer: /etc/reader.conf.d (made by pcscd's package) to mount over")
-    listen, start, reload = unit_lines(kind)
+    sock_keys, svc = unit_lines(kind)
+    listen = sock_keys["ListenStream"][0]
     assert listen == "/run/pcscd/pcscd.comm", listen
 
     def command(line):
-        line = line.replace("$PCSCD_ARGS", "--info").replace("$SCARDD_ARGS", "")
+        line = line.lstrip("-@").replace("$PCSCD_ARGS", "--info").replace("$SCARDD_ARGS", "")
         argv = shlex.split(line)
         assert Path(argv[0]).name == ("pcscd" if kind == "debian" else "scardd"), line
         return argv
 
     fake_run = vd.dir / "fakerun"
     fake_run.mkdir()
-    argv = command(start)
+    etc, run_as = accounts, []
+    if kind == "scardd":  # systemd's User=, Group=, RuntimeDirectory=
+        user, group = svc["User"][0], svc["Group"][0]
+        run_as = ["setpriv", "--reuid=" + user, "--regid=" + group, "--init-groups", "--"]
+        run_dir, mode = fake_run / svc["RuntimeDirectory"][0], int(svc["RuntimeDirectoryMode"][0], 8)
+    else:  # root, and scardd's tmpfiles.d entry
+        path, mode, user, group = tmpfiles_dir()
+        run_dir = fake_run / Path(path).relative_to("/run")
+    assert (user, group) == sysusers_account()
+    uid, gid = account_ids(etc, user, group)
+    run_dir.mkdir()
+    run_dir.chmod(mode)
+    os.chown(run_dir, uid, gid)
+    # the readers' driver, running as the account, binds its control sockets here
+    os.chown(vd.dir, uid, gid)
+    prefix = in_private_run(fake_run, vd.confdir, etc)
+    argv = command(svc["ExecStart"][0])
     assert argv[1:3] == ["--foreground", "--auto-exit"], argv
-    a = Activated(vd, [listen], argv[1:], prefix=in_private_run(fake_run, vd.confdir))
+    a = Activated(vd, [listen], argv[1:], prefix=prefix, run_as=run_as,
+                  env={"SCARDD_TEST_AUTO_EXIT_MS": str(AUTO_EXIT_MS)})
     sock, pid_file = fake_run / "pcscd" / "pcscd.comm", fake_run / "pcscd" / "pcscd.pid"
     try:
         a.wait_listening()
-        client_sees(sock, vd)
-        assert exe(a.proc.pid) == str(SCARDD.resolve())
-        wait_until(pid_file.exists, str(pid_file))
-        assert pid_file.read_text().strip() == str(a.proc.pid)
-        reloads = [[str(SCARDD)] + command(reload)[1:]]
-        if kind == "debian" and os.path.exists(PCSCD):
-            reloads.append(command(reload))  # a drop-in that replaced ExecStart only
-        env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
-        for n, rargv in enumerate(reloads, 1):
-            r = subprocess.run(in_private_run(fake_run, vd.confdir) + rargv, capture_output=True, text=True,
-                               timeout=60, env=env)
-            assert r.returncode == 0, "%s: %s" % (rargv, r.stdout + r.stderr)
-            wait_until(lambda: a.log().count("hotplug rescan requested") >= n,
-                       "hotplug request #%d (%s) in the log" % (n, rargv[0]))
-            assert a.proc.poll() is None
-        client_sees(sock, vd)
+        # SocketMode=, which systemd-socket-activate does not know (it follows the umask)
+        sock.chmod(int(sock_keys["SocketMode"][0], 8))
+        with raw.RawClient(str(sock), timeout=WAIT) as held:
+            held.hello()  # starts scardd, and keeps it from leaving until the end
+            client_sees(sock, vd)
+            assert exe(a.proc.pid) == str(SCARDD.resolve())
+            assert ids_of(a.proc.pid) == ([uid] * 4, [gid] * 4)
+            wait_until(pid_file.exists, str(pid_file))
+            assert pid_file.read_text().strip() == str(a.proc.pid)
+            # written before the switch when scardd started as root
+            assert pid_file.stat().st_uid == (uid if run_as else 0)
+            reloads = [[str(SCARDD)] + command(svc["ExecReload"][0])[1:]]
+            if kind == "debian" and os.path.exists(PCSCD):
+                reloads.append(command(svc["ExecReload"][0]))  # a drop-in that replaced ExecStart only
+            env = {k: v for k, v in os.environ.items() if k != "PCSCLITE_CSOCK_NAME"}
+            for n, rargv in enumerate(reloads, 1):
+                r = subprocess.run(prefix + run_as + rargv, capture_output=True, text=True, timeout=60,
+                                   env=env)
+                assert r.returncode == 0, "%s: %s" % (rargv, r.stdout + r.stderr)
+                wait_until(lambda: a.log().count("hotplug rescan requested") >= n,
+                           "hotplug request #%d (%s) in the log" % (n, rargv[0]))
+                assert a.proc.poll() is None
+            client_sees(sock, vd)
+        # the last client left: --auto-exit
+        assert a.proc.wait(WAIT + AUTO_EXIT_MS / 1000) == 0, a.log()[-3000:]
+        assert "(--auto-exit): exiting" in a.log()
+        errors = [l for l in a.log().splitlines() if re.search(r"\d (ERROR|CRITICAL) ", l)]
+        assert not errors, errors
     finally:
         a.stop()
     assert sock.exists() and not pid_file.exists()
