@@ -18,6 +18,7 @@
 #include "loop_runner.h"
 #include "reader_conf.h"
 #include "session.h"
+#include "systemd.h"
 
 /* Rounds of collected work one pass does before it lets the loop look at events again. */
 #define MAX_ROUNDS 16
@@ -294,6 +295,7 @@ int daemon_run(struct daemon *d)
 		}
 	}
 	log_info("serving clients with %zu reader(s)", d->readers.count);
+	systemd_notify_ready(d->readers.count, d->n_sockets, !d->opts->foreground);
 	if (d->opts->auto_exit_ms)
 		log_info("--auto-exit: exiting after %u ms with no client", d->opts->auto_exit_ms);
 	return d->runner ? runner_run(d->runner) : el_run(d->loop);

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ struct listener {
 	char *path;
 	dev_t dev;
 	ino_t ino;
+	bool adopted; /* from systemd: the file stays when scardd stops */
 	listener_accept_fn *fn;
 	void *data;
 	struct event_loop *loop;
@@ -174,6 +176,19 @@ struct listener *listener_open(const struct socket_spec *spec)
 	return l;
 }
 
+struct listener *listener_adopt(int fd, const char *path)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	if (!l || !(l->path = strdup(path))) {
+		log_crit("out of memory serving %s", path);
+		free(l);
+		return NULL;
+	}
+	l->fd = fd;
+	l->adopted = true;
+	return l;
+}
+
 static void fill_peer(int fd, struct peer *peer)
 {
 	struct ucred cred;
@@ -248,7 +263,7 @@ void listener_close(struct listener *l, struct event_loop *loop)
 	close(l->fd);
 	struct stat st;
 	/* Only remove the file if a later daemon has not replaced it. */
-	if (stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+	if (!l->adopted && stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
 		unlink(l->path);
 	free(l->path);
 	free(l);

@@ -1,6 +1,7 @@
 /*
  * The client socket: directory creation, stale-socket replacement, refusal
- * when a live daemon already answers, accept with peer credentials.
+ * when a live daemon already answers, adoption of a socket systemd bound,
+ * accept with peer credentials.
  */
 #ifndef SCARDD_LISTENER_H
 #define SCARDD_LISTENER_H
@@ -28,8 +29,13 @@ int listener_probe(const char *path);
  * both set before the socket listens. NULL with a message logged on failure.
  */
 struct listener *listener_open(const struct socket_spec *spec);
+/*
+ * Serves fd, a listening socket on path that systemd bound and passed (see
+ * systemd.h). Its file is systemd's: listener_close leaves it in place.
+ */
+struct listener *listener_adopt(int fd, const char *path);
 int listener_start(struct listener *l, struct event_loop *loop, listener_accept_fn *fn, void *data);
-/* Stops listening and removes the socket file if it is still ours. */
+/* Stops listening and removes the socket file if it is still ours (bound, not adopted). */
 void listener_close(struct listener *l, struct event_loop *loop);
 
 #endif

@@ -15,6 +15,7 @@
 #include "options.h"
 #include "pid_file.h"
 #include "privileges.h"
+#include "systemd.h"
 
 /* Each client is a descriptor: allow as many as the hard limit does. */
 static void raise_fd_limit(void)
@@ -59,6 +60,36 @@ static void close_listeners(struct listener **l, size_t n)
 		listener_close(l[i], NULL);
 }
 
+/*
+ * The sockets systemd passed (socket activation) are served as they are,
+ * the others bound here; opts->sockets ends up naming every one (systemd.h).
+ */
+static bool open_sockets(struct options *opts, struct listener **listeners)
+{
+	struct inherited_socket inherited[OPTIONS_MAX_SOCKETS];
+	int n = systemd_take_sockets(inherited, OPTIONS_MAX_SOCKETS);
+	int fd_of[OPTIONS_MAX_SOCKETS];
+	if (n < 0 || !systemd_match_sockets(opts, inherited, (size_t)n, fd_of)) {
+		if (opts->foreground)
+			fprintf(stderr, "scardd: cannot serve the sockets systemd passed (see the "
+					"log above)\n");
+		return false;
+	}
+	for (size_t i = 0; i < opts->n_sockets; i++) {
+		const char *path = opts->sockets[i].path;
+		listeners[i] = fd_of[i] >= 0 ? listener_adopt(fd_of[i], path)
+					     : listener_open(&opts->sockets[i]);
+		if (!listeners[i]) {
+			if (opts->foreground)
+				fprintf(stderr, "scardd: cannot serve %s (see the log above)\n",
+					path);
+			close_listeners(listeners, i);
+			return false;
+		}
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
 	struct options opts;
@@ -86,18 +117,11 @@ int main(int argc, char **argv)
 	/* Before the socket exists: a SIGTERM from then on waits for the signalfd
 	 * (the mask survives daemon()), instead of killing us with the file left. */
 	block_signals();
+	systemd_notify_init(); /* before any driver (or its children) could see it */
 
 	struct listener *listeners[OPTIONS_MAX_SOCKETS] = { 0 };
-	for (size_t i = 0; i < opts.n_sockets; i++) {
-		listeners[i] = listener_open(&opts.sockets[i]);
-		if (!listeners[i]) {
-			if (opts.foreground)
-				fprintf(stderr, "scardd: cannot serve %s (see the log above)\n",
-					opts.sockets[i].path);
-			close_listeners(listeners, i);
-			return 1;
-		}
-	}
+	if (!open_sockets(&opts, listeners))
+		return 1;
 	if (!opts.foreground && daemon(0, 0) < 0) {
 		log_crit("cannot detach: %s", strerror(errno));
 		close_listeners(listeners, opts.n_sockets);
@@ -128,6 +152,7 @@ int main(int argc, char **argv)
 	daemon_load_readers(d);
 	daemon_wait_devices(d, 5000);
 	int rc = daemon_run(d);
+	systemd_notify_stopping();
 	daemon_free(d);
 	if (pid_written)
 		pid_file_remove(pid_path);

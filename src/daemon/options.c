@@ -276,7 +276,7 @@ static bool apply(struct options *opts, const struct option_def *o, const char *
 		return set_number(opts, o, arg, prog);
 	switch (o->key) {
 	case 'f': opts->foreground = true; break;
-	case OPT_SOCKET: return add_socket(opts, arg, prog);
+	case OPT_SOCKET: opts->sockets_given = true; return add_socket(opts, arg, prog);
 	case 'c':
 		opts->config_dir = arg;
 		opts->config_given = true;

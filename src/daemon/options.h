@@ -22,6 +22,7 @@ struct options {
 	/* --socket (repeatable), else $PCSCLITE_CSOCK_NAME, else the default */
 	struct socket_spec sockets[OPTIONS_MAX_SOCKETS];
 	size_t n_sockets;
+	bool sockets_given;      /* --socket: then systemd's sockets are matched to these */
 	const char *config_dir;  /* reader.conf.d directory or file */
 	bool config_given;       /* -c: then a path that cannot be read is an error */
 	const char *drivers_dir; /* driver bundles (Info.plist) */

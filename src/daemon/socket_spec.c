@@ -72,14 +72,23 @@ static bool parse_option(char *opt, struct socket_spec *spec, char *err, size_t 
 	return fail(err, cap, "unknown socket option", opt);
 }
 
+bool socket_spec_default(struct socket_spec *spec, const char *path)
+{
+	memset(spec, 0, sizeof(*spec));
+	spec->name_len = 128;
+	spec->mode = SOCKET_SPEC_MODE_DEFAULT;
+	if (strlen(path) >= sizeof(spec->path))
+		return false;
+	strcpy(spec->path, path);
+	return true;
+}
+
 bool socket_spec_parse(const char *text, struct socket_spec *spec, char *err, size_t err_cap)
 {
 	char buf[SOCKET_SPEC_PATH_MAX + 512];
 	char *colon, *opts, *save = NULL;
 
-	memset(spec, 0, sizeof(*spec));
-	spec->name_len = 128;
-	spec->mode = SOCKET_SPEC_MODE_DEFAULT;
+	socket_spec_default(spec, "");
 	if (strlen(text) >= sizeof(buf))
 		return fail(err, err_cap, "socket argument too long", "");
 	strcpy(buf, text);

@@ -36,6 +36,9 @@ struct socket_spec {
 	char group[SOCKET_SPEC_GROUP_MAX];   /* "" = the binding process's group */
 };
 
+/* spec for path with every option at its default; false if path is too long. */
+bool socket_spec_default(struct socket_spec *spec, const char *path);
+
 /*
  * Parses text into spec. On error returns false with a one-line reason in
  * err (err_cap bytes).
