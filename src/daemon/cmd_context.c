@@ -45,7 +45,6 @@ enum outcome cmd_version(struct request *rq)
 	const struct wire_proto *proto = wire_proto_serve(v->major, v->minor);
 	const struct wire_proto *highest = wire_proto_highest();
 
-	log_debug("Client protocol is %d:%d", v->major, v->minor);
 	if (!proto) {
 		char who[512];
 		peer_describe(s->pid, s->uid, who, sizeof(who));
@@ -62,9 +61,6 @@ enum outcome cmd_version(struct request *rq)
 	s->params.proto = proto;
 	s->versioned = true;
 	s->legacy_slots = legacy_slots(s);
-	log_debug("Server protocol is %s for this client (%s byte order, %u-record arrays)",
-		  proto->name, s->params.order == WIRE_BIG_ENDIAN ? "big-endian" : "little-endian",
-		  s->legacy_slots);
 	v->major = proto->major;
 	v->minor = proto->minor;
 	v->rv = SCARD_S_SUCCESS;

@@ -9,6 +9,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "readers.h"
+#include "request_log.h"
 #include "requests.h"
 #include "session.h"
 
@@ -28,7 +29,7 @@ static void transmit_done(struct daemon *d, struct session *s, struct job *job)
 	t->recv_length = job->rv == SCARD_S_SUCCESS ? (uint32_t)job->rx_len : 0;
 	t->recv_pci_protocol = t->send_pci_protocol;
 	if (log_apdu_enabled() && job->rv == SCARD_S_SUCCESS)
-		log_hex("RAPDU", job->rx, job->rx_len);
+		request_log_apdu(s, "RAPDU", job->rx, job->rx_len);
 	session_send_msg_data(s, &job->msg, job->rx, job->rv == SCARD_S_SUCCESS ? job->rx_len : 0);
 }
 
@@ -62,7 +63,7 @@ enum outcome cmd_transmit(struct request *rq)
 	if (t->recv_length < 2)
 		return reply_rv(s, rq->msg, SCARD_E_INSUFFICIENT_BUFFER);
 	if (log_apdu_enabled())
-		log_hex("APDU", rq->data, rq->data_len);
+		request_log_apdu(s, "APDU", rq->data, rq->data_len);
 
 	struct job *job = job_with_data(JOB_TRANSMIT, r, transmit_done, rq->data, rq->data_len);
 	if (!job)

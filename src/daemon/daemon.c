@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <pcsclite.h>
@@ -258,6 +259,8 @@ struct daemon *daemon_new(const struct options *opts, bool threaded)
 	if (!d)
 		return NULL;
 	d->opts = opts;
+	d->started_ms = el_now_ms();
+	d->started_at = (int64_t)time(NULL);
 	d->signal_fd = -1;
 	d->jobs.done.efd = -1;
 	readers_init(&d->readers);

@@ -54,6 +54,8 @@ struct daemon {
 	size_t n_waiters;
 	struct session *dirty, *dirty_tail; /* sessions to settle before the loop sleeps */
 	uint64_t auto_exit_timer;           /* --auto-exit: armed while no client is connected */
+	uint64_t started_ms;                /* el_now_ms() when it started (scard status) */
+	int64_t started_at;                 /* the wall-clock second it started */
 
 	bool stopping;
 };

@@ -246,6 +246,14 @@ static void on_accept(struct event_loop *loop, int fd, void *data, int mask)
 
 int listener_start(struct listener *l, struct event_loop *loop, listener_accept_fn *fn, void *data)
 {
+	/*
+	 * A client's SO_PEERCRED names whoever called listen() last: the process
+	 * that bound the socket before daemon() forked, or whoever passed it.
+	 * Listening again here makes it this process, after the switch of user.
+	 */
+	if (listen(l->fd, SOMAXCONN) < 0)
+		log_error("cannot listen on %s again: %s (clients see an old pid)", l->path,
+			  strerror(errno));
 	l->fn = fn;
 	l->data = data;
 	l->loop = loop;

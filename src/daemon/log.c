@@ -156,7 +156,8 @@ static void emit_hex(int level, const char *label, const uint8_t *data, size_t l
 	static const char digits[] = "0123456789ABCDEF";
 	char msg[LOG_LINE_MAX];
 
-	int n = snprintf(msg, sizeof msg, "%.64s:", label ? label : "data");
+	/* labels name the client and the reader (request_log.c): up to 320 bytes */
+	int n = snprintf(msg, sizeof msg, "%.320s:", label ? label : "data");
 	size_t pos = n > 0 ? (size_t)n : 0;
 	size_t shown = len < LOG_HEX_MAX ? len : LOG_HEX_MAX;
 	for (size_t i = 0; i < shown && data; i++) {

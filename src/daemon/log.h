@@ -26,7 +26,7 @@ bool log_apdu_enabled(void);
 
 /* Thread-safe: one line per call, prefixed with time and level. */
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Logs "<label>: 00 A4 04 00 ..." at INFO when APDU logging is on. */
+/* Logs "<label>: 00 A4 04 00 ..." at INFO when APDU logging is on (label: 320 bytes at most). */
 void log_hex(const char *label, const uint8_t *data, size_t len);
 /* For drivers: "<msg> 00 A4 ..." at the given level (pcsc-lite's signature). */
 void log_xxd(int level, const char *msg, const unsigned char *buffer, int size);

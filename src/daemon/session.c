@@ -19,6 +19,7 @@
 #include "log.h"
 #include "requests.h"
 #include "socket_spec.h"
+#include "status_report.h"
 
 /* Largest request: header, the biggest fixed struct, an extended APDU. */
 #define MAX_REQUEST (WIRE_HEADER_SIZE + WIRE_MAX_STRUCT_SIZE + WIRE_MAX_BUFFER_SIZE_EXTENDED)
@@ -190,6 +191,7 @@ static void on_job_timeout(struct event_loop *loop, uint64_t id, void *data)
 	s->job = NULL;
 	s->park = PARK_NONE;
 	requests_timed_out(s, job);
+	request_log_rv(s, SCARD_E_TIMEOUT);
 	jobs_abandon(&s->d->jobs, job); /* a late answer still updates the reader */
 	wake_input(s);
 }
@@ -218,6 +220,8 @@ static void on_job_finished(struct daemon *d, struct session *s, struct job *job
 		wake_input(s); /* input may be waiting behind the request */
 	}
 	job->answer(d, s, job);
+	if (s)
+		request_log_answered(s, &job->msg);
 }
 
 static void unpark_lock(struct session *s)
@@ -239,6 +243,7 @@ static void on_lock_timeout(struct event_loop *loop, uint64_t id, void *data)
 	struct wire_msg msg = s->parked;
 	unpark_lock(s);
 	reply_rv(s, &msg, SCARD_E_SHARING_VIOLATION);
+	request_log_answered(s, &msg);
 	wake_input(s);
 }
 
@@ -256,11 +261,15 @@ static void park_lock(struct session *s, struct reader *r, const struct wire_msg
 static void run_request(struct session *s, struct wire_msg *msg, const uint8_t *data, size_t len)
 {
 	struct request rq = { .s = s, .msg = msg, .data = data, .data_len = len };
+	request_log_begin(s, msg);
 	switch (requests_handle(&rq)) {
-	case OUT_DONE: break;
+	case OUT_DONE: request_log_answered(s, msg); break;
 	case OUT_JOB: park_job(s, rq.job, msg); break;
 	case OUT_WAIT_LOCK: park_lock(s, rq.lock_reader, msg, rq.lock_wait_ms); break;
-	case OUT_CLOSE: session_fail(s, NULL); break;
+	case OUT_CLOSE:
+		request_log_closed(s);
+		session_fail(s, NULL);
+		break;
 	}
 }
 
@@ -357,6 +366,12 @@ static void process_input(struct session *s)
 		struct wire_header hdr;
 		const struct wire_cmd_spec *spec = NULL;
 		wire_decode_header(&s->params, s->in, s->in_len, &hdr);
+		/* `scard status` asks scardd itself, before any version (status_report.c) */
+		if (!s->versioned && hdr.cmd == WIRE_SCARDD_STATUS) {
+			consume_input(s, WIRE_HEADER_SIZE);
+			status_report_send(s);
+			continue;
+		}
 		int rc = wire_check_request(&s->params, &hdr, &spec);
 		if (rc == WIRE_E_BAD_SIZE && adopt_older_layout(s, &hdr))
 			rc = wire_check_request(&s->params, &hdr, &spec);
@@ -394,7 +409,6 @@ static void process_input(struct session *s)
 		if (s->in_len < need)
 			goto need_more;
 
-		log_debug("client %" PRIu64 ": %s", s->id, spec->name);
 		s->rest_awaited = false;
 		run_request(s, &msg, s->in + WIRE_HEADER_SIZE + body, data_len);
 		consume_input(s, need);

@@ -23,6 +23,7 @@
 
 #include "handles.h"
 #include "readers.h"
+#include "request_log.h"
 #include "wire.h"
 
 struct daemon;
@@ -75,6 +76,7 @@ struct session {
 	bool fetch_pending; /* 4:6: registered by 0x13, array not fetched yet */
 	bool signal_held;   /* an event signal waits for that fetch */
 	uint32_t held_rv;
+	struct request_note note; /* the request being answered, for its log line */
 
 	bool closing; /* hung up, write failed, or bad input */
 	bool dirty;   /* in the daemon's list of sessions to settle */

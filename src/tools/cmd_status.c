@@ -2,7 +2,9 @@
  * scard status: what the daemon says about itself. The pcsc-lite protocol
  * has no "who are you" request, so this combines the CMD_VERSION exchange on
  * a raw connection (the daemon's protocol version), the socket's peer
- * credentials (which process listens) and the reader list through PC/SC.
+ * credentials (which process listens), the reader list through PC/SC and,
+ * from scardd only, its own report: its pid, uptime, sockets and clients
+ * (daemon_report.h).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -12,8 +14,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "daemon_report.h"
 #include "scard.h"
 #include "wire.h"
 
@@ -120,6 +124,177 @@ static const char *client_library(void)
 	return "unknown";
 }
 
+/* ---- scardd's report ---- */
+
+static bool all_digits(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+/* A number as JSON, or the text as a JSON string ("auto", "sized"), or null if empty. */
+static void json_number_or_word(const char *v)
+{
+	if (!*v || !strcmp(v, "none"))
+		printf("null");
+	else if (all_digits(v))
+		printf("%s", v);
+	else
+		json_str(stdout, v);
+}
+
+static void json_str_or_null(const char *v)
+{
+	if (*v)
+		json_str(stdout, v);
+	else
+		printf("null");
+}
+
+static void json_report(const struct daemon_report *r)
+{
+	const struct report_line *top = report_first(r, "scardd");
+	if (!top) {
+		printf("null");
+		return;
+	}
+	printf("{\"version\":");
+	json_str(stdout, report_get(top, "version"));
+	printf(",\"pid\":%s,\"uid\":%s,\"started\":%s,\"uptime_ms\":%s", report_get(top, "pid"),
+	       report_get(top, "uid"), report_get(top, "started"), report_get(top, "uptime_ms"));
+	printf(",\"sockets\":[");
+	bool first = true;
+	for (size_t i = 0; i < r->n; i++) {
+		const struct report_line *l = &r->lines[i];
+		if (strcmp(l->kind, "socket"))
+			continue;
+		printf("%s{\"path\":", first ? "" : ",");
+		json_str(stdout, report_get(l, "path"));
+		printf(",\"readers\":");
+		json_number_or_word(report_get(l, "readers"));
+		printf(",\"names\":");
+		json_number_or_word(report_get(l, "names"));
+		printf(",\"prefer\":");
+		json_str_or_null(report_get(l, "prefer"));
+		printf(",\"mode\":");
+		json_str(stdout, report_get(l, "mode"));
+		printf(",\"group\":");
+		json_str_or_null(report_get(l, "group"));
+		printf("}");
+		first = false;
+	}
+	printf("],\"clients\":[");
+	first = true;
+	for (size_t i = 0; i < r->n; i++) {
+		const struct report_line *l = &r->lines[i];
+		if (strcmp(l->kind, "client"))
+			continue;
+		printf("%s{\"id\":%s,\"pid\":%s,\"uid\":%s,\"program\":", first ? "" : ",",
+		       report_get(l, "id"), report_get(l, "pid"), report_get(l, "uid"));
+		json_str_or_null(report_get(l, "program"));
+		printf(",\"socket\":");
+		json_str(stdout, report_get(l, "socket"));
+		printf(",\"protocol\":");
+		json_number_or_word(report_get(l, "protocol"));
+		printf(",\"byte_order\":");
+		json_str(stdout, report_get(l, "order"));
+		printf(",\"arrays\":");
+		json_number_or_word(report_get(l, "arrays"));
+		printf(",\"names\":%s,\"contexts\":%s,\"cards\":%s,\"waiting\":%s}",
+		       report_get(l, "names"), report_get(l, "contexts"), report_get(l, "cards"),
+		       strcmp(report_get(l, "waiting"), "yes") ? "false" : "true");
+		first = false;
+	}
+	const struct report_line *more = report_first(r, "more");
+	printf("],\"clients_hidden\":%s,\"clients_left_out\":%s}", report_get(top, "hidden"),
+	       more ? report_get(more, "clients") : "0");
+}
+
+/* "3 h 02 min 05 s" */
+static void print_duration(unsigned long long ms)
+{
+	unsigned long long s = ms / 1000, d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60;
+	if (d)
+		printf("%llu d %llu h %02llu min", d, h, m);
+	else if (h)
+		printf("%llu h %02llu min %02llu s", h, m, s % 60);
+	else if (m)
+		printf("%llu min %02llu s", m, s % 60);
+	else
+		printf("%llu.%01llu s", s, ms % 1000 / 100);
+}
+
+static void print_client(const struct report_line *l, size_t n_sockets)
+{
+	const char *program = report_get(l, "program");
+	printf("  %s: %s (pid %s, uid %s)", report_get(l, "id"), *program ? program : "?",
+	       report_get(l, "pid"), report_get(l, "uid"));
+	if (n_sockets > 1)
+		printf(" on %s", report_get(l, "socket"));
+	const char *proto = report_get(l, "protocol"), *arrays = report_get(l, "arrays");
+	if (!strcmp(proto, "none")) {
+		printf(": no protocol version yet");
+	} else {
+		printf(": protocol %s, %s", proto, report_get(l, "order"));
+		if (!strcmp(arrays, "sized"))
+			printf(", reader arrays sized on request");
+		else
+			printf(", %s-record reader arrays", arrays);
+		if (strcmp(report_get(l, "names"), "128"))
+			printf(", %s-byte reader names", report_get(l, "names"));
+	}
+	const char *cards = report_get(l, "cards");
+	printf("; %s, %s card handle%s%s\n",
+	       strcmp(report_get(l, "contexts"), "0") ? "context" : "no context", cards,
+	       strcmp(cards, "1") ? "s" : "",
+	       strcmp(report_get(l, "waiting"), "yes") ? "" : ", waiting for a change");
+}
+
+static void print_report(const struct daemon_report *r)
+{
+	const struct report_line *top = report_first(r, "scardd");
+	printf("version:   scardd %s\n", report_get(top, "version"));
+	printf("uptime:    ");
+	print_duration(strtoull(report_get(top, "uptime_ms"), NULL, 10));
+	time_t started = (time_t)strtoll(report_get(top, "started"), NULL, 10);
+	struct tm tm;
+	char when[64];
+	if (localtime_r(&started, &tm) && strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm))
+		printf(" (since %s)", when);
+	printf("\n");
+	size_t n_sockets = 0;
+	for (size_t i = 0; i < r->n; i++)
+		n_sockets += !strcmp(r->lines[i].kind, "socket");
+	printf("sockets:   %zu\n", n_sockets);
+	for (size_t i = 0; i < r->n; i++) {
+		const struct report_line *l = &r->lines[i];
+		if (strcmp(l->kind, "socket"))
+			continue;
+		printf("  %s  (readers=%s, names=%s", report_get(l, "path"),
+		       report_get(l, "readers"), report_get(l, "names"));
+		if (*report_get(l, "prefer"))
+			printf(", prefer=%s", report_get(l, "prefer"));
+		printf(", mode=%s", report_get(l, "mode"));
+		if (*report_get(l, "group"))
+			printf(", group=%s", report_get(l, "group"));
+		printf(")\n");
+	}
+	printf("clients:   %s\n", report_get(top, "clients"));
+	for (size_t i = 0; i < r->n; i++)
+		if (!strcmp(r->lines[i].kind, "client"))
+			print_client(&r->lines[i], n_sockets);
+	const char *hidden = report_get(top, "hidden");
+	if (strcmp(hidden, "0"))
+		printf("  (%s of other users: only root and the daemon's user see them)\n", hidden);
+	const struct report_line *more = report_first(r, "more");
+	if (more)
+		printf("  (%s more: the report has a size limit)\n", report_get(more, "clients"));
+}
+
 int cmd_status(int argc, char **argv)
 {
 	(void)argv;
@@ -129,8 +304,20 @@ int cmd_status(int argc, char **argv)
 	}
 	const char *source;
 	const char *path = socket_path(&source);
+	/* first: scard's own connections would be listed otherwise */
+	struct daemon_report report = { 0 };
+	bool have_report = daemon_report_fetch(path, &report);
 	struct daemon_info di;
 	probe_daemon(path, &di);
+	const struct report_line *top = have_report ? report_first(&report, "scardd") : NULL;
+	if (top) {
+		/* the daemon's own word for its pid and uid */
+		di.have_cred = true;
+		di.pid = (pid_t)atoi(report_get(top, "pid"));
+		di.uid = (uid_t)strtoul(report_get(top, "uid"), NULL, 10);
+		if (!di.comm[0])
+			snprintf(di.comm, sizeof(di.comm), "scardd");
+	}
 
 	struct reader_list rl = { 0 };
 	SCARD_READERSTATE *st = NULL;
@@ -171,6 +358,8 @@ int cmd_status(int argc, char **argv)
 			       di.version_rv == 0 ? "true" : "false");
 		else
 			printf("null");
+		printf(",\"scardd\":");
+		json_report(&report);
 		printf(",\"client_library\":");
 		json_str(stdout, client_library());
 		printf(",\"readers\":[");
@@ -200,6 +389,8 @@ int cmd_status(int argc, char **argv)
 				printf("protocol:  %d:%d\n", di.major, di.minor);
 			else
 				printf("protocol:  unknown (%s)\n", di.error);
+			if (top)
+				print_report(&report);
 			if (rv == SCARD_S_SUCCESS) {
 				printf("readers:   %zu\n", rl.n);
 				for (size_t i = 0; i < rl.n; i++)
@@ -221,6 +412,7 @@ int cmd_status(int argc, char **argv)
 	}
 	free(st);
 	reader_list_free(&rl);
+	daemon_report_free(&report);
 	if (ctx)
 		SCardReleaseContext(ctx);
 	return rc;

@@ -409,6 +409,20 @@ int wire_decode_count_after_wait(const struct wire_params *params, const uint8_t
 size_t wire_take_array_signal(const struct wire_params *params, uint8_t *buf, size_t len,
 			      uint32_t *signal_rv);
 
+/* ---- scardd's own status query (not pcsc-lite's) ---- */
+
+/*
+ * A bare header with this command, sent as a connection's first message,
+ * asks scardd how it runs (`scard status`). The answer: a 32-bit length in
+ * the connection's byte order (wire_get_u32/wire_put_u32), then that many
+ * bytes of text, lines of tab-separated key=value fields (status_report.c in
+ * the daemon says which). The connection stays open. pcsc-lite's daemons
+ * know no such command and close the connection. The number is outside
+ * pcsc-lite's range and small, so the header still tells the byte order.
+ */
+#define WIRE_SCARDD_STATUS 0x5C00u
+#define WIRE_SCARDD_STATUS_MAX (1u << 20) /* the longest answer text */
+
 /* ---- byte order ---- */
 
 /*

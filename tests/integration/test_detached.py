@@ -15,6 +15,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -23,8 +24,9 @@ from pathlib import Path
 import pytest
 
 import pcsc_raw as raw
-from conftest import HERE, IS_PCSCD, PYTHON, scardd_binary, spawn, stop_process
+from conftest import HERE, IS_PCSCD, PYTHON, Peer, scardd_binary, spawn, stop_process
 from fault_driver import DRIVER
+from proto_client import ProtoClient
 
 pytestmark = pytest.mark.skipif(IS_PCSCD, reason="scardd-only: scardd's own start-up and log")
 
@@ -272,3 +274,101 @@ def test_detached_missing_config_fails_on_stderr(detached, test_dir):
     assert (ident, pri) == ("scardd", LOG_DAEMON | LOG_CRIT), (pri, ident, text)
     assert not os.path.exists(sock)
     assert d.events.get(timeout=TIMEOUT) is None, "something was left running"
+
+
+def scard_status(sock, json_out=True):
+    """Our `scard status` for the daemon on sock (our libpcsclite underneath)."""
+    scard = scardd_binary().parents[1] / "tools" / "scard"
+    argv = [str(scard)] + (["--json"] if json_out else []) + ["status"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT,
+                       env=dict(os.environ, PCSCLITE_CSOCK_NAME=sock))
+    assert r.returncode == 0, "scard status exited %d:\n%s%s" % (r.returncode, r.stdout, r.stderr)
+    return json.loads(r.stdout) if json_out else r.stdout
+
+
+def peer_pid(sock):
+    """The pid SO_PEERCRED gives a client of sock: whoever last called listen() on it."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(sock)
+        pid, _uid, _gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return pid
+
+
+def stop_if_left(pid, sock):
+    """SIGKILL for the detached daemon of a test that failed before stopping it
+    (it is nobody's child: only its pid names it, checked against its socket)."""
+    try:
+        if sock.encode() in cmdline(pid):
+            os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def test_scard_status_after_a_detached_start(detached, test_dir):
+    """scard status names the detached daemon (the pid /proc, the pid file and
+    the socket's peer credentials agree on, not the pid of the command that
+    was run), an uptime that does not go back, the sockets with their
+    options, and each connected client with the protocol it is served in:
+    Debian's libpcsclite 1.9.9 (4:4) and a raw big-endian 4:2 client on a
+    readers=48 socket."""
+    sock = str(test_dir / "run" / "pcscd.comm")
+    sock48 = str(test_dir / "run" / "old.comm")
+    d = detached("--socket", sock, "--socket", sock48 + ":readers=48,mode=0660",
+                 "--config-dir", str(fault_conf(test_dir)), "--user", "root", "--debug")
+    ev = d.next_event("the exit of the command that was run")
+    assert ev["exit"] == 0, "scardd exited %s before serving; stderr:\n%s" % (ev["exit"], d.stderr())
+    pid = d.syslog.wait(r"^serving clients with")[2]
+    try:
+        assert pid != ev["parent"]
+        assert (test_dir / "run" / "pcscd.pid").read_text().strip() == str(pid)
+        assert cmdline(pid)[0] == str(scardd_binary()).encode()
+        # bound by the parent before daemon(), the sockets still name the daemon as their peer
+        assert peer_pid(sock) == pid and peer_pid(sock48) == pid
+
+        debian = Peer(sock, test_dir, name="debian-client")
+        old = None
+        try:
+            assert debian.call("establish")["hr"] == 0
+            old = ProtoClient(sock48, version="4:2", order="big", readers=48)
+            old.hello()
+
+            first = scard_status(sock)
+            st = scard_status(sock)
+            human = scard_status(sock, json_out=False)
+        finally:
+            if old:
+                old.close()
+            debian.close()
+
+        for doc in (first, st):
+            assert doc["daemon"]["pid"] == pid and doc["scardd"]["pid"] == pid, doc
+        report = st["scardd"]
+        assert report["uid"] == 0
+        assert st["scardd"]["uptime_ms"] >= first["scardd"]["uptime_ms"] >= 0
+        assert [s["path"] for s in report["sockets"]] == [sock, sock48]
+        assert (report["sockets"][0]["readers"], report["sockets"][0]["mode"]) == ("auto", "0666")
+        assert (report["sockets"][1]["readers"], report["sockets"][1]["mode"]) == (48, "0660")
+
+        by_pid = {c["pid"]: c for c in report["clients"]}
+        deb = by_pid[debian.proc.pid]
+        assert deb["program"] == os.path.realpath(PYTHON)
+        assert (deb["socket"], deb["protocol"], deb["byte_order"], deb["arrays"]) == \
+            (sock, "4:4", "little-endian", 16), deb
+        assert deb["contexts"] == 1 and deb["uid"] == os.getuid()
+        raw42 = by_pid[os.getpid()]
+        assert (raw42["socket"], raw42["protocol"], raw42["byte_order"], raw42["arrays"]) == \
+            (sock48, "4:2", "big-endian", 48), raw42
+        assert len(report["clients"]) == 2, report["clients"]  # scard's own connections are not listed
+
+        assert re.search(r"^daemon: +scardd, pid %d, uid 0$" % pid, human, re.M), human
+        assert re.search(r"^uptime: +\S", human, re.M), human
+        assert re.search(r"^  %s  \(readers=48, names=128, mode=0660\)$" % re.escape(sock48), human, re.M), human
+        assert re.search(r"^  \d+: %s \(pid %d, uid %d\) on %s: protocol 4:4, little-endian, "
+                         r"16-record reader arrays; context" % (re.escape(os.path.realpath(PYTHON)),
+                                                                debian.proc.pid, os.getuid(), re.escape(sock)),
+                         human, re.M), human
+
+        os.kill(pid, signal.SIGTERM)
+        assert d.next_event("the daemon's exit after SIGTERM") == {"orphan": pid, "exit": 0}
+    finally:
+        stop_if_left(pid, sock)

@@ -378,8 +378,7 @@ def test_probe_sequence_against_scardd(foreign, on_scardd, client):
     # scardd's debug log names what it settled on for each connection: the
     # client's byte order and the matrix's protocol, on every connection
     want = compat_keys(client, "scardd")
-    seen = re.findall(r"Server protocol is (\d+:\d+) for this client \((\w+)-endian",
-                      on_scardd.log_from(mark))
+    seen = re.findall(r"CMD_VERSION \d+:\d+: served (\d+:\d+), (\w+)-endian", on_scardd.log_from(mark))
     assert seen, "scardd's debug log names no protocol for this client:\n%s" % on_scardd.log_from(mark)[-3000:]
     assert {(proto, order + "-endian") for proto, order in seen} == {(want["protocol"], want["order"])}, seen
 

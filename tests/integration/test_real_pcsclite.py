@@ -22,6 +22,10 @@ library settled on is read from pcscd's debug log: it must be the daemon's
 own (a 4:6 client falls back to 4:5 or 4:4 only when the daemon refuses
 4:6, wire-protocol.md section 5).
 """
+import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from real_pcsclite import (DEBIAN_PCSCD, LABELS, OUR_LIBDIR, SCARD_STATE_CHANGED
                            SCARD_STATE_EMPTY, SCARD_STATE_PRESENT, SCARD_STATE_UNAWARE, WAIT, basic_scenario, compat,
                            debian_libdir, hx, pcscd_daemon, peer_run, real_peers,  # noqa: F401 (fixtures)
                            scardd_daemon)
+from virtual_env import SCARD  # noqa: E402
 
 RELEASES = ("debian", "pcsc44", "pcsc45", "pcsc46", "pcsc43", "pcsc42")
 RACE_ROUNDS = 300
@@ -214,3 +219,39 @@ def test_real_releases_together(client, daemon, real_peers, peer_run):
     seen = basic_scenario(c, readers, d)
     check_mapped(seen["libs"], client, libdir)
     assert set(d.accepted_versions(since=mark)) == {proto}
+
+
+# --- what scardd says about them ----------------------------------------------------------
+def test_scard_status_and_log_name_each_real_client_protocol(real_peers, peer_run):
+    """Real clients of every required protocol connected at once: `scard
+    status` lists each (by its pid) with the version it is served in and its
+    reader arrays (Fedora's 48 records found by readers=auto), and scardd's
+    debug log says the same on each client's CMD_VERSION line."""
+    readers = peer_run.readers().add("Virtual Reader", 2, {0: "builtin"})
+    d = peer_run.daemon(scardd_daemon(readers, peer_run.dir))
+    want = {"debian": ("4:4", 16), "fedora48": ("4:4", 48), "pcsc45": ("4:5", 16),
+            "pcsc46": ("4:6", "sized")}
+    pids = {}
+    for ident in want:
+        libdir = client_libdir(real_peers, ident, peer_run)
+        c = peer_run.client(libdir, d.socket, "%s-client" % ident)
+        r = c.call("establish", 0)
+        assert r["hr"] == 0, (ident, hx(r["hr"]))
+        pids[ident] = c.proc.pid
+
+    r = subprocess.run([str(SCARD), "--json", "status"], capture_output=True, text=True, timeout=WAIT,
+                       env=dict(os.environ, PCSCLITE_CSOCK_NAME=d.socket))
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["scardd"]["pid"] == d.proc.pid
+    listed = {c["pid"]: c for c in st["scardd"]["clients"]}
+    log = d.log.read_text(errors="replace")
+    for ident, (proto, arrays) in want.items():
+        c = listed.get(pids[ident])
+        assert c, "%s's client (pid %d) is not listed: %s" % (ident, pids[ident], st["scardd"]["clients"])
+        assert (c["protocol"], c["arrays"], c["byte_order"], c["contexts"]) == \
+            (proto, arrays, "little-endian", 1), (ident, c)
+        served = re.escape(proto) + r", little-endian, " + (
+            "reader arrays sized on request" if arrays == "sized" else "%d-record reader arrays" % arrays)
+        assert re.search(r"client \d+ \(pid %d, uid \d+\): CMD_VERSION %s: served %s: SCARD_S_SUCCESS"
+                         % (pids[ident], re.escape(proto), served), log), (ident, d.log_tail())

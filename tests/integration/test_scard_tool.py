@@ -139,6 +139,12 @@ def test_status_json(fresh):
     assert st["protocol"] == "4:4" and st["accepts_4_4"] is True
     assert [r["name"] for r in st["readers"]] == ["Virtual Reader 00 00", "Virtual Reader 00 01"]
     assert [r["card"] for r in st["readers"]] == ["present", "absent"]
+    if fresh.kind == "pcscd":
+        assert st["scardd"] is None  # pcscd has no status report: it closes the connection
+    else:
+        assert st["scardd"]["pid"] == fresh.proc.pid
+        assert [s["path"] for s in st["scardd"]["sockets"]] == [fresh.socket]
+        assert st["scardd"]["clients"] == []  # scard's own connections are not listed
 
 
 # ---- send ----

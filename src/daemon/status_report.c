@@ -1,0 +1,155 @@
+/* What `scard status` learns from scardd itself (see status_report.h). */
+#include "status_report.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "event_loop.h"
+#include "log.h"
+#include "request_log.h"
+#include "session.h"
+#include "socket_spec.h"
+#include "wire.h"
+
+/* Client lines stop this far below the limit, leaving room for the rest. */
+#define RESERVE 4096u
+
+/* A value as one field: tabs, newlines and other control bytes become '?'. */
+static void put_value(FILE *f, const char *key, const char *value)
+{
+	fprintf(f, "\t%s=", key);
+	for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+		fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, f);
+}
+
+/* The client's executable, or its command name when /proc hides the link. */
+static void program_of(pid_t pid, char *buf, size_t cap)
+{
+	char path[64];
+	buf[0] = '\0';
+	if (pid <= 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+	ssize_t n = readlink(path, buf, cap - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		return;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fgets(buf, (int)cap, f))
+		buf[strcspn(buf, "\n")] = '\0';
+	fclose(f);
+}
+
+static bool may_see(const struct session *asker, const struct session *s)
+{
+	if (!asker || asker->uid == 0 || asker->uid == geteuid())
+		return true;
+	return s->uid == asker->uid;
+}
+
+static void write_socket(FILE *f, const struct socket_spec *spec)
+{
+	char readers[16] = "auto", names[16], mode[16];
+	if (spec->readers)
+		snprintf(readers, sizeof(readers), "%u", spec->readers);
+	snprintf(names, sizeof(names), "%u", spec->name_len);
+	snprintf(mode, sizeof(mode), "%04o", spec->mode);
+	fputs("socket", f);
+	put_value(f, "path", spec->path);
+	put_value(f, "readers", readers);
+	put_value(f, "names", names);
+	put_value(f, "prefer", spec->prefer);
+	put_value(f, "mode", mode);
+	put_value(f, "group", spec->group);
+	fputc('\n', f);
+}
+
+static void write_client(FILE *f, const struct session *s)
+{
+	const struct wire_proto *p = s->params.proto;
+	char program[256], arrays[16], version[24];
+	program_of(s->pid, program, sizeof(program));
+	/* the number alone: names= tells the older 4:2 layout apart */
+	snprintf(version, sizeof(version), "%d:%d", (int)p->major, (int)p->minor);
+	if (!s->versioned)
+		snprintf(arrays, sizeof(arrays), "none");
+	else if (wire_cmd_lookup(p, WIRE_GET_READERS_STATE_ARRAY))
+		snprintf(arrays, sizeof(arrays), "sized");
+	else
+		snprintf(arrays, sizeof(arrays), "%u", s->legacy_slots);
+	fprintf(f, "client\tid=%" PRIu64 "\tpid=%d\tuid=%u", s->id, (int)s->pid, (unsigned)s->uid);
+	put_value(f, "program", program);
+	put_value(f, "socket", s->sock->path);
+	put_value(f, "protocol", s->versioned ? version : "none");
+	put_value(f, "order", s->params.order == WIRE_BIG_ENDIAN ? "big-endian" : "little-endian");
+	put_value(f, "arrays", arrays);
+	fprintf(f, "\tnames=%u\tcontexts=%d\tcards=%zu\twaiting=%s\n", p->reader_name_len,
+		s->has_context ? 1 : 0, s->handles.n, s->waiting ? "yes" : "no");
+}
+
+void status_report_write(FILE *f, const struct daemon *d, const struct session *asker)
+{
+	size_t clients = 0, hidden = 0;
+	for (const struct session *s = d->sessions; s; s = s->next) {
+		if (s == asker || s->closing)
+			continue;
+		clients++;
+		if (!may_see(asker, s))
+			hidden++;
+	}
+	fprintf(f,
+		"scardd\tversion=%s\tpid=%d\tuid=%u\tstarted=%" PRId64 "\tuptime_ms=%" PRIu64
+		"\tclients=%zu\thidden=%zu\n",
+		SCARDD_VERSION, (int)getpid(), (unsigned)geteuid(), d->started_at,
+		el_now_ms() - d->started_ms, clients, hidden);
+	for (size_t i = 0; i < d->n_sockets; i++)
+		write_socket(f, d->sockets[i].spec);
+	size_t left_out = 0;
+	for (const struct session *s = d->sessions; s; s = s->next) {
+		if (s == asker || s->closing || !may_see(asker, s))
+			continue;
+		long at = ftell(f);
+		if (at < 0 || (size_t)at > WIRE_SCARDD_STATUS_MAX - RESERVE)
+			left_out++;
+		else
+			write_client(f, s);
+	}
+	if (left_out)
+		fprintf(f, "more\tclients=%zu\n", left_out);
+}
+
+void status_report_send(struct session *asker)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f) {
+		session_fail(asker, "out of memory for its status report");
+		return;
+	}
+	fwrite("\0\0\0\0", 1, 4, f); /* the length, filled in below */
+	status_report_write(f, asker->d, asker);
+	if (fclose(f) != 0 || !text || len < 4) {
+		free(text);
+		session_fail(asker, "out of memory for its status report");
+		return;
+	}
+	wire_put_u32(asker->params.order, (uint8_t *)text, (uint32_t)(len - 4));
+	session_send(asker, text, len);
+	free(text);
+	if (log_enabled(LOG_LEVEL_DEBUG)) {
+		char who[96];
+		request_log_client(who, sizeof(who), asker->id, asker->pid, asker->uid);
+		log_debug("%s: SCARDD_STATUS: answered (%zu bytes)", who, len - 4);
+	}
+}
