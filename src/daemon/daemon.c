@@ -10,12 +10,14 @@
 
 #include <pcsclite.h>
 
+#include "access.h"
 #include "driver.h"
 #include "event_loop.h"
 #include "handles.h"
 #include "listener.h"
 #include "log.h"
 #include "loop_runner.h"
+#include "policy.h"
 #include "reader_conf.h"
 #include "session.h"
 
@@ -47,6 +49,8 @@ static void on_signal(struct event_loop *loop, int fd, void *data, int mask)
 			else
 				log_info("SIGHUP: reading %s again", d->opts->config_dir);
 			daemon_reload_readers(d);
+			if (si.ssi_signo == SIGHUP)
+				access_policy_reload(d);
 			continue;
 		}
 		log_info("signal %u received, shutting down", si.ssi_signo);
@@ -321,6 +325,7 @@ void daemon_free(struct daemon *d)
 		jobs_destroy(&d->jobs, d->loop);
 	readers_destroy(&d->readers);
 	bundle_list_free(&d->bundles);
+	policy_free(d->policy);
 	if (d->loop)
 		el_free(d->loop);
 	if (d->signal_fd >= 0)

@@ -26,6 +26,7 @@
 struct event_loop;
 struct listener;
 struct loop_runner;
+struct policy;
 struct session;
 
 /* A listening socket and the settings its clients get. */
@@ -54,6 +55,8 @@ struct daemon {
 	size_t n_waiters;
 	struct session *dirty, *dirty_tail; /* sessions to settle before the loop sleeps */
 	uint64_t auto_exit_timer;           /* --auto-exit: armed while no client is connected */
+	struct policy *policy; /* NULL: no policy file, everything allowed (access.h) */
+	uint32_t policy_gen;   /* bumped by each policy read */
 
 	bool stopping;
 };

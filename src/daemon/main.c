@@ -8,12 +8,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "config.h"
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
 #include "options.h"
 #include "pid_file.h"
+#include "policy.h"
 #include "privileges.h"
 
 /* Each client is a descriptor: allow as many as the hard limit does. */
@@ -82,6 +84,10 @@ int main(int argc, char **argv)
 	struct privileges priv;
 	if (!privileges_resolve(opts.user, &priv))
 		return 1;
+	/* Read as root, before anything is bound: a broken policy stops the start. */
+	struct policy *policy;
+	if (!access_policy_open(&opts, &policy))
+		return 1;
 	raise_fd_limit();
 	/* Before the socket exists: a SIGTERM from then on waits for the signalfd
 	 * (the mask survives daemon()), instead of killing us with the file left. */
@@ -95,12 +101,14 @@ int main(int argc, char **argv)
 				fprintf(stderr, "scardd: cannot serve %s (see the log above)\n",
 					opts.sockets[i].path);
 			close_listeners(listeners, i);
+			policy_free(policy);
 			return 1;
 		}
 	}
 	if (!opts.foreground && daemon(0, 0) < 0) {
 		log_crit("cannot detach: %s", strerror(errno));
 		close_listeners(listeners, opts.n_sockets);
+		policy_free(policy);
 		return 1;
 	}
 	log_startup_to_stderr(false);
@@ -113,6 +121,7 @@ int main(int argc, char **argv)
 	struct daemon *d = privileges_apply(&priv) ? daemon_new(&opts, true) : NULL;
 	if (!d) {
 		close_listeners(listeners, opts.n_sockets);
+		policy_free(policy);
 		if (pid_written)
 			pid_file_remove(pid_path);
 		return 1;
@@ -124,6 +133,7 @@ int main(int argc, char **argv)
 		log_info("scardd %s listening on %s", SCARDD_VERSION, what);
 	}
 	d->n_sockets = opts.n_sockets;
+	access_policy_install(d, policy);
 	daemon_load_bundles(d);
 	daemon_load_readers(d);
 	daemon_wait_devices(d, 5000);

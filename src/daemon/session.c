@@ -491,6 +491,8 @@ static void session_free(struct session *s)
 		s->next->prev = s->prev;
 	d->n_sessions--;
 	log_debug("client %" PRIu64 " (pid %d) gone, %zu left", s->id, (int)s->pid, d->n_sessions);
+	peer_identity_clear(&s->identity);
+	access_state_free(&s->access);
 	free(s->in);
 	free(s->out);
 	free(s);
@@ -556,11 +558,13 @@ void session_accept(void *data, const struct peer *peer)
 	s->gid = peer->gid;
 	s->id = ++d->next_session_id;
 	s->sock = sock->spec;
+	peer_identity_read(&s->identity, s->fd, s->pid, s->uid, s->gid);
 	wire_params_init(&s->params);
 	s->legacy_slots = s->sock->readers ? s->sock->readers : WIRE_LEGACY_READER_SLOTS;
 	if (el_add_fd(d->loop, s->fd, EL_READ, on_socket, s) < 0) {
 		log_error("cannot watch client socket: %s", strerror(errno));
 		close(s->fd);
+		peer_identity_clear(&s->identity);
 		free(s);
 		return;
 	}
