@@ -74,9 +74,10 @@ static const struct option_def defs[] = {
 	{ .name = "policy",
 	  .key = OPT_POLICY,
 	  ARG(" FILE"),
-	  .help = "who may use which reader, and how (default\n" SCARDD_DEFAULT_POLICY
-		  "; without that file everyone may\n"
-		  "use every reader); SIGHUP reads it again" },
+	  .help = "who may use which reader, and how (docs/POLICY.md);\n"
+		  "default " SCARDD_DEFAULT_POLICY ",\n"
+		  "without which every client may use every reader;\n"
+		  "SIGHUP reads it again" },
 	{ .name = "debug", .key = 'd', .help = "log everything" },
 	{ .name = "info", .key = 'i', .help = "log informational messages and errors" },
 	{ .name = "error", .key = 'e', .help = "log errors only (default)" },

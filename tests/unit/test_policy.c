@@ -336,6 +336,75 @@ static void test_glob(void **state)
 	assert_true(policy_glob("*a*a*a*a*a*a*a*a*a*a*a*a*", s));
 }
 
+/* Any name: the documentation's examples name users this machine need not have. */
+static bool any_name(const char *name, uid_t *id)
+{
+	*id = (uid_t)strlen(name) + 5000;
+	return true;
+}
+
+static bool any_group(const char *name, gid_t *id)
+{
+	*id = (gid_t)strlen(name) + 5000;
+	return true;
+}
+
+static char *read_text(const char *rel, size_t *len)
+{
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/%s", SCARDD_SOURCE_ROOT, rel);
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	char *text = malloc(1 << 20);
+	assert_non_null(text);
+	*len = fread(text, 1, (1 << 20) - 1, f);
+	text[*len] = '\0';
+	fclose(f);
+	return text;
+}
+
+/* docs/policy.conf.example and every ```conf block of docs/POLICY.md parse. */
+static void test_documented_policies(void **state)
+{
+	(void)state;
+	static const struct policy_names any = { any_name, any_group };
+	char err[512];
+	size_t len;
+	char *text = read_text("docs/policy.conf.example", &len);
+	struct policy *p = policy_parse(text, len, "policy.conf.example", &any, err, sizeof(err));
+	if (!p)
+		fail_msg("%s", err);
+	/* what it promises: firefox sees the keys only, other flatpaks nothing */
+	struct peer_identity ff = flatpak("org.mozilla.firefox"), other = flatpak("org.x.Y");
+	assert_int_equal(rights(p, &ff, "Yubico YubiKey 00 00"),
+			 POLICY_LIST | POLICY_SHARED | POLICY_TRANSMIT);
+	assert_int_equal(rights(p, &ff, "SIM bank 00 00"), 0);
+	assert_false(policy_admits(p, &other, NULL));
+	struct peer_identity user = host(1500);
+	assert_int_equal(rights(p, &user, "SIM bank 00 01"), 0);
+	assert_true(policy_rule_allows_control(policy_decide(p, &user, "R"), 0x42000D48));
+	assert_false(policy_rule_allows_control(policy_decide(p, &user, "R"), 0x42000D49));
+	policy_free(p);
+	free(text);
+
+	text = read_text("docs/POLICY.md", &len);
+	int blocks = 0;
+	for (char *b = strstr(text, "```conf\n"); b; b = strstr(b, "```conf\n")) {
+		b += strlen("```conf\n");
+		char *end = strstr(b, "```");
+		assert_non_null(end);
+		p = policy_parse(b, (size_t)(end - b), "POLICY.md", &any, err, sizeof(err));
+		if (!p)
+			fail_msg("block %d: %s", blocks + 1, err);
+		assert_true(policy_rule_count(p) > 0);
+		policy_free(p);
+		blocks++;
+		b = end + 3;
+	}
+	assert_true(blocks >= 3);
+	free(text);
+}
+
 static void test_load(void **state)
 {
 	(void)state;
@@ -394,6 +463,7 @@ int main(void)
 		cmocka_unit_test(test_syntax),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_glob),
+		cmocka_unit_test(test_documented_policies),
 		cmocka_unit_test(test_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
