@@ -339,9 +339,10 @@ static void read_process(struct peer_identity *id, int dirfd, const char *proc)
 	free(buf);
 }
 
+/* Signal 0 checks without sending; EPERM (another user's process) is alive too. */
 static bool process_alive(int pidfd)
 {
-	return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0;
+	return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno != ESRCH;
 }
 
 void peer_identity_read_proc(struct peer_identity *id, const char *proc, pid_t pid, uid_t uid,

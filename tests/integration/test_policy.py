@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -575,3 +576,72 @@ def test_denied_client_cannot_touch_other_clients(pd):
         p.wait()
         r = pd.scard("virtual", "insert", VR1, "builtin")
         assert r.returncode == 0, r.stderr
+
+
+# --- scardd without root ----------------------------------------------------------------
+
+UNPRIVILEGED_POLICY = """\
+allow uid=0 all
+allow uid=4007 exe=/usr/bin/python3* all
+allow group=4100 all
+allow uid=4003 list
+"""
+
+
+@pytest.fixture
+def world():
+    """A directory every user can traverse (pytest's tmp_path is not)."""
+    d = Path(tempfile.mkdtemp(prefix="scardd-policy-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_policy_of_a_daemon_without_root(world):
+    """scardd as an account of its own (--user) knows every client's uid and
+    groups (from the socket), not other users' executables (their /proc
+    needs their rights): docs/POLICY.md, "What scardd can see without root".
+    It reads the policy again on SIGHUP as that account."""
+    import pcsc_raw as raw
+    from virtual_env import DRIVER, reader_stanza, virtual_conf
+    (world / "ctl").mkdir()
+    (world / "ctl").chmod(0o1777)  # the driver, running as the account, binds there
+    conf = world / "virtual.conf"
+    conf.write_text(virtual_conf(1, str(world / "ctl" / "virtual.sock"), {0: "builtin"}))
+    (world / "conf").mkdir()
+    (world / "conf" / "virtual").write_text(reader_stanza("Virtual Reader", conf, DRIVER))
+    policy = world / "policy.conf"
+    policy.write_text(UNPRIVILEGED_POLICY)
+    policy.chmod(0o644)
+    sock = str(world / "run" / "pcscd.comm")
+    log = world / "scardd.log"
+    with open(log, "wb") as f:
+        p = subprocess.Popen([str(SCARDD), "--foreground", "--info", "--user", "64123:64124",
+                              "--socket", sock, "-c", str(world / "conf"), "--policy", str(policy)],
+                             stdout=f, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+    d = type("D", (), {"socket": sock, "log": property(lambda self: log.read_text())})()
+    try:
+        def ready():
+            assert p.poll() is None, log.read_text()
+            return VR0 in [rs.name for rs in raw.readers_state(sock)]
+        raw.wait_for(ready, TIMEOUT, what="scardd serving %s" % VR0)
+        assert Path("/proc/%d/status" % p.pid).read_text().count("\t64123") >= 4
+        member = probe(d, 4001, groups=(4100,), names=[VR0])
+        assert member["readers"] == [VR0] and member[VR0]["SHARED"]["transmit"] == OK, member
+        watcher = probe(d, 4003, names=[VR0])
+        assert watcher["readers"] == [VR0], watcher
+        assert watcher[VR0]["SHARED"] == {"connect": SV}, watcher
+        # its executable cannot be seen: exe= does not fit, nothing else does
+        assert probe(d, 4007, names=[VR0]) == {"establish": SV}
+        assert probe(d, 4005, names=[VR0]) == {"establish": SV}
+        # read again as the account
+        before = log.read_text().count("read again")
+        policy.write_text(UNPRIVILEGED_POLICY.replace("uid=4003 list", "uid=4003 list shared"))
+        p.send_signal(signal.SIGHUP)
+        raw.wait_for(lambda: log.read_text().count("read again") > before, TIMEOUT,
+                     what="the policy read again")
+        watcher = probe(d, 4003, names=[VR0])
+        assert watcher[VR0]["SHARED"]["connect"] == OK, watcher
+    finally:
+        p.terminate()
+        assert p.wait(TIMEOUT) == 0, log.read_text()
