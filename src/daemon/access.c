@@ -177,58 +177,61 @@ static bool gate_connect(struct request *rq, enum outcome *out)
 	if (!r || !need)
 		return false; /* the handler says what is wrong */
 	const struct access_entry *e = entry(s, r);
+	if (e->rights & need)
+		return false;
 	char what[64];
 	snprintf(what, sizeof(what), "SCardConnect(%s)", share_name(c->share_mode));
 	c->card = 0;
 	c->active_protocol = 0;
-	if (!(e->rights & POLICY_LIST))
-		*out = deny(rq, what, r, e, SCARD_E_UNKNOWN_READER);
-	else if (!(e->rights & need))
-		*out = deny(rq, what, r, e, SCARD_W_SECURITY_VIOLATION);
-	else
-		return false;
+	*out = deny(rq, what, r, e,
+		    e->rights & POLICY_LIST ? SCARD_W_SECURITY_VIOLATION : SCARD_E_UNKNOWN_READER);
 	return true;
+}
+
+/* Whether the handle's reader's rights allow the request (RECONNECT ... SET_ATTRIB). */
+static bool handle_allows(const struct wire_msg *m, const struct handle *h,
+			  const struct access_entry *e)
+{
+	switch (m->cmd) {
+	case WIRE_RECONNECT: {
+		uint32_t need = share_right(m->u.reconnect.share_mode);
+		return !need || (e->rights & need); /* a bad mode: the handler answers */
+	}
+	case WIRE_BEGIN_TRANSACTION: return e->rights & share_right(h->share_mode);
+	case WIRE_TRANSMIT: return e->rights & POLICY_TRANSMIT;
+	case WIRE_CONTROL:
+		return e->rule && policy_rule_allows_control(e->rule, m->u.control.control_code);
+	default: return e->rights & POLICY_CONTROL; /* WIRE_SET_ATTRIB */
+	}
+}
+
+static void describe_request(const struct wire_msg *m, char *buf, size_t cap)
+{
+	switch (m->cmd) {
+	case WIRE_RECONNECT:
+		snprintf(buf, cap, "SCardReconnect(%s)", share_name(m->u.reconnect.share_mode));
+		break;
+	case WIRE_BEGIN_TRANSACTION: snprintf(buf, cap, "SCardBeginTransaction"); break;
+	case WIRE_TRANSMIT: snprintf(buf, cap, "SCardTransmit"); break;
+	case WIRE_CONTROL:
+		snprintf(buf, cap, "SCardControl(0x%08" PRIX32 ")", m->u.control.control_code);
+		break;
+	default: snprintf(buf, cap, "SCardSetAttrib(0x%08" PRIX32 ")", m->u.getset.attr_id); break;
+	}
 }
 
 /* A request on a card handle: the rights of its reader, as the policy now says. */
 static bool gate_handle(struct request *rq, int32_t card, enum outcome *out)
 {
 	struct session *s = rq->s;
-	struct wire_msg *m = rq->msg;
 	struct handle *h = handle_find(&s->handles, card);
 	if (!h || h->reader->removed)
 		return false; /* the handler answers */
 	const struct access_entry *e = entry(s, h->reader);
-	char what[64];
-	bool ok;
-	switch (m->cmd) {
-	case WIRE_RECONNECT: {
-		uint32_t mode = m->u.reconnect.share_mode;
-		ok = !share_right(mode) || (e->rights & share_right(mode));
-		snprintf(what, sizeof(what), "SCardReconnect(%s)", share_name(mode));
-		break;
-	}
-	case WIRE_BEGIN_TRANSACTION:
-		ok = (e->rights & share_right(h->share_mode)) != 0;
-		snprintf(what, sizeof(what), "SCardBeginTransaction");
-		break;
-	case WIRE_TRANSMIT:
-		ok = (e->rights & POLICY_TRANSMIT) != 0;
-		snprintf(what, sizeof(what), "SCardTransmit");
-		break;
-	case WIRE_CONTROL:
-		ok = e->rule && policy_rule_allows_control(e->rule, m->u.control.control_code);
-		snprintf(what, sizeof(what), "SCardControl(0x%08" PRIX32 ")",
-			 m->u.control.control_code);
-		break;
-	default: /* WIRE_SET_ATTRIB */
-		ok = (e->rights & POLICY_CONTROL) != 0;
-		snprintf(what, sizeof(what), "SCardSetAttrib(0x%08" PRIX32 ")",
-			 m->u.getset.attr_id);
-		break;
-	}
-	if (ok)
+	if (handle_allows(rq->msg, h, e))
 		return false;
+	char what[64];
+	describe_request(rq->msg, what, sizeof(what));
 	*out = deny(rq, what, h->reader, e, SCARD_W_SECURITY_VIOLATION);
 	return true;
 }
