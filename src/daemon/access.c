@@ -8,6 +8,7 @@
 
 #include <pcsclite.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "handles.h"
 #include "log.h"
@@ -295,7 +296,7 @@ bool access_denies(struct request *rq, enum outcome *out)
 
 /* ---- the policy's life ---- */
 
-bool access_policy_open(const struct options *opts, struct policy **out)
+static bool policy_open(const struct options *opts, struct policy **out)
 {
 	char err[700];
 	*out = policy_load(opts->policy_path, err, sizeof(err));
@@ -312,13 +313,52 @@ bool access_policy_open(const struct options *opts, struct policy **out)
 	return false;
 }
 
-void access_policy_install(struct daemon *d, struct policy *p)
+bool access_setup_open(const struct options *opts, struct access_setup *setup)
+{
+	*setup = (struct access_setup){ 0 };
+	if (!policy_open(opts, &setup->policy))
+		return false;
+	if (opts->audit_path) {
+		char err[700];
+		if (!(setup->audit = audit_open(opts->audit_path, err, sizeof(err)))) {
+			log_crit("audit log %s; not starting", err);
+			access_setup_drop(setup);
+			return false;
+		}
+		log_info("audit log: %s", opts->audit_path);
+	}
+	return true;
+}
+
+void access_setup_drop(struct access_setup *setup)
+{
+	policy_free(setup->policy);
+	audit_close(setup->audit);
+	*setup = (struct access_setup){ 0 };
+}
+
+static void install_policy(struct daemon *d, struct policy *p)
 {
 	d->policy = p;
 	d->policy_gen++;
 }
 
-void access_policy_reload(struct daemon *d)
+void access_setup_install(struct daemon *d, struct access_setup *setup)
+{
+	install_policy(d, setup->policy);
+	d->audit = setup->audit;
+	*setup = (struct access_setup){ 0 };
+}
+
+void access_release(struct daemon *d)
+{
+	policy_free(d->policy);
+	audit_close(d->audit);
+	d->policy = NULL;
+	d->audit = NULL;
+}
+
+static void reload_policy(struct daemon *d)
 {
 	const char *path = d->opts->policy_path;
 	char err[700];
@@ -335,8 +375,14 @@ void access_policy_reload(struct daemon *d)
 		return;
 	}
 	policy_free(d->policy);
-	access_policy_install(d, p);
+	install_policy(d, p);
 	/* Waiting clients fetch their arrays again, through the new policy. */
 	readers_mark_changed(&d->readers);
 	log_info("policy %s read again: %zu rule(s)", path, policy_rule_count(p));
+}
+
+void access_reload(struct daemon *d)
+{
+	reload_policy(d);
+	audit_reopen(d->audit);
 }

@@ -52,17 +52,25 @@ bool access_denies(struct request *rq, enum outcome *out);
 /* Whether the session's client may see reader r (state arrays; ctx: the session). */
 bool access_sees(void *ctx, const struct reader *r);
 
+/* What scardd reads and opens as root, before it binds its sockets. */
+struct access_setup {
+	struct policy *policy; /* NULL: no file at the default path, everything allowed */
+	struct audit *audit;   /* --audit, or NULL */
+};
+
+/* Start-up: the policy file and the audit log. false: a start-up error, logged (stderr). */
+bool access_setup_open(const struct options *opts, struct access_setup *setup);
+/* The daemon owns them from now on. */
+void access_setup_install(struct daemon *d, struct access_setup *setup);
+/* A start that failed after access_setup_open. */
+void access_setup_drop(struct access_setup *setup);
 /*
- * Start-up: reads opts' policy file into *out (NULL: no file at the default
- * path, everything allowed). false: a start-up error, logged (stderr).
+ * SIGHUP: reads the policy file again (a file that cannot be read or parsed
+ * keeps the policy in force, logged with its line) and opens the audit log
+ * again (log rotation).
  */
-bool access_policy_open(const struct options *opts, struct policy **out);
-/* Gives the daemon the policy access_policy_open read (NULL allowed). */
-void access_policy_install(struct daemon *d, struct policy *p);
-/*
- * SIGHUP: reads the policy file again. A file that cannot be read or
- * parsed keeps the policy in force (logged with its line).
- */
-void access_policy_reload(struct daemon *d);
+void access_reload(struct daemon *d);
+/* daemon_free. */
+void access_release(struct daemon *d);
 
 #endif

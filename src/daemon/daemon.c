@@ -17,7 +17,6 @@
 #include "listener.h"
 #include "log.h"
 #include "loop_runner.h"
-#include "policy.h"
 #include "reader_conf.h"
 #include "session.h"
 
@@ -50,7 +49,7 @@ static void on_signal(struct event_loop *loop, int fd, void *data, int mask)
 				log_info("SIGHUP: reading %s again", d->opts->config_dir);
 			daemon_reload_readers(d);
 			if (si.ssi_signo == SIGHUP)
-				access_policy_reload(d);
+				access_reload(d);
 			continue;
 		}
 		log_info("signal %u received, shutting down", si.ssi_signo);
@@ -325,7 +324,7 @@ void daemon_free(struct daemon *d)
 		jobs_destroy(&d->jobs, d->loop);
 	readers_destroy(&d->readers);
 	bundle_list_free(&d->bundles);
-	policy_free(d->policy);
+	access_release(d);
 	if (d->loop)
 		el_free(d->loop);
 	if (d->signal_fd >= 0)

@@ -25,6 +25,7 @@
 
 struct event_loop;
 struct listener;
+struct audit;
 struct loop_runner;
 struct policy;
 struct session;
@@ -56,6 +57,7 @@ struct daemon {
 	struct session *dirty, *dirty_tail; /* sessions to settle before the loop sleeps */
 	uint64_t auto_exit_timer;           /* --auto-exit: armed while no client is connected */
 	struct policy *policy; /* NULL: no policy file, everything allowed (access.h) */
+	struct audit *audit;   /* --audit, or NULL */
 	uint32_t policy_gen;   /* bumped by each policy read */
 
 	bool stopping;

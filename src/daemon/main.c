@@ -15,7 +15,6 @@
 #include "log.h"
 #include "options.h"
 #include "pid_file.h"
-#include "policy.h"
 #include "privileges.h"
 
 /* Each client is a descriptor: allow as many as the hard limit does. */
@@ -85,8 +84,8 @@ int main(int argc, char **argv)
 	if (!privileges_resolve(opts.user, &priv))
 		return 1;
 	/* Read as root, before anything is bound: a broken policy stops the start. */
-	struct policy *policy;
-	if (!access_policy_open(&opts, &policy))
+	struct access_setup access;
+	if (!access_setup_open(&opts, &access))
 		return 1;
 	raise_fd_limit();
 	/* Before the socket exists: a SIGTERM from then on waits for the signalfd
@@ -101,14 +100,14 @@ int main(int argc, char **argv)
 				fprintf(stderr, "scardd: cannot serve %s (see the log above)\n",
 					opts.sockets[i].path);
 			close_listeners(listeners, i);
-			policy_free(policy);
+			access_setup_drop(&access);
 			return 1;
 		}
 	}
 	if (!opts.foreground && daemon(0, 0) < 0) {
 		log_crit("cannot detach: %s", strerror(errno));
 		close_listeners(listeners, opts.n_sockets);
-		policy_free(policy);
+		access_setup_drop(&access);
 		return 1;
 	}
 	log_startup_to_stderr(false);
@@ -121,7 +120,7 @@ int main(int argc, char **argv)
 	struct daemon *d = privileges_apply(&priv) ? daemon_new(&opts, true) : NULL;
 	if (!d) {
 		close_listeners(listeners, opts.n_sockets);
-		policy_free(policy);
+		access_setup_drop(&access);
 		if (pid_written)
 			pid_file_remove(pid_path);
 		return 1;
@@ -133,7 +132,7 @@ int main(int argc, char **argv)
 		log_info("scardd %s listening on %s", SCARDD_VERSION, what);
 	}
 	d->n_sockets = opts.n_sockets;
-	access_policy_install(d, policy);
+	access_setup_install(d, &access);
 	daemon_load_bundles(d);
 	daemon_load_readers(d);
 	daemon_wait_devices(d, 5000);

@@ -19,6 +19,7 @@ enum {
 	OPT_DISABLE_POLKIT,
 	OPT_USER,
 	OPT_POLICY,
+	OPT_AUDIT,
 };
 
 /*
@@ -78,6 +79,12 @@ static const struct option_def defs[] = {
 		  "default " SCARDD_DEFAULT_POLICY ",\n"
 		  "without which every client may use every reader;\n"
 		  "SIGHUP reads it again" },
+	{ .name = "audit",
+	  .key = OPT_AUDIT,
+	  ARG(" FILE"),
+	  .help = "append a line per connect, transaction and control\n"
+		  "command to FILE, with the client and the result;\n"
+		  "SIGHUP opens it again (log rotation)" },
 	{ .name = "debug", .key = 'd', .help = "log everything" },
 	{ .name = "info", .key = 'i', .help = "log informational messages and errors" },
 	{ .name = "error", .key = 'e', .help = "log errors only (default)" },
@@ -295,6 +302,7 @@ static bool apply(struct options *opts, const struct option_def *o, const char *
 		opts->policy_path = arg;
 		opts->policy_given = true;
 		break;
+	case OPT_AUDIT: opts->audit_path = arg; break;
 	case 'd': opts->level = LOG_LEVEL_DEBUG; break;
 	case 'i': opts->level = LOG_LEVEL_INFO; break;
 	case 'e': opts->level = LOG_LEVEL_ERROR; break;

@@ -12,6 +12,7 @@
 
 #include <pcsclite.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "event_loop.h"
 #include "jobs.h"
@@ -165,6 +166,8 @@ void session_send_msg_data(struct session *s, const struct wire_msg *msg, const 
 		return;
 	}
 	send_parts(s, buf, n, data, len);
+	if (s->d->audit)
+		audit_reply(s->d->audit, s, msg);
 }
 
 void session_send_msg(struct session *s, const struct wire_msg *msg)
