@@ -4,6 +4,7 @@
 #include <pcsclite.h>
 #include <reader.h>
 
+#include "apdu_log.h"
 #include "cmd_card.h"
 #include "device.h"
 #include "jobs.h"
@@ -63,7 +64,7 @@ enum outcome cmd_transmit(struct request *rq)
 	if (t->recv_length < 2)
 		return reply_rv(s, rq->msg, SCARD_E_INSUFFICIENT_BUFFER);
 	if (log_apdu_enabled())
-		request_log_apdu(s, "APDU", rq->data, rq->data_len);
+		request_log_command_apdu(s, rq->data, rq->data_len);
 
 	struct job *job = job_with_data(JOB_TRANSMIT, r, transmit_done, rq->data, rq->data_len);
 	if (!job)

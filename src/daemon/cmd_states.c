@@ -7,6 +7,7 @@
 
 #include <pcsclite.h>
 
+#include "access.h"
 #include "daemon.h"
 #include "readers.h"
 #include "requests.h"
@@ -25,7 +26,8 @@ static void send_state_array(struct session *s, size_t n)
 	if (!states || !buf) {
 		session_fail(s, "out of memory for the reader array");
 	} else {
-		readers_snapshot(&s->d->readers, states, n, s->sock->prefer);
+		readers_snapshot_where(&s->d->readers, states, n, s->sock->prefer,
+				       s->d->policy ? access_sees : NULL, s);
 		size_t len = wire_encode_reader_states(&s->params, states, n, buf, bytes);
 		session_send(s, buf, len);
 	}

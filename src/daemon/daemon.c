@@ -11,6 +11,7 @@
 
 #include <pcsclite.h>
 
+#include "access.h"
 #include "driver.h"
 #include "event_loop.h"
 #include "handles.h"
@@ -49,6 +50,8 @@ static void on_signal(struct event_loop *loop, int fd, void *data, int mask)
 			else
 				log_info("SIGHUP: reading %s again", d->opts->config_dir);
 			daemon_reload_readers(d);
+			if (si.ssi_signo == SIGHUP)
+				access_reload(d);
 			continue;
 		}
 		log_info("signal %u received, shutting down", si.ssi_signo);
@@ -326,6 +329,7 @@ void daemon_free(struct daemon *d)
 		jobs_destroy(&d->jobs, d->loop);
 	readers_destroy(&d->readers);
 	bundle_list_free(&d->bundles);
+	access_release(d);
 	if (d->loop)
 		el_free(d->loop);
 	if (d->signal_fd >= 0)

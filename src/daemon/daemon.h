@@ -25,7 +25,9 @@
 
 struct event_loop;
 struct listener;
+struct audit;
 struct loop_runner;
+struct policy;
 struct session;
 
 /* A listening socket and the settings its clients get. */
@@ -56,6 +58,9 @@ struct daemon {
 	uint64_t auto_exit_timer;           /* --auto-exit: armed while no client is connected */
 	uint64_t started_ms;                /* el_now_ms() when it started (scard status) */
 	int64_t started_at;                 /* the wall-clock second it started */
+	struct policy *policy; /* NULL: no policy file, everything allowed (access.h) */
+	struct audit *audit;   /* --audit, or NULL */
+	uint32_t policy_gen;   /* bumped by each policy read */
 
 	bool stopping;
 };

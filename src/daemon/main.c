@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "config.h"
 #include "daemon.h"
 #include "listener.h"
@@ -113,6 +114,10 @@ int main(int argc, char **argv)
 	struct privileges priv;
 	if (!privileges_resolve(opts.user, &priv))
 		return 1;
+	/* Read as root, before anything is bound: a broken policy stops the start. */
+	struct access_setup access;
+	if (!access_setup_open(&opts, &access))
+		return 1;
 	raise_fd_limit();
 	/* Before the socket exists: a SIGTERM from then on waits for the signalfd
 	 * (the mask survives daemon()), instead of killing us with the file left. */
@@ -120,11 +125,14 @@ int main(int argc, char **argv)
 	systemd_notify_init(); /* before any driver (or its children) could see it */
 
 	struct listener *listeners[OPTIONS_MAX_SOCKETS] = { 0 };
-	if (!open_sockets(&opts, listeners))
+	if (!open_sockets(&opts, listeners)) {
+		access_setup_drop(&access);
 		return 1;
+	}
 	if (!opts.foreground && daemon(0, 0) < 0) {
 		log_crit("cannot detach: %s", strerror(errno));
 		close_listeners(listeners, opts.n_sockets);
+		access_setup_drop(&access);
 		return 1;
 	}
 	log_startup_to_stderr(false);
@@ -137,6 +145,7 @@ int main(int argc, char **argv)
 	struct daemon *d = privileges_apply(&priv) ? daemon_new(&opts, true) : NULL;
 	if (!d) {
 		close_listeners(listeners, opts.n_sockets);
+		access_setup_drop(&access);
 		if (pid_written)
 			pid_file_remove(pid_path);
 		return 1;
@@ -148,6 +157,7 @@ int main(int argc, char **argv)
 		log_info("scardd %s listening on %s", SCARDD_VERSION, what);
 	}
 	d->n_sockets = opts.n_sockets;
+	access_setup_install(d, &access);
 	daemon_load_bundles(d);
 	daemon_load_readers(d);
 	daemon_wait_devices(d, 5000);

@@ -18,6 +18,8 @@ enum {
 	OPT_FORCE_POLLING,
 	OPT_DISABLE_POLKIT,
 	OPT_USER,
+	OPT_POLICY,
+	OPT_AUDIT,
 };
 
 /*
@@ -70,6 +72,19 @@ static const struct option_def defs[] = {
 		  "sockets, before loading any driver; started as root\n"
 		  "without it: as " PRIVILEGES_DEFAULT_USER " if that account exists;\n"
 		  "--user root keeps drivers running as root" },
+	{ .name = "policy",
+	  .key = OPT_POLICY,
+	  ARG(" FILE"),
+	  .help = "who may use which reader, and how (docs/POLICY.md);\n"
+		  "default " SCARDD_DEFAULT_POLICY ",\n"
+		  "without which every client may use every reader;\n"
+		  "SIGHUP reads it again" },
+	{ .name = "audit",
+	  .key = OPT_AUDIT,
+	  ARG(" FILE"),
+	  .help = "append a line per connect, transaction and control\n"
+		  "command to FILE, with the client and the result;\n"
+		  "SIGHUP opens it again (log rotation)" },
 	{ .name = "debug", .key = 'd', .help = "log everything" },
 	{ .name = "info", .key = 'i', .help = "log informational messages and errors" },
 	{ .name = "error", .key = 'e', .help = "log errors only (default)" },
@@ -283,6 +298,11 @@ static bool apply(struct options *opts, const struct option_def *o, const char *
 		break;
 	case OPT_DRIVERS: opts->drivers_dir = arg; break;
 	case OPT_USER: opts->user = arg; break;
+	case OPT_POLICY:
+		opts->policy_path = arg;
+		opts->policy_given = true;
+		break;
+	case OPT_AUDIT: opts->audit_path = arg; break;
 	case 'd': opts->level = LOG_LEVEL_DEBUG; break;
 	case 'i': opts->level = LOG_LEVEL_INFO; break;
 	case 'e': opts->level = LOG_LEVEL_ERROR; break;
@@ -313,6 +333,7 @@ enum options_result options_parse(struct options *opts, int argc, char **argv)
 	*opts = (struct options){
 		.config_dir = SCARDD_DEFAULT_CONFIG_DIR,
 		.drivers_dir = SCARDD_DEFAULT_DRIVERS_DIR,
+		.policy_path = SCARDD_DEFAULT_POLICY,
 		.level = LOG_LEVEL_ERROR,
 		.poll_ms = 200,
 		.max_handles = 200,

@@ -27,6 +27,9 @@ struct options {
 	bool config_given;       /* -c: then a path that cannot be read is an error */
 	const char *drivers_dir; /* driver bundles (Info.plist) */
 	const char *user;        /* --user USER[:GROUP]; NULL: see privileges.h */
+	const char *policy_path; /* --policy: who may use which reader (access.h) */
+	bool policy_given;       /* --policy: then a file that cannot be read is an error */
+	const char *audit_path;  /* --audit: one line per connect, transaction, control */
 	enum log_level level;
 	bool foreground;
 	bool apdu;

@@ -106,6 +106,7 @@ struct reader *readers_add(struct readers *rs, const char *name, void *device, u
 	r->device = device;
 	r->slot = slot;
 	r->position = (size_t)pos;
+	r->serial = ++rs->last_serial;
 	r->state = SCARD_ABSENT;
 	r->waiters.prev = r->waiters.next = &r->waiters;
 	rs->slots[pos] = r;
@@ -155,6 +156,13 @@ static void fill_record(struct wire_reader_state *w, const struct reader *r)
 size_t readers_snapshot(const struct readers *rs, struct wire_reader_state *out, size_t n,
 			const char *prefer)
 {
+	return readers_snapshot_where(rs, out, n, prefer, NULL, NULL);
+}
+
+size_t readers_snapshot_where(const struct readers *rs, struct wire_reader_state *out, size_t n,
+			      const char *prefer, bool (*keep)(void *ctx, const struct reader *r),
+			      void *ctx)
+{
 	bool preferring = prefer && *prefer;
 	size_t written = 0;
 
@@ -163,7 +171,7 @@ size_t readers_snapshot(const struct readers *rs, struct wire_reader_state *out,
 	for (int pass = preferring ? 0 : 1; pass < 2; pass++) {
 		for (size_t i = 0; i < rs->cap && written < n; i++) {
 			const struct reader *r = rs->slots[i];
-			if (!r)
+			if (!r || (keep && !keep(ctx, r)))
 				continue;
 			bool match = preferring && fnmatch(prefer, r->name, 0) == 0;
 			if (match == (pass == 0))

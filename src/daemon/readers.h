@@ -40,6 +40,7 @@ struct reader {
 	bool removed;     /* gone from the registry; handles and waiters may remain */
 	bool unavailable; /* listed, but its device does not answer (SCARD_UNKNOWN) */
 	size_t position;  /* index in the clients' array while registered */
+	uint64_t serial;  /* unique for the daemon's life, from 1 (positions are reused) */
 	void *device;     /* opaque to the model: who drives this reader */
 	unsigned slot;
 
@@ -67,6 +68,7 @@ struct readers {
 	size_t count;
 	uint32_t reader_events; /* counter for CMD_GET_READER_EVENTS, 1..0x7FFF */
 	size_t state_capacity;  /* array length told to 4:6 clients */
+	uint64_t last_serial;   /* the last reader's serial */
 	bool changed;           /* clients' view changed since readers_take_changed */
 	struct reader *woken;   /* readers whose lock waiters must retry */
 };
@@ -105,6 +107,10 @@ void reader_unref(struct reader *r);
  */
 size_t readers_snapshot(const struct readers *rs, struct wire_reader_state *out, size_t n,
 			const char *prefer);
+/* The same with only the readers keep(ctx, reader) accepts (keep NULL: all). */
+size_t readers_snapshot_where(const struct readers *rs, struct wire_reader_state *out, size_t n,
+			      const char *prefer, bool (*keep)(void *ctx, const struct reader *r),
+			      void *ctx);
 
 /*
  * The array length for protocol 4:6 clients: a multiple of 16 that holds

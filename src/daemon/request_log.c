@@ -8,6 +8,7 @@
 
 #include <pcsclite.h>
 
+#include "apdu_log.h"
 #include "handles.h"
 #include "log.h"
 #include "readers.h"
@@ -165,7 +166,7 @@ static bool request_card(const struct wire_msg *msg, int32_t *card)
 }
 
 /* The result code of a struct reply. */
-static bool reply_rv(const struct wire_msg *msg, uint32_t *rv)
+static bool reply_code(const struct wire_msg *msg, uint32_t *rv)
 {
 	switch (msg->cmd) {
 	case WIRE_VERSION: *rv = msg->u.version.rv; return true;
@@ -288,7 +289,7 @@ void request_log_answered(struct session *s, const struct wire_msg *msg)
 		break;
 	case WIRE_REPLY_STRUCT: break;
 	}
-	if (!reply_rv(msg, &rv)) {
+	if (!reply_code(msg, &rv)) {
 		emit(s, NULL, "answered", false, 0);
 		return;
 	}
@@ -311,15 +312,30 @@ void request_log_closed(struct session *s)
 		     0);
 }
 
+/* "client N (pid P, uid U) reader "NAME"": who an APDU line is about. */
+static void apdu_who(struct session *s, char *out, size_t size)
+{
+	size_t n = request_log_client(out, size, s->id, s->pid, s->uid);
+	if (s->note.reader[0] && n < size)
+		snprintf(out + n, size - n, " reader \"%s\"", s->note.reader);
+}
+
 void request_log_apdu(struct session *s, const char *what, const uint8_t *data, size_t len)
 {
 	if (!log_apdu_enabled())
 		return;
+	char who[256];
+	apdu_who(s, who, sizeof(who));
 	char label[320];
-	size_t n = request_log_client(label, sizeof(label), s->id, s->pid, s->uid);
-	if (s->note.reader[0])
-		snprintf(label + n, sizeof(label) - n, " reader \"%s\" %s", s->note.reader, what);
-	else
-		snprintf(label + n, sizeof(label) - n, " %s", what);
+	snprintf(label, sizeof(label), "%s %s", who, what);
 	log_hex(label, data, len);
+}
+
+void request_log_command_apdu(struct session *s, const uint8_t *data, size_t len)
+{
+	if (!log_apdu_enabled())
+		return;
+	char who[256];
+	apdu_who(s, who, sizeof(who));
+	apdu_log_command(who, data, len);
 }

@@ -45,6 +45,8 @@ void request_log_rv(struct session *s, uint32_t rv);
 void request_log_closed(struct session *s);
 /* -a: "client 3 (pid 42, uid 0) reader "X" APDU: 00 A4 ...", the reader the request named. */
 void request_log_apdu(struct session *s, const char *what, const uint8_t *data, size_t len);
+/* A command APDU's line: as request_log_apdu, PIN-bearing commands masked (apdu_log.h). */
+void request_log_command_apdu(struct session *s, const uint8_t *data, size_t len);
 
 /* ---- pure, for the above and for tests ---- */
 

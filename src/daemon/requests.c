@@ -3,6 +3,7 @@
 
 #include <pcsclite.h>
 
+#include "access.h"
 #include "job.h"
 #include "session.h"
 
@@ -44,6 +45,10 @@ enum outcome requests_handle(struct request *rq)
 	if (s->fetch_pending && rq->msg->cmd != WIRE_GET_READERS_STATE_SIZE &&
 	    rq->msg->cmd != WIRE_GET_READERS_STATE_ARRAY)
 		session_release_signals(s);
+	/* The policy's one gate: what it denies never reaches a handler. */
+	enum outcome denied;
+	if (access_denies(rq, &denied))
+		return denied;
 	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
 		if (handlers[i].cmd == rq->msg->cmd)
 			return handlers[i].fn(rq);

@@ -12,6 +12,7 @@
 
 #include <pcsclite.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "event_loop.h"
 #include "jobs.h"
@@ -166,6 +167,8 @@ void session_send_msg_data(struct session *s, const struct wire_msg *msg, const 
 		return;
 	}
 	send_parts(s, buf, n, data, len);
+	if (s->d->audit)
+		audit_reply(s->d->audit, s, msg);
 }
 
 void session_send_msg(struct session *s, const struct wire_msg *msg)
@@ -505,6 +508,8 @@ static void session_free(struct session *s)
 		s->next->prev = s->prev;
 	d->n_sessions--;
 	log_debug("client %" PRIu64 " (pid %d) gone, %zu left", s->id, (int)s->pid, d->n_sessions);
+	peer_identity_clear(&s->identity);
+	access_state_free(&s->access);
 	free(s->in);
 	free(s->out);
 	free(s);
@@ -570,11 +575,13 @@ void session_accept(void *data, const struct peer *peer)
 	s->gid = peer->gid;
 	s->id = ++d->next_session_id;
 	s->sock = sock->spec;
+	peer_identity_read(&s->identity, s->fd, s->pid, s->uid, s->gid);
 	wire_params_init(&s->params);
 	s->legacy_slots = s->sock->readers ? s->sock->readers : WIRE_LEGACY_READER_SLOTS;
 	if (el_add_fd(d->loop, s->fd, EL_READ, on_socket, s) < 0) {
 		log_error("cannot watch client socket: %s", strerror(errno));
 		close(s->fd);
+		peer_identity_clear(&s->identity);
 		free(s);
 		return;
 	}

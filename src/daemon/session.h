@@ -21,7 +21,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "access.h"
 #include "handles.h"
+#include "peer_identity.h"
 #include "readers.h"
 #include "request_log.h"
 #include "wire.h"
@@ -45,6 +47,8 @@ struct session {
 	uid_t uid;
 	gid_t gid;
 	const struct socket_spec *sock; /* the socket it came in on */
+	struct peer_identity identity;  /* who it is, read when it connected */
+	struct access_state access;     /* what the policy lets it do (access.c) */
 
 	/* the client's protocol state (request handlers keep it) */
 	struct wire_params params;

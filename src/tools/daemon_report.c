@@ -95,7 +95,7 @@ bool daemon_report_parse(char *text, struct daemon_report *r)
 		}
 		r->n++;
 	}
-	return report_first(r, "scardd") != NULL;
+	return !!report_first(r, "scardd");
 }
 
 bool daemon_report_fetch(const char *path, struct daemon_report *r)

@@ -99,7 +99,8 @@ class Install:
                  bundle + "Info.plist", bundle + "Linux/libifd-virtual.so",
                  p + "/lib/sysusers.d/scardd.conf", p + "/lib/tmpfiles.d/scardd.conf",
                  p + "/lib/udev/rules.d/92-scardd.rules",
-                 p + "/share/doc/scardd/LICENSE"}
+                 p + "/share/doc/scardd/LICENSE",
+                 p + "/share/doc/scardd/policy.conf.example"}
                 | {p + "/include/PCSC/" + h for h in HEADERS}
                 | {p + "/share/man/" + m for m in MAN_PAGES}
                 | {p + "/share/scardd/ifd-virtual/" + f

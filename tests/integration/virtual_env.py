@@ -157,11 +157,12 @@ class VirtualDaemon:
     """One daemon (scardd or pcscd) with one or more ifd-virtual readers."""
 
     def __init__(self, kind, readers=2, cards=None, fast=False, friendly="Virtual Reader",
-                 extra_instances=(), driver=DRIVER, poll_ms=None):
+                 extra_instances=(), driver=DRIVER, poll_ms=None, args=()):
         if kind not in DAEMONS:
             raise ValueError(kind)
         self.kind = kind
         self.poll_ms = poll_ms  # scardd's --poll-ms (pcscd's period is fixed)
+        self.args = list(args)  # more of scardd's options
         self.driver = Path(driver)
         self.dir = Path(tempfile.mkdtemp(prefix="vt-%s-" % kind))
         self.confdir = self.dir / "reader.conf.d"
@@ -233,6 +234,7 @@ class VirtualDaemon:
                     "--config-dir", str(self.confdir)]
             if self.poll_ms:
                 argv += ["--poll-ms", str(self.poll_ms)]
+            argv += self.args
         self.log_file = open(self.dir / "daemon.log", "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,

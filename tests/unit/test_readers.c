@@ -76,6 +76,34 @@ static void test_names_and_positions(void **state)
 	assert_int_equal(readers_snapshot(rs, st, 2, "C*"), 2);
 	assert_string_equal(st[0].name, "C 00 00");
 	assert_string_equal(st[1].name, "A 00 00");
+	/* D took B's position, not its serial: what was decided for B is not D's */
+	assert_int_not_equal(d->serial, 0);
+	assert_true(d->serial > c->serial && c->serial > a->serial);
+}
+
+static bool not_d(void *ctx, const struct reader *r)
+{
+	(*(int *)ctx)++;
+	return strcmp(r->name, "D 00 00") != 0;
+}
+
+/* A client's view (the policy's filter): what it may not see leaves no gap. */
+static void test_filtered_snapshot(void **state)
+{
+	struct readers *rs = *state;
+	add(rs, "A", 0);
+	add(rs, "D", 0);
+	add(rs, "C", 0);
+	struct wire_reader_state st[4];
+	int asked = 0;
+	assert_int_equal(readers_snapshot_where(rs, st, 4, NULL, not_d, &asked), 2);
+	assert_int_equal(asked, 3);
+	assert_string_equal(st[0].name, "A 00 00");
+	assert_string_equal(st[1].name, "C 00 00");
+	assert_string_equal(st[2].name, "");
+	asked = 0;
+	assert_int_equal(readers_snapshot_where(rs, st, 1, "C*", not_d, &asked), 1);
+	assert_string_equal(st[0].name, "C 00 00");
 }
 
 static void test_capacity_only_grows(void **state)
@@ -240,6 +268,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_names_and_positions, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_filtered_snapshot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_capacity_only_grows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sharing_modes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nested_transactions, setup, teardown),
