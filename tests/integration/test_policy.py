@@ -85,29 +85,37 @@ HOLDER = r'''
 import sys, threading
 from smartcard import scard as s
 reader, share = sys.argv[1], getattr(s, "SCARD_SHARE_" + sys.argv[2])
+out_lock = threading.Lock()
+
+def say(*words):
+    # one write per line: print() from two threads can interleave word and newline
+    with out_lock:
+        sys.stdout.write(" ".join(str(w) for w in words) + "\n")
+        sys.stdout.flush()
+
 hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
 hr, card, proto = s.SCardConnect(ctx, reader, share, s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1)
-print("HELD", hr & 0xFFFFFFFF, flush=True)
+say("HELD", hr & 0xFFFFFFFF)
 wait_ctx = None
 
 def wait(name):
     hr, st = s.SCardGetStatusChange(wait_ctx, 0, [(name, s.SCARD_STATE_UNAWARE)])
     cur = st[0][1] & ~s.SCARD_STATE_CHANGED
-    print("WAITING", wait_ctx, threading.get_native_id(), flush=True)
+    say("WAITING", wait_ctx, threading.get_native_id())
     hr, st = s.SCardGetStatusChange(wait_ctx, 60000, [(name, cur)])
-    print("WOKE", hr & 0xFFFFFFFF, st[0][1], flush=True)
+    say("WOKE", hr & 0xFFFFFFFF, st[0][1])
 
 for line in sys.stdin:
     w = line.split(None, 1)
     if w[0] == "transmit":
-        print("TRANSMIT", s.SCardTransmit(card, proto, [0x00, 0xA4, 0x04, 0x00, 0x00])[0] & 0xFFFFFFFF, flush=True)
+        say("TRANSMIT", s.SCardTransmit(card, proto, [0x00, 0xA4, 0x04, 0x00, 0x00])[0] & 0xFFFFFFFF)
     elif w[0] == "status":
-        print("STATUS", s.SCardStatus(card)[0] & 0xFFFFFFFF, flush=True)
+        say("STATUS", s.SCardStatus(card)[0] & 0xFFFFFFFF)
     elif w[0] == "wait":
         hr, wait_ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
         threading.Thread(target=wait, args=(w[1].strip(),)).start()
     elif w[0] == "cancel":
-        print("CANCEL", s.SCardCancel(wait_ctx) & 0xFFFFFFFF, flush=True)
+        say("CANCEL", s.SCardCancel(wait_ctx) & 0xFFFFFFFF)
 '''
 
 # The wire itself (tests/integration/pcsc_raw.py): CMD_VERSION, then what argv asks.
