@@ -43,8 +43,10 @@ static int discover(SCARDCONTEXT ctx, const char *reader, struct target *t, bool
 			 "cannot open %s to find its control socket (use --control)", reader);
 		return pcsc_fail(what, rv);
 	}
-	unsigned char buf[512];
-	DWORD len = sizeof(buf) - 1;
+	/* No more than MAX_BUFFER_SIZE: pcsc-lite's client (Debian's libpcsclite1)
+	 * answers a longer buffer with SCARD_E_INSUFFICIENT_BUFFER. */
+	unsigned char buf[MAX_BUFFER_SIZE + 1];
+	DWORD len = MAX_BUFFER_SIZE;
 	rv = SCardGetAttrib(h, SCARD_ATTR_VIRTUAL_CONTROL, buf, &len);
 	SCardDisconnect(h, SCARD_LEAVE_CARD);
 	if (rv != SCARD_S_SUCCESS) {

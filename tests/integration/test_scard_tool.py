@@ -289,6 +289,15 @@ def test_virtual_with_explicit_control_socket(fresh):
     assert r.returncode == 0, r.stderr
 
 
+def test_virtual_with_debian_client_library(fresh):
+    """The control socket is found through SCardGetAttrib: Debian's library
+    refuses a buffer longer than MAX_BUFFER_SIZE, which scard must not ask for
+    (the Debian package's scard runs on Debian's libpcsclite1)."""
+    r = fresh.scard("virtual", "insert", "1", "builtin", client_lib="debian")
+    assert r.returncode == 0, r.stderr
+    assert fresh.scard_json("list")["readers"][1]["card"] == "present"
+
+
 def test_virtual_errors(fresh, tmp_path):
     r = fresh.scard("virtual", "--control", tmp_path / "none.sock", "remove", "0")
     assert r.returncode == 8
