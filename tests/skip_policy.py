@@ -17,7 +17,9 @@ DELIBERATE = {
     "pcscd-only": "a check of Debian's pcscd itself (the reference a scardd test is compared "
                   "with) in a run against scardd",
     "sanitizer": "the ASan/UBSan run (SCARDD_SANITIZED=1): an instrumented libpcsclite or driver "
-                 "cannot load into Debian's uninstrumented programs (python3/pyscard, pcscd)",
+                 "cannot load into Debian's uninstrumented programs (python3/pyscard, pcscd); the "
+                 "Debian package test, whose package dpkg-buildpackage builds without sanitizers "
+                 "(the plain run tests it)",
     "no-release": "a pcsc-lite protocol range no Debian source reachable from here serves any "
                   "more (4:2, 4:3: gone with the suites that carried them); the builder names "
                   "what it searched. The ranges the suite needs (4:4, 4:5, 4:6, Fedora's 48) "

@@ -43,6 +43,8 @@ import skip_plugin  # noqa: E402
 def pytest_configure(config):
     compat_matrix.pytest_configure(config)  # the compatibility matrix
     skip_plugin.pytest_configure(config)    # the skip policy (tests/skip_policy.py)
+    config.addinivalue_line("markers", "watchdog(seconds): this test's own watchdog budget, for "
+                            "the few that build and install whole systems (test_deb.py)")
 
 REPO = HERE.parents[1]
 DAEMON_KIND = os.environ.get("SCARDD_TEST_DAEMON", "scardd")
@@ -173,11 +175,14 @@ def pytest_runtest_protocol(item, nextitem):
     faulthandler ends the whole run a little later."""
     dump = SESSION_TMP / "watchdog.txt"
     item._watchdog_fired = False
+    marker = item.get_closest_marker("watchdog")
+    budget = max(TEST_WATCHDOG, marker.args[0]) if marker else TEST_WATCHDOG
+    item._watchdog_budget = budget
 
     def expire():
         item._watchdog_fired = True
         with open(dump, "a") as f:
-            f.write("=== watchdog: %s still running after %.0fs\n" % (item.nodeid, TEST_WATCHDOG))
+            f.write("=== watchdog: %s still running after %.0fs\n" % (item.nodeid, budget))
             faulthandler.dump_traceback(file=f, all_threads=True)
         for p in _children:
             if p.poll() is None:
@@ -187,10 +192,10 @@ def pytest_runtest_protocol(item, nextitem):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-    t = threading.Timer(TEST_WATCHDOG, expire)
+    t = threading.Timer(budget, expire)
     t.daemon = True
     t.start()
-    faulthandler.dump_traceback_later(TEST_WATCHDOG + 120, exit=True)
+    faulthandler.dump_traceback_later(budget + 120, exit=True)
     try:
         yield
     finally:
@@ -203,7 +208,8 @@ def _watchdog(request):
     yield
     if getattr(request.node, "_watchdog_fired", False):
         dump = SESSION_TMP / "watchdog.txt"
-        pytest.fail("watchdog: test hung for %.0fs; stacks:\n%s" % (TEST_WATCHDOG, dump.read_text()[-6000:]),
+        pytest.fail("watchdog: test hung for %.0fs; stacks:\n%s" % (request.node._watchdog_budget,
+                                                                   dump.read_text()[-6000:]),
                     pytrace=False)
 
 

@@ -2,7 +2,7 @@
  * ifd-virtual's configuration file, named by DEVICENAME in reader.conf.d:
  *
  *   readers = 2                      # slots of this reader, 1..128
- *   control = /run/scardd/virtual.sock
+ *   control = /run/pcscd/ifd-virtual.sock
  *   control_mode = 0600              # octal permissions of the control socket
  *   fast = no                        # every reader answers 90 00 at once
  *   card.0 = builtin                 # card present at start: builtin, a card file,
