@@ -102,8 +102,9 @@ static const struct option_def defs[] = {
 	{ .name = "auto-exit", .key = 'x', .help = "exit after 60 s with no client connected" },
 	{ .name = "hotplug",
 	  .key = 'H',
-	  .help = "ask the daemon on the socket to rescan its readers, then exit:\n"
-		  "SIGUSR1 to the pid in its pid file (X.comm's is X.pid)" },
+	  .help = "ask the daemon on the socket to rescan its readers (USB\n"
+		  "devices and reader.conf.d), then exit: SIGUSR1 to the pid\n"
+		  "in its pid file (X.comm's is X.pid)" },
 	{ .name = "poll-ms",
 	  .key = OPT_POLL,
 	  ARG(" N"),
@@ -120,19 +121,18 @@ static const struct option_def defs[] = {
 
 	{ .name = "reader-name-no-serial",
 	  .key = 'S',
-	  .help = "pcscd: no USB serial number in reader names",
-	  .ignored = "scardd has no USB readers yet" },
+	  .help = "no USB serial number in reader names" },
 	{ .name = "reader-name-no-interface",
 	  .key = 'I',
-	  .help = "pcscd: no USB interface name in reader names",
-	  .ignored = "scardd has no USB readers yet" },
+	  .help = "no USB interface name in reader names" },
 	{ .name = "force-reader-polling",
 	  .key = OPT_FORCE_POLLING,
 	  .has_arg = optional_argument,
 	  .arg = "[=N]",
 	  .help = "pcscd: poll the USB bus even when a driver\n"
 		  "announces hotplug (IFD_GENERATE_HOTPLUG)",
-	  .ignored = "scardd has no USB hotplug yet" },
+	  .ignored = "scardd learns of USB devices from udev's events and never polls the bus "
+		     "(nor does pcscd built with libudev)" },
 	{ .name = "color",
 	  .key = 'T',
 	  .help = "pcscd: coloured log lines",
@@ -290,6 +290,8 @@ static bool apply(struct options *opts, const struct option_def *o, const char *
 	case 'a': opts->apdu = true; break;
 	case 'x': return set_auto_exit(opts, prog);
 	case 'H': opts->hotplug = true; break;
+	case 'S': opts->name_no_serial = true; break;
+	case 'I': opts->name_no_interface = true; break;
 	}
 	return true;
 }

@@ -7,17 +7,26 @@
  * "Name 00 01", ... The daemon learns about card events through the polling
  * function it gets from TAG_IFD_POLLING_THREAD_WITH_TIMEOUT, so insertions and
  * removals made on the control channel show at once.
+ *
+ * Installed as a bundle with USB ids in its Info.plist, it is also a USB
+ * driver: a daemon's hotplug names the device ("usb:..."), and a file in the
+ * bundle's Contents/usb stands for each interface that is a reader (vusb.h).
  */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ifdhandler.h>
 #include <reader.h>
 
 #include "vinstance.h"
+#include "vusb.h"
 
 #ifndef SCARD_ATTR_VIRTUAL_CONTROL
 /* Vendor attribute: "slot=N control=PATH", how `scard virtual` finds the
@@ -93,6 +102,7 @@ static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *so
 		return IFD_COMMUNICATION_ERROR;
 	}
 	inst->key = lun >> 16;
+	snprintf(inst->source, sizeof(inst->source), "%s", source);
 	if (vinstance_start_control(inst, err, sizeof(err))) {
 		say(PRIO_ERROR, "%s: %s", source, err);
 		vinstance_free(inst);
@@ -107,8 +117,60 @@ static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *so
 	return IFD_SUCCESS;
 }
 
+/*
+ * A USB interface: the device node must open as libusb would open it (so a
+ * daemon without the rights fails here, as with libccid), and the interface
+ * needs its configuration file; otherwise, as libccid for an interface that
+ * is not CCID or a device it cannot open, IFD_NO_SUCH_DEVICE.
+ */
+static RESPONSECODE open_usb(DWORD lun, const char *name)
+{
+	struct vusb_device dev;
+	if (!vusb_parse(name, &dev)) {
+		say(PRIO_ERROR, "%s: not a usb:VVVV/PPPP:libudev:IF:/dev/bus/usb/BBB/DDD name",
+		    name);
+		return IFD_COMMUNICATION_ERROR;
+	}
+	int fd = open(dev.node, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		say(PRIO_ERROR, "%s: cannot open %s: %s", name, dev.node, strerror(errno));
+		return IFD_NO_SUCH_DEVICE;
+	}
+	close(fd);
+	Dl_info info;
+	char dir[VUSB_PATH_MAX], paths[2][VUSB_PATH_MAX];
+	if (!dladdr((void *)open_usb, &info) ||
+	    !vusb_dir_from_library(info.dli_fname, dir, sizeof(dir)) ||
+	    !vusb_config_paths(dir, &dev, paths)) {
+		say(PRIO_ERROR, "%s: cannot tell where this bundle's usb directory is", name);
+		return IFD_COMMUNICATION_ERROR;
+	}
+	const char *path = NULL;
+	for (int i = 0; i < 2 && !path; i++)
+		if (access(paths[i], F_OK) == 0)
+			path = paths[i];
+	if (!path) {
+		say(PRIO_DEBUG, "%s: interface %u is not a reader (no %s or %s)", name,
+		    dev.interface, paths[0], paths[1]);
+		return IFD_NO_SUCH_DEVICE;
+	}
+	struct vconfig cfg;
+	vconfig_defaults(&cfg);
+	char err[1024];
+	if (vconfig_load(&cfg, path, err, sizeof(err))) {
+		say(PRIO_ERROR, "%s: %s", name, err);
+		vconfig_clear(&cfg);
+		return IFD_COMMUNICATION_ERROR;
+	}
+	RESPONSECODE rc = open_instance(lun, &cfg, name);
+	vconfig_clear(&cfg);
+	return rc;
+}
+
 RESPONSECODE IFDHCreateChannelByName(DWORD Lun, LPSTR DeviceName)
 {
+	if (vusb_is_usb(DeviceName))
+		return open_usb(Lun, DeviceName);
 	struct vconfig cfg;
 	vconfig_defaults(&cfg);
 	if (DeviceName && DeviceName[0]) {
@@ -144,8 +206,12 @@ RESPONSECODE IFDHCloseChannel(DWORD Lun)
 	if (inst)
 		inst->gone = true;
 	pthread_mutex_unlock(&instances_lock);
-	if (inst)
+	if (inst) {
 		vinstance_close(inst);
+		/* one line per instance, at its first close: tests count them */
+		say(PRIO_INFO, "%s: closed%s", inst->source,
+		    inst->unplugged ? " (device removed)" : "");
+	}
 	return IFD_SUCCESS;
 }
 
@@ -197,6 +263,7 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 	case TAG_IFD_THREAD_SAFE:
 	case TAG_IFD_SLOT_THREAD_SAFE: return put_byte(Length, Value, 1);
 	case TAG_IFD_POLLING_THREAD_KILLABLE: return put_byte(Length, Value, 0);
+	case TAG_IFD_DEVICE_REMOVED: return put_byte(Length, Value, 1); /* it wants to be told */
 	case TAG_IFD_POLLING_THREAD_WITH_TIMEOUT: {
 		RESPONSECODE (*fn)(DWORD, int) = wait_event;
 		return put_bytes(Length, Value, &fn, sizeof(fn));
@@ -237,13 +304,16 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 
 RESPONSECODE IFDHSetCapabilities(DWORD Lun, DWORD Tag, DWORD Length, PUCHAR Value)
 {
-	(void)Length;
-	(void)Value;
-	if (!find_slot(Lun))
+	struct vinstance *inst = find_instance(Lun);
+	if (!inst || (Lun & 0xFFFF) >= inst->n_slots)
 		return IFD_NO_SUCH_DEVICE;
-	if (Tag == TAG_IFD_DEVICE_REMOVED)
-		return IFD_SUCCESS;
-	return IFD_ERROR_TAG;
+	if (Tag != TAG_IFD_DEVICE_REMOVED)
+		return IFD_ERROR_TAG;
+	if (Length >= 1 && Value && Value[0] && !inst->unplugged) {
+		inst->unplugged = true;
+		say(PRIO_INFO, "%s: told the device was removed", inst->source);
+	}
+	return IFD_SUCCESS;
 }
 
 RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags, UCHAR PTS1,
