@@ -59,6 +59,7 @@ struct usb_reader {
 	char *devnode;                     /* its device's node, /dev/bus/usb/BBB/DDD */
 	char *device;                      /* the driver's device string */
 	char *name;                        /* the reader name before " XX YY" */
+	const char *friendly;              /* its bundle's ifdFriendlyName */
 	unsigned channel;                  /* HP_BASE_PORT + its tracking number */
 	const struct bundle *bundle;       /* the driver tried now */
 	const struct bundle *class_bundle; /* tried next if that one fails, or NULL */
@@ -67,10 +68,11 @@ struct usb_reader {
 	struct usb_reader *next;
 };
 
-/* A failure already logged: its device ("1-2") and cause. */
+/* A failure already logged: where (a device "1-2", or a bundle) and its cause. */
 struct usb_failure {
-	char *device;
+	char *scope;
 	char *cause;
+	bool device; /* forgotten when the device leaves */
 	struct usb_failure *next;
 };
 
@@ -93,34 +95,46 @@ static size_t device_part(const char *sysname)
 	return strcspn(sysname, ":");
 }
 
-/* True the first time (device, cause) is seen: log it at error level then. */
-static bool first_failure(struct usb_hotplug *hp, const char *sysname, const char *cause)
+static void free_failure(struct usb_failure *f)
 {
-	size_t n = device_part(sysname);
+	free(f->scope);
+	free(f->cause);
+	free(f);
+}
+
+/* True the first time (scope, cause) is seen: log it at error level then. */
+static bool first_failure(struct usb_hotplug *hp, const char *scope, size_t scope_len, bool device,
+			  const char *cause)
+{
 	for (struct usb_failure *f = hp->failures; f; f = f->next)
-		if (strlen(f->device) == n && !strncmp(f->device, sysname, n) &&
+		if (strlen(f->scope) == scope_len && !strncmp(f->scope, scope, scope_len) &&
 		    !strcmp(f->cause, cause))
 			return false;
 	struct usb_failure *f = calloc(1, sizeof(*f));
-	if (!f || !(f->device = strndup(sysname, n)) || !(f->cause = strdup(cause))) {
+	if (!f || !(f->scope = strndup(scope, scope_len)) || !(f->cause = strdup(cause))) {
 		if (f)
-			free(f->device);
+			free(f->scope);
 		free(f);
 		return true;
 	}
+	f->device = device;
 	f->next = hp->failures;
 	hp->failures = f;
 	if (++hp->n_failures > MAX_FAILURES) {
 		struct usb_failure **p = &hp->failures;
 		while ((*p)->next)
 			p = &(*p)->next;
-		free((*p)->device);
-		free((*p)->cause);
-		free(*p);
+		free_failure(*p);
 		*p = NULL;
 		hp->n_failures--;
 	}
 	return true;
+}
+
+/* Once per plugged device (all its interfaces) and cause. */
+static bool first_device_failure(struct usb_hotplug *hp, const char *sysname, const char *cause)
+{
+	return first_failure(hp, sysname, device_part(sysname), true, cause);
 }
 
 /* The device left (or works now): its next failure is news again. */
@@ -129,11 +143,9 @@ static void forget_failures(struct usb_hotplug *hp, const char *sysname)
 	size_t n = device_part(sysname);
 	for (struct usb_failure **p = &hp->failures; *p;) {
 		struct usb_failure *f = *p;
-		if (strlen(f->device) == n && !strncmp(f->device, sysname, n)) {
+		if (f->device && strlen(f->scope) == n && !strncmp(f->scope, sysname, n)) {
 			*p = f->next;
-			free(f->device);
-			free(f->cause);
-			free(f);
+			free_failure(f);
 			hp->n_failures--;
 		} else {
 			p = &f->next;
@@ -221,7 +233,7 @@ static void report_failure(struct usb_reader *r, long driver_rc)
 			log_debug("USB device %s is gone (%s)", r->devnode, r->name);
 			return;
 		}
-		if (!first_failure(hp, r->sysname, "access")) {
+		if (!first_device_failure(hp, r->sysname, "access")) {
 			log_debug("%s: still no access to %s", r->name, r->devnode);
 			return;
 		}
@@ -233,13 +245,16 @@ static void report_failure(struct usb_reader *r, long driver_rc)
 				 user_name(st.st_uid, owner, sizeof(owner)),
 				 group_name(st.st_gid, group, sizeof(group)));
 		char mine[64];
+		group_name(getegid(), mine, sizeof(mine));
 		log_error(
-			"USB reader %s: %s cannot open %s: scardd runs as %s (group %s) and may "
-			"not open %s%s: %s. Fix: a udev rule giving that group the device (README, "
-			"\"USB readers\"), then replug the reader or run `udevadm trigger`",
-			r->name, r->bundle->lib_path, r->device,
-			user_name(geteuid(), user, sizeof(user)),
-			group_name(getegid(), mine, sizeof(mine)), r->devnode, mode, strerror(err));
+			"USB device %s at %s: its driver %s cannot open it (%s): scardd runs as %s "
+			"(group %s), and %s%s refuses that: %s. Fix: a udev rule giving group %s "
+			"read-write access to the device (udev/92-scardd.rules does it for group "
+			"pcscd; README, \"USB readers\"), then replug the reader or run `udevadm "
+			"trigger`",
+			r->friendly, r->devnode, r->bundle->lib_path, r->device,
+			user_name(geteuid(), user, sizeof(user)), mine, r->devnode, mode,
+			strerror(err), mine);
 		return;
 	}
 	if (driver_rc == IFD_NO_SUCH_DEVICE) {
@@ -249,7 +264,7 @@ static void report_failure(struct usb_reader *r, long driver_rc)
 	}
 	char cause[64];
 	snprintf(cause, sizeof(cause), "driver %ld", driver_rc);
-	if (!first_failure(hp, r->sysname, cause)) {
+	if (!first_device_failure(hp, r->sysname, cause)) {
 		log_debug("%s: %s failed again (code %ld)", r->name, r->device, driver_rc);
 		return;
 	}
@@ -287,12 +302,13 @@ static bool start_driver(struct usb_reader *r)
 	char err[512];
 	struct driver *drv = driver_load(r->bundle->lib_path, err, sizeof(err));
 	if (!drv) {
-		char cause[64];
-		snprintf(cause, sizeof(cause), "load %.50s",
-			 r->bundle->name ? r->bundle->name : "");
-		if (first_failure(r->hp, r->sysname, cause))
+		/* a bundle's problem, not a device's: said once while scardd runs */
+		const char *path = r->bundle->path;
+		if (first_failure(r->hp, path, strlen(path), false, "load"))
 			log_error("USB reader %s: the driver bundle %s cannot be used: %s", r->name,
-				  r->bundle->path, err);
+				  path, err);
+		else
+			log_debug("USB reader %s: %s still cannot be used", r->name, path);
 		return false;
 	}
 	struct device_spec spec = {
@@ -334,7 +350,7 @@ static void note_unlisted(struct usb_hotplug *hp, struct udev_device *itf, const
 			  devnode);
 		return;
 	}
-	if (first_failure(hp, sysname, "unlisted"))
+	if (first_device_failure(hp, sysname, "unlisted"))
 		log_info(
 			"USB device %04x:%04x at %s has a CCID interface but no driver bundle in %s "
 			"lists it: not a reader. libccid opens only the devices its Info.plist "
@@ -395,6 +411,7 @@ static void consider(struct usb_hotplug *hp, struct udev_device *itf)
 		return;
 	}
 	r->hp = hp;
+	r->friendly = entry->friendly_name;
 	r->bundle = b;
 	r->class_bundle = class_bundle;
 	r->channel = free_channel(hp);
@@ -522,9 +539,7 @@ void usb_hotplug_free(struct usb_hotplug *hp)
 	while (hp->failures) {
 		struct usb_failure *f = hp->failures;
 		hp->failures = f->next;
-		free(f->device);
-		free(f->cause);
-		free(f);
+		free_failure(f);
 	}
 	udev_monitor_unref(hp->monitor);
 	udev_unref(hp->udev);

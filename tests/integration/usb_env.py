@@ -117,6 +117,7 @@ class UsbDaemon:
         self.socket = str(self.dir / "run" / "pcscd.comm")
         self.proc = None
         self.log_file = None
+        self.saved_log = ""
 
     def argv(self):
         if self.kind == "pcscd":
@@ -145,7 +146,9 @@ class UsbDaemon:
 
     @property
     def log(self):
-        return (self.dir / "daemon.log").read_text(errors="replace")
+        """The daemon's log so far (kept after cleanup)."""
+        path = self.dir / "daemon.log"
+        return path.read_text(errors="replace") if path.exists() else self.saved_log
 
     def start(self):
         self.log_file = open(self.dir / "daemon.log", "wb")
@@ -188,6 +191,13 @@ class UsbDaemon:
         try:
             self.stop()
         finally:
+            if (self.dir / "daemon.log").exists():
+                self.saved_log = self.log
+                keep = os.environ.get("SCARDD_TEST_LOGS")
+                if keep:
+                    Path(keep).mkdir(parents=True, exist_ok=True)
+                    shutil.copy(self.dir / "daemon.log",
+                                Path(keep) / ("%s-%s.log" % (self.dir.name, self.kind)))
             shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -20,6 +20,7 @@ listeners() lets a test check that every daemon has its own.
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -80,7 +81,8 @@ class UsbTestbed:
     def add_device(self, bus, address, vid, pid, interfaces, serial=None, product=None,
                    manufacturer=None, mode=0o666):
         """Plugs a device: interfaces is a list of dicts with num, cls (class
-        number) and optionally name (its interface string)."""
+        number) and optionally name (its interface string). mode is its
+        node's; None leaves the node out (a device gone before it is opened)."""
         a = self._ask(op="add", bus=bus, address=address, vid=vid, pid=pid, serial=serial,
                       product=product, manufacturer=manufacturer, mode=mode,
                       interfaces=interfaces)
@@ -103,9 +105,15 @@ class UsbTestbed:
         return sorted(p.name for p in self.root.glob("event*"))
 
     def open_up(self):
-        """Lets an unprivileged daemon into the testbed (read it, add its socket)."""
-        for dirpath, dirnames, _ in os.walk(self.root):
+        """Lets an unprivileged daemon into the testbed: read it, add its
+        uevent socket, reach the preload's ioctl sockets. Device nodes keep
+        their modes."""
+        for dirpath, _, filenames in os.walk(self.root):
             os.chmod(dirpath, 0o755)
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.chmod(path, 0o777)
         os.chmod(self.root, 0o1777)
 
     def close(self):
@@ -140,8 +148,9 @@ def serve():
     def node_file(bus, address, mode):
         path = Path(root) / ("dev/bus/usb/%03d/%03d" % (bus, address))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"")
-        os.chmod(path, mode)
+        if mode is not None:  # None: a device gone before anyone opens it
+            path.write_bytes(b"")
+            os.chmod(path, mode)
         return "/dev/bus/usb/%03d/%03d" % (bus, address)
 
     def add_usb_device(parent, name, bus, address, vid, pid, serial, product, manufacturer, mode):

@@ -14,7 +14,6 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -91,7 +90,18 @@ __attribute__((destructor)) static void free_instances(void)
 	pthread_mutex_unlock(&instances_lock);
 }
 
-static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *source)
+/*
+ * A USB device that was unplugged fails every call at once, whatever its
+ * daemon knows yet, as real hardware does (libccid then answers
+ * IFD_NO_SUCH_DEVICE): its node is gone.
+ */
+static bool device_gone(const struct vinstance *inst)
+{
+	return inst->node[0] && access(inst->node, F_OK) != 0;
+}
+
+static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *source,
+				  const char *node)
 {
 	if (find_instance(lun)) /* already open: a daemon asking again for another slot */
 		return IFD_SUCCESS;
@@ -103,6 +113,7 @@ static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *so
 	}
 	inst->key = lun >> 16;
 	snprintf(inst->source, sizeof(inst->source), "%s", source);
+	snprintf(inst->node, sizeof(inst->node), "%s", node ? node : "");
 	if (vinstance_start_control(inst, err, sizeof(err))) {
 		say(PRIO_ERROR, "%s: %s", source, err);
 		vinstance_free(inst);
@@ -112,14 +123,16 @@ static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *so
 	inst->next = instances;
 	instances = inst;
 	pthread_mutex_unlock(&instances_lock);
-	say(PRIO_INFO, "%s: %u reader%s, control channel %s", source, inst->n_slots,
-	    inst->n_slots == 1 ? "" : "s", inst->cfg.control ? inst->cfg.control : "none");
+	say(PRIO_INFO, "%s: %u reader%s, control channel %s (thread %ld)", source, inst->n_slots,
+	    inst->n_slots == 1 ? "" : "s", inst->cfg.control ? inst->cfg.control : "none",
+	    (long)gettid());
 	return IFD_SUCCESS;
 }
 
 /*
- * A USB interface: the device node must open as libusb would open it (so a
- * daemon without the rights fails here, as with libccid), and the interface
+ * A USB interface: the device node must be one the daemon may open
+ * read-write, as libusb does (so a daemon without the rights fails here, as
+ * with libccid), and the interface
  * needs its configuration file; otherwise, as libccid for an interface that
  * is not CCID or a device it cannot open, IFD_NO_SUCH_DEVICE.
  */
@@ -131,12 +144,12 @@ static RESPONSECODE open_usb(DWORD lun, const char *name)
 		    name);
 		return IFD_COMMUNICATION_ERROR;
 	}
-	int fd = open(dev.node, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
+	/* libusb opens the node read-write; asking is enough here (and opening
+	 * an emulated usbdevfs node would start umockdev's ioctl emulation) */
+	if (access(dev.node, R_OK | W_OK) != 0) {
 		say(PRIO_ERROR, "%s: cannot open %s: %s", name, dev.node, strerror(errno));
 		return IFD_NO_SUCH_DEVICE;
 	}
-	close(fd);
 	Dl_info info;
 	char dir[VUSB_PATH_MAX], paths[2][VUSB_PATH_MAX];
 	if (!dladdr((void *)open_usb, &info) ||
@@ -162,7 +175,7 @@ static RESPONSECODE open_usb(DWORD lun, const char *name)
 		vconfig_clear(&cfg);
 		return IFD_COMMUNICATION_ERROR;
 	}
-	RESPONSECODE rc = open_instance(lun, &cfg, name);
+	RESPONSECODE rc = open_instance(lun, &cfg, name, dev.node);
 	vconfig_clear(&cfg);
 	return rc;
 }
@@ -182,7 +195,8 @@ RESPONSECODE IFDHCreateChannelByName(DWORD Lun, LPSTR DeviceName)
 		}
 	}
 	RESPONSECODE rc = open_instance(Lun, &cfg,
-					DeviceName && DeviceName[0] ? DeviceName : "defaults");
+					DeviceName && DeviceName[0] ? DeviceName : "defaults",
+					NULL);
 	vconfig_clear(&cfg);
 	return rc;
 }
@@ -192,7 +206,7 @@ RESPONSECODE IFDHCreateChannel(DWORD Lun, DWORD Channel)
 	(void)Channel;
 	struct vconfig cfg;
 	vconfig_defaults(&cfg);
-	RESPONSECODE rc = open_instance(Lun, &cfg, "defaults");
+	RESPONSECODE rc = open_instance(Lun, &cfg, "defaults", NULL);
 	vconfig_clear(&cfg);
 	return rc;
 }
@@ -209,8 +223,8 @@ RESPONSECODE IFDHCloseChannel(DWORD Lun)
 	if (inst) {
 		vinstance_close(inst);
 		/* one line per instance, at its first close: tests count them */
-		say(PRIO_INFO, "%s: closed%s", inst->source,
-		    inst->unplugged ? " (device removed)" : "");
+		say(PRIO_INFO, "%s: closed%s (thread %ld)", inst->source,
+		    inst->unplugged ? " (device removed)" : "", (long)gettid());
 	}
 	return IFD_SUCCESS;
 }
@@ -331,8 +345,9 @@ RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags, U
 
 RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 {
+	struct vinstance *inst = find_instance(Lun);
 	struct vslot *s = find_slot(Lun);
-	if (!s) {
+	if (!s || device_gone(inst)) {
 		if (AtrLength)
 			*AtrLength = 0;
 		return IFD_NO_SUCH_DEVICE;
@@ -347,13 +362,24 @@ RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer, DWORD TxLength,
 			       PUCHAR RxBuffer, PDWORD RxLength, PSCARD_IO_HEADER RecvPci)
 {
+	struct vinstance *inst = find_instance(Lun);
 	struct vslot *s = find_slot(Lun);
-	if (!s) {
+	if (!s || device_gone(inst)) {
 		*RxLength = 0;
 		return IFD_NO_SUCH_DEVICE;
 	}
+	if (s->delay_ms)
+		say(PRIO_DEBUG, "reader %lu: this transmit takes %u ms",
+		    (unsigned long)(Lun & 0xFFFF), s->delay_ms);
 	RESPONSECODE rc = vslot_transmit(s, SendPci.Protocol, TxBuffer, TxLength, RxBuffer,
 					 RxLength);
+	if (s->delay_ms)
+		say(PRIO_DEBUG, "reader %lu: the slow transmit is done",
+		    (unsigned long)(Lun & 0xFFFF));
+	if (device_gone(inst)) { /* unplugged while the card worked: the answer is lost */
+		*RxLength = 0;
+		return IFD_NO_SUCH_DEVICE;
+	}
 	if (RecvPci) {
 		RecvPci->Protocol = SendPci.Protocol;
 		RecvPci->Length = sizeof(*RecvPci);
@@ -370,7 +396,7 @@ RESPONSECODE IFDHControl(DWORD Lun, DWORD dwControlCode, PUCHAR TxBuffer, DWORD 
 	(void)RxLength;
 	if (pdwBytesReturned)
 		*pdwBytesReturned = 0;
-	if (!find_slot(Lun))
+	if (!find_slot(Lun) || device_gone(find_instance(Lun)))
 		return IFD_NO_SUCH_DEVICE;
 	if (dwControlCode == CM_IOCTL_GET_FEATURE_REQUEST_CODE)
 		return IFD_SUCCESS; /* no PIN pad, no other features: an empty list */

@@ -20,6 +20,7 @@ struct vinstance {
 	bool closed;
 	bool unplugged;   /* the daemon said its USB device was removed */
 	char source[256]; /* the configuration or device it was opened from, for logs */
+	char node[256];   /* a USB device's node ("" if none): gone = unplugged */
 	struct vconfig cfg;
 	unsigned n_slots;
 	struct vslot slots[VCONFIG_MAX_READERS];
