@@ -116,23 +116,22 @@ static const struct option_def defs[] = {
 	  .help = "fail a request its driver has not answered in S\n"
 		  "seconds with SCARD_E_TIMEOUT (default 120)",
 	  NUMBER(driver_timeout_s, 1, 86400) },
-	{ .name = "help", .key = 'h', .help = "show this help" },
-	{ .name = "version", .key = 'v', .help = "show the version" },
-
 	{ .name = "reader-name-no-serial",
 	  .key = 'S',
 	  .help = "no USB serial number in reader names" },
 	{ .name = "reader-name-no-interface",
 	  .key = 'I',
 	  .help = "no USB interface name in reader names" },
+	{ .name = "help", .key = 'h', .help = "show this help" },
+	{ .name = "version", .key = 'v', .help = "show the version" },
+
 	{ .name = "force-reader-polling",
 	  .key = OPT_FORCE_POLLING,
 	  .has_arg = optional_argument,
 	  .arg = "[=N]",
 	  .help = "pcscd: poll the USB bus even when a driver\n"
 		  "announces hotplug (IFD_GENERATE_HOTPLUG)",
-	  .ignored = "scardd learns of USB devices from udev's events and never polls the bus "
-		     "(nor does pcscd built with libudev)" },
+	  .ignored = "USB devices come from udev's events: nothing polls the bus" },
 	{ .name = "color",
 	  .key = 'T',
 	  .help = "pcscd: coloured log lines",
