@@ -66,11 +66,12 @@ def drivers():
 
 def standard_bundle(drivers, slow_slot=None):
     """The test bundle: TOKEN's CCID interface is a reader with a card; DUAL's
-    first interface two slots (slot 1 slow if asked), its second one; BROKEN's
-    configuration does not load."""
+    first interface two slots (slot 1 slow if asked: its transmits last 30 s,
+    or until the device is unplugged), its second one; BROKEN's configuration
+    does not load."""
     dual0 = reader_conf(2, {0: "builtin"})
     if slow_slot is not None:
-        dual0 += "delay.%d = %d\ncard.%d = builtin\n" % (slow_slot, 3000, slow_slot)
+        dual0 += "delay.%d = %d\ncard.%d = builtin\n" % (slow_slot, 30000, slow_slot)
     make_bundle(drivers, "ifd-virtual-usb.bundle", [TOKEN, DUAL, BROKEN], configs={
         "%04x-%04x-1.conf" % TOKEN[:2]: reader_conf(1, {0: "builtin"}),
         "%04x-%04x-0.conf" % DUAL[:2]: dual0,
@@ -339,7 +340,7 @@ def test_unplug_answers_as_pcscd(testbed, drivers):
             events_before, _ = p.reader_events()
         # both transmits are in the driver now
         for d in ds:
-            wait_log(d, r"reader 1: this transmit takes 3000 ms")
+            wait_log(d, r"reader 1: this transmit takes 30000 ms")
         testbed.remove_device(1, 3)
         wait_names(ds, 0, "unplugged")
 

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ifdhandler.h>
@@ -98,6 +99,18 @@ __attribute__((destructor)) static void free_instances(void)
 static bool device_gone(const struct vinstance *inst)
 {
 	return inst->node[0] && access(inst->node, F_OK) != 0;
+}
+
+/* A slow card's work (delay.N): it ends early when its USB device is unplugged. */
+static void slow_card(const struct vinstance *inst, unsigned ms)
+{
+	for (unsigned done = 0; done < ms && !device_gone(inst);) {
+		unsigned step = ms - done < 20 ? ms - done : 20;
+		struct timespec ts = { 0, (long)step * 1000000L };
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+		done += step;
+	}
 }
 
 static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *source,
@@ -368,9 +381,11 @@ RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuff
 		*RxLength = 0;
 		return IFD_NO_SUCH_DEVICE;
 	}
-	if (s->delay_ms)
+	if (s->delay_ms) {
 		say(PRIO_DEBUG, "reader %lu: this transmit takes %u ms",
 		    (unsigned long)(Lun & 0xFFFF), s->delay_ms);
+		slow_card(inst, s->delay_ms);
+	}
 	RESPONSECODE rc = vslot_transmit(s, SendPci.Protocol, TxBuffer, TxLength, RxBuffer,
 					 RxLength);
 	if (s->delay_ms)

@@ -274,12 +274,6 @@ RESPONSECODE vslot_transmit(struct vslot *s, DWORD protocol, const uint8_t *tx, 
 	RESPONSECODE rc = IFD_SUCCESS;
 	DWORD cap = *rx_len;
 	*rx_len = 0;
-	if (s->delay_ms) {
-		/* a slow card: the caller waits, the slot stays unlocked meanwhile */
-		struct timespec ts = { s->delay_ms / 1000, (long)(s->delay_ms % 1000) * 1000000L };
-		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-			;
-	}
 	pthread_mutex_lock(&s->lock);
 	if (!s->card) {
 		rc = IFD_ICC_NOT_PRESENT;
