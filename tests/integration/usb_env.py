@@ -127,15 +127,17 @@ class UsbDaemon:
             if driver_is_sanitized():
                 pytest.skip("sanitizer: a sanitizer-built driver cannot load into Debian's pcscd")
             inner = [usb_testbed.WRAPPER, PCSCD, "-f", "-d", "-c", str(self.confdir)] + self.args
-            return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                    'mkdir -p /run/pcscd && mount --bind "$0" /run/pcscd && '
+            return ["unshare", "--mount", "--propagation", "private", "--net", "sh", "-c",
+                    usb_testbed.ROOMY_UEVENTS + ' && mkdir -p /run/pcscd && '
+                    'mount --bind "$0" /run/pcscd && '
                     'mount --bind "$1" /usr/lib/pcsc/drivers && shift && exec "$@"',
                     str(self.dir / "run"), str(self.drivers)] + inner
         argv = [str(SCARDD), "--foreground", "--debug", "--socket", self.socket,
                 "--config-dir", str(self.confdir), "--drivers-dir", str(self.drivers)]
         if not any(a == "--user" for a in self.args):
             argv += ["--user", "root"]
-        return argv + self.args
+        return ["unshare", "--net", "sh", "-c", usb_testbed.ROOMY_UEVENTS + ' && exec "$@"',
+                "sh"] + argv + self.args
 
     def env(self):
         env = usb_testbed.preload_env(self.testbed.root)

@@ -26,6 +26,12 @@ import sys
 from pathlib import Path
 
 PRELOAD = "libumockdev-preload.so.0"
+# umockdev's uevents are datagrams on a unix socket, which queues only
+# net.unix.max_dgram_qlen (10) of them where the kernel's netlink socket holds
+# hundreds; the testbed aborts when a daemon's queue is full. Daemons run in
+# a network namespace of their own (unshare --net, root) with room for a
+# burst; unix sockets bound to paths still reach them.
+ROOMY_UEVENTS = "echo 512 > /proc/sys/net/unix/max_dgram_qlen"
 WRAPPER = "/usr/bin/umockdev-wrapper"
 PYTHON = "/usr/bin/python3"
 ROOT_HUB = {"vid": 0x1D6B, "pid": 0x0002}  # Linux Foundation 2.0 root hub
