@@ -26,6 +26,32 @@ void bundle_clear(struct bundle *b)
 	*b = (struct bundle){ 0 };
 }
 
+const struct bundle *bundle_find_driver(const struct bundle_list *list, uint16_t vid, uint16_t pid,
+					const struct bundle_device **entry,
+					const struct bundle **class_driver)
+{
+	const struct bundle *driver = NULL, *cls = NULL;
+	const struct bundle_device *driver_entry = NULL, *cls_entry = NULL;
+	for (size_t i = 0; list && i < list->n; i++) {
+		const struct bundle *b = &list->items[i];
+		for (size_t k = 0; k < b->n_devices; k++) {
+			const struct bundle_device *e = &b->devices[k];
+			if (e->vendor_id != vid || e->product_id != pid)
+				continue;
+			if (b->class_driver) {
+				cls = b;
+				cls_entry = e;
+			} else {
+				driver = b;
+				driver_entry = e;
+			}
+		}
+	}
+	*class_driver = cls;
+	*entry = driver ? driver_entry : cls_entry;
+	return driver ? driver : cls;
+}
+
 void bundle_list_free(struct bundle_list *list)
 {
 	if (!list)

@@ -37,6 +37,17 @@ int bundle_parse_plist(const char *xml, size_t len, const char *bundle_path, str
 /* Scans drivers_dir for *.bundle; bad bundles are reported through warn and skipped. */
 typedef void bundle_warn_fn(const char *path, const char *msg);
 int bundle_scan(const char *drivers_dir, struct bundle_list *list, bundle_warn_fn *warn);
+/*
+ * The driver for a USB device, as pcscd picks it: the last bundle (in name
+ * order) that lists vid:pid, not counting the class driver; else the class
+ * driver if it lists it. NULL when none does. *entry is the listing (its
+ * ifdFriendlyName names the reader); *class_driver the class driver's
+ * bundle if it lists the device too (tried when the vendor's driver fails),
+ * else NULL.
+ */
+const struct bundle *bundle_find_driver(const struct bundle_list *list, uint16_t vid, uint16_t pid,
+					const struct bundle_device **entry,
+					const struct bundle **class_driver);
 void bundle_clear(struct bundle *b);
 void bundle_list_free(struct bundle_list *list);
 

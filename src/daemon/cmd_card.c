@@ -38,10 +38,20 @@ static long event_warning(const struct handle *h)
 	}
 }
 
+/*
+ * A handle whose reader left or does not answer. pcscd forgets the handles
+ * of an unplugged USB reader and answers every card command on them with
+ * SCARD_E_INVALID_VALUE; applications written for it expect that there.
+ */
+static long gone_rv(const struct reader *r)
+{
+	return r->unplugged ? SCARD_E_INVALID_VALUE : SCARD_E_READER_UNAVAILABLE;
+}
+
 long cmd_card_check(const struct handle *h, bool check_events)
 {
 	if (h->reader->removed || h->reader->unavailable)
-		return SCARD_E_READER_UNAVAILABLE;
+		return gone_rv(h->reader);
 	if (handle_locked_out(h))
 		return SCARD_E_SHARING_VIOLATION;
 	if (check_events)
@@ -346,7 +356,7 @@ enum outcome cmd_begin(struct request *rq)
 	if (!h)
 		return reply_rv(s, rq->msg, SCARD_E_INVALID_HANDLE);
 	if (h->reader->removed || h->reader->unavailable)
-		return reply_rv(s, rq->msg, SCARD_E_READER_UNAVAILABLE);
+		return reply_rv(s, rq->msg, gone_rv(h->reader));
 	long rv = event_warning(h);
 	if (rv != SCARD_S_SUCCESS)
 		return reply_rv(s, rq->msg, rv);
@@ -369,7 +379,7 @@ enum outcome cmd_end(struct request *rq)
 	if (e->disposition > SCARD_EJECT_CARD)
 		return reply_rv(s, rq->msg, SCARD_E_INVALID_VALUE);
 	if (h->reader->removed || h->reader->unavailable)
-		return reply_rv(s, rq->msg, SCARD_E_READER_UNAVAILABLE);
+		return reply_rv(s, rq->msg, gone_rv(h->reader));
 	long rv = event_warning(h);
 	if (rv != SCARD_S_SUCCESS)
 		return reply_rv(s, rq->msg, rv);

@@ -21,6 +21,7 @@
 #include "reader_conf.h"
 #include "session.h"
 #include "systemd.h"
+#include "usb_hotplug.h"
 
 /* Rounds of collected work one pass does before it lets the loop look at events again. */
 #define MAX_ROUNDS 16
@@ -41,14 +42,14 @@ static void on_signal(struct event_loop *loop, int fd, void *data, int mask)
 	(void)mask;
 	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP || si.ssi_signo == SIGUSR1) {
-			/* SIGUSR1: pcscd's --hotplug (it re-reads reader.conf.d and
-			 * rescans USB; scardd has no USB readers yet) */
-			if (si.ssi_signo == SIGUSR1)
-				log_info("hotplug rescan requested (SIGUSR1): reading %s again "
-					 "(no USB readers yet)",
+			/* SIGUSR1: pcscd's --hotplug: USB devices and reader.conf.d again */
+			if (si.ssi_signo == SIGUSR1) {
+				log_info("hotplug rescan requested (SIGUSR1): USB devices and %s",
 					 d->opts->config_dir);
-			else
+				usb_hotplug_rescan(d->usb);
+			} else {
 				log_info("SIGHUP: reading %s again", d->opts->config_dir);
+			}
 			daemon_reload_readers(d);
 			if (si.ssi_signo == SIGHUP)
 				access_reload(d);
@@ -182,8 +183,9 @@ int daemon_reload_readers(struct daemon *d)
 	for (size_t i = 0; i < conf.n; i++)
 		libs[i] = realpath(conf.entries[i].lib_path, NULL);
 	/* Untouched stanzas keep their readers, handles and all. */
-	for (struct device *dev = d->devices.head; dev; dev = dev->next) {
-		if (dev->removing)
+	for (struct device *dev = d->devices.head, *next; dev; dev = next) {
+		next = dev->next; /* devices_remove may free dev */
+		if (dev->removing || dev->hotplug)
 			continue;
 		bool found = false;
 		for (size_t i = 0; i < conf.n && !found; i++) {
@@ -237,6 +239,19 @@ void daemon_load_bundles(struct daemon *d)
 		 d->opts->drivers_dir, devices);
 }
 
+void daemon_start_usb(struct daemon *d)
+{
+	struct usb_hotplug_config cfg = {
+		.loop = d->loop,
+		.devices = &d->devices,
+		.bundles = &d->bundles,
+		.drivers_dir = d->opts->drivers_dir,
+		.name_interface = !d->opts->name_no_interface,
+		.name_serial = !d->opts->name_no_serial,
+	};
+	d->usb = usb_hotplug_start(&cfg);
+}
+
 void daemon_wait_devices(struct daemon *d, unsigned timeout_ms)
 {
 	uint64_t end = el_now_ms() + timeout_ms;
@@ -286,7 +301,7 @@ struct daemon *daemon_new(const struct options *opts, bool threaded)
 		daemon_free(d);
 		return NULL;
 	}
-	devices_init(&d->devices, &d->readers, &d->jobs.done, opts->poll_ms);
+	devices_init(&d->devices, &d->readers, &d->jobs.done, d->loop, opts->poll_ms);
 	el_set_before_sleep(d->loop, before_sleep, d);
 	return d;
 }
@@ -318,6 +333,8 @@ void daemon_free(struct daemon *d)
 		sessions_free_all(d);
 	for (size_t i = 0; i < d->n_sockets; i++)
 		listener_close(d->sockets[i].listener, d->loop);
+	usb_hotplug_free(d->usb);
+	d->usb = NULL;
 	/* Threads that lost the loop inside a driver call still post their job. */
 	bool runners_done = runner_free(d->runner, 2000);
 	bool workers_done = devices_stop_all(&d->devices, 2000);

@@ -29,6 +29,7 @@ struct audit;
 struct loop_runner;
 struct policy;
 struct session;
+struct usb_hotplug;
 
 /* A listening socket and the settings its clients get. */
 struct served_socket {
@@ -46,6 +47,7 @@ struct daemon {
 	struct readers readers;
 	struct devices devices;
 	struct bundle_list bundles; /* USB driver bundles, for hotplug */
+	struct usb_hotplug *usb;    /* NULL: no USB readers */
 	struct jobs jobs;
 	int signal_fd;
 
@@ -83,6 +85,8 @@ int daemon_load_readers(struct daemon *d);
 int daemon_reload_readers(struct daemon *d);
 /* Reads the driver bundles (Info.plist) of --drivers-dir. */
 void daemon_load_bundles(struct daemon *d);
+/* Adds the USB readers present and watches for more (usb_hotplug.h). */
+void daemon_start_usb(struct daemon *d);
 /* Waits until every device has opened or timeout passes, then registers them. */
 void daemon_wait_devices(struct daemon *d, unsigned timeout_ms);
 int daemon_run(struct daemon *d);

@@ -69,6 +69,7 @@ struct job {
 
 	/* outputs */
 	long rv;          /* SCARD_* */
+	long driver_rc;   /* JOB_OPEN: the driver's answer to the open (IFD_*) */
 	bool unknown_tag; /* get-attrib: the driver does not know the attribute */
 	uint8_t *rx;
 	size_t rx_len;

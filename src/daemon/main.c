@@ -160,6 +160,7 @@ int main(int argc, char **argv)
 	access_setup_install(d, &access);
 	daemon_load_bundles(d);
 	daemon_load_readers(d);
+	daemon_start_usb(d); /* after reader.conf.d, as pcscd: those readers come first */
 	daemon_wait_devices(d, 5000);
 	int rc = daemon_run(d);
 	systemd_notify_stopping();

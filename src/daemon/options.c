@@ -117,8 +117,9 @@ static const struct option_def defs[] = {
 	{ .name = "auto-exit", .key = 'x', .help = "exit after 60 s with no client connected" },
 	{ .name = "hotplug",
 	  .key = 'H',
-	  .help = "ask the daemon on the socket to rescan its readers, then exit:\n"
-		  "SIGUSR1 to the pid in its pid file (X.comm's is X.pid)" },
+	  .help = "ask the daemon on the socket to rescan its readers (USB\n"
+		  "devices and reader.conf.d), then exit: SIGUSR1 to the pid\n"
+		  "in its pid file (X.comm's is X.pid)" },
 	{ .name = "poll-ms",
 	  .key = OPT_POLL,
 	  ARG(" N"),
@@ -130,24 +131,22 @@ static const struct option_def defs[] = {
 	  .help = "fail a request its driver has not answered in S\n"
 		  "seconds with SCARD_E_TIMEOUT (default 120)",
 	  NUMBER(driver_timeout_s, 1, 86400) },
+	{ .name = "reader-name-no-serial",
+	  .key = 'S',
+	  .help = "no USB serial number in reader names" },
+	{ .name = "reader-name-no-interface",
+	  .key = 'I',
+	  .help = "no USB interface name in reader names" },
 	{ .name = "help", .key = 'h', .help = "show this help" },
 	{ .name = "version", .key = 'v', .help = "show the version" },
 
-	{ .name = "reader-name-no-serial",
-	  .key = 'S',
-	  .help = "pcscd: no USB serial number in reader names",
-	  .ignored = "scardd has no USB readers yet" },
-	{ .name = "reader-name-no-interface",
-	  .key = 'I',
-	  .help = "pcscd: no USB interface name in reader names",
-	  .ignored = "scardd has no USB readers yet" },
 	{ .name = "force-reader-polling",
 	  .key = OPT_FORCE_POLLING,
 	  .has_arg = optional_argument,
 	  .arg = "[=N]",
 	  .help = "pcscd: poll the USB bus even when a driver\n"
 		  "announces hotplug (IFD_GENERATE_HOTPLUG)",
-	  .ignored = "scardd has no USB hotplug yet" },
+	  .ignored = "USB devices come from udev's events: nothing polls the bus" },
 	{ .name = "color",
 	  .key = 'T',
 	  .help = "pcscd: coloured log lines",
@@ -310,6 +309,8 @@ static bool apply(struct options *opts, const struct option_def *o, const char *
 	case 'a': opts->apdu = true; break;
 	case 'x': return set_auto_exit(opts, prog);
 	case 'H': opts->hotplug = true; break;
+	case 'S': opts->name_no_serial = true; break;
+	case 'I': opts->name_no_interface = true; break;
 	}
 	return true;
 }

@@ -134,6 +134,14 @@ void readers_remove(struct readers *rs, struct reader *r)
 	reader_unref(r);
 }
 
+void readers_unplug(struct readers *rs, struct reader *r)
+{
+	if (r->removed)
+		return;
+	r->unplugged = true;
+	readers_remove(rs, r);
+}
+
 struct reader *readers_find(const struct readers *rs, const char *name)
 {
 	for (size_t i = 0; i < rs->cap; i++)

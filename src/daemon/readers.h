@@ -38,6 +38,7 @@ struct reader {
 	struct readers *rs;
 	unsigned refs;
 	bool removed;     /* gone from the registry; handles and waiters may remain */
+	bool unplugged;   /* removed because its USB device left (readers_unplug) */
 	bool unavailable; /* listed, but its device does not answer (SCARD_UNKNOWN) */
 	size_t position;  /* index in the clients' array while registered */
 	uint64_t serial;  /* unique for the daemon's life, from 1 (positions are reused) */
@@ -93,6 +94,12 @@ struct reader *readers_add(struct readers *rs, const char *name, void *device, u
  * moves. The memory lives on while handles or waiters hold it.
  */
 void readers_remove(struct readers *rs, struct reader *r);
+
+/*
+ * The same for a reader whose USB device was unplugged; its handles then
+ * get pcscd's answer for a handle it no longer knows (cmd_card.c).
+ */
+void readers_unplug(struct readers *rs, struct reader *r);
 
 struct reader *readers_find(const struct readers *rs, const char *name);
 

@@ -119,11 +119,17 @@ static bool get_byte_cap(struct worker *w, DWORD tag, uint8_t *out)
 	return true;
 }
 
-static bool open_channel(struct worker *w)
+static bool open_channel(struct worker *w, long *driver_rc)
 {
 	RESPONSECODE rc = create_channel(w, 0);
+	*driver_rc = (long)rc;
 	if (rc != IFD_SUCCESS) {
-		log_error("%s: the driver could not open the reader (code %ld)", w->name, (long)rc);
+		if (w->cfg.quiet_open)
+			log_debug("%s: the driver could not open %s (code %ld)", w->name,
+				  w->device_name ? w->device_name : "the reader", (long)rc);
+		else
+			log_error("%s: the driver could not open the reader (code %ld)", w->name,
+				  (long)rc);
 		return false;
 	}
 	uint8_t value = 0;
@@ -134,8 +140,14 @@ static bool open_channel(struct worker *w)
 		w->serialize = false;
 	w->slots = calloc(w->n_slots, sizeof(*w->slots));
 	w->scratch = malloc(WIRE_MAX_BUFFER_SIZE_EXTENDED);
-	if (!w->slots || !w->scratch)
+	if (!w->slots || !w->scratch) {
+		log_error("%s: out of memory", w->name);
+		worker_drv_enter(w);
+		w->cfg.drv->ops.close_channel(worker_lun(w, 0));
+		worker_drv_leave(w);
+		*driver_rc = IFD_COMMUNICATION_ERROR;
 		return false;
+	}
 	/* Every further slot gets its own channel on its own LUN, as under pcscd
 	 * (vpcd, for one, opens slot N's port only then). */
 	for (unsigned slot = 1; slot < w->n_slots; slot++) {
@@ -148,8 +160,28 @@ static bool open_channel(struct worker *w)
 	return true;
 }
 
-static void close_channel(struct worker *w)
+/* pcscd's order on unplug: the driver learns the device is gone, then it is closed. */
+static void tell_removed(struct worker *w)
 {
+	const struct ifd_ops *ops = &w->cfg.drv->ops;
+	for (unsigned slot = 0; slot < w->n_slots; slot++) {
+		uint8_t value[8] = { 0 };
+		DWORD len = 1;
+		worker_drv_enter(w);
+		RESPONSECODE rc = ops->get_capabilities(worker_lun(w, slot), TAG_IFD_DEVICE_REMOVED,
+							&len, value);
+		if (rc == IFD_SUCCESS && len == 1 && value[0] == 1) {
+			uint8_t yes = 1;
+			ops->set_capabilities(worker_lun(w, slot), TAG_IFD_DEVICE_REMOVED, 1, &yes);
+		}
+		worker_drv_leave(w);
+	}
+}
+
+static void close_channel(struct worker *w, bool unplugged)
+{
+	if (unplugged)
+		tell_removed(w);
 	presence_stop(w);
 	worker_drv_enter(w);
 	for (unsigned slot = w->n_slots; slot-- > 0;)
@@ -188,7 +220,8 @@ static void wait_idle(struct worker *w)
 	w->waiting_idle = false;
 }
 
-static void serve(struct worker *w)
+/* Returns whether the device was unplugged (worker_close). */
+static bool serve(struct worker *w)
 {
 	struct timespec next_poll;
 	deadline_after(&next_poll, 0);
@@ -233,6 +266,7 @@ static void serve(struct worker *w)
 	/* Whatever is still queued is answered: the reader is going away. */
 	struct job *left = w->head;
 	w->head = w->tail = NULL;
+	bool unplugged = w->unplugged;
 	pthread_mutex_unlock(&w->lock);
 	while (left) {
 		struct job *next = left->next;
@@ -240,26 +274,39 @@ static void serve(struct worker *w)
 		completions_post(w->cfg.done, left);
 		left = next;
 	}
+	return unplugged;
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	bool ok = open_channel(w);
+	long driver_rc = IFD_SUCCESS;
+	bool ok = open_channel(w, &driver_rc);
 	struct job *opened = job_new(JOB_OPEN, w->cfg.dev, w, 0, w->cfg.opened);
 	pthread_mutex_lock(&w->lock);
 	w->opened = ok;
 	w->busy = false;
 	pthread_mutex_unlock(&w->lock);
+	if (!ok) {
+		/* The JOB_OPEN is the last job: its finish joins this thread. */
+		pthread_mutex_lock(&w->lock);
+		w->exited = true;
+		pthread_cond_broadcast(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+		if (opened) {
+			opened->rv = SCARD_E_READER_UNAVAILABLE;
+			opened->driver_rc = driver_rc;
+			completions_post(w->cfg.done, opened);
+		}
+		return NULL;
+	}
 	if (opened) {
-		opened->rv = ok ? SCARD_S_SUCCESS : SCARD_E_READER_UNAVAILABLE;
-		opened->n_slots = ok ? w->n_slots : 0;
+		opened->rv = SCARD_S_SUCCESS;
+		opened->driver_rc = driver_rc;
+		opened->n_slots = w->n_slots;
 		completions_post(w->cfg.done, opened);
 	}
-	if (ok) {
-		serve(w);
-		close_channel(w);
-	}
+	close_channel(w, serve(w));
 	pthread_mutex_lock(&w->lock);
 	bool closing = w->closing;
 	w->exited = true;
@@ -409,11 +456,12 @@ void worker_run_claimed(struct worker *w, struct job *job)
 	timed_run(w, job);
 }
 
-void worker_close(struct worker *w)
+void worker_close(struct worker *w, bool unplugged)
 {
 	pthread_mutex_lock(&w->lock);
 	w->stop = true;
 	w->closing = true;
+	w->unplugged = unplugged;
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }

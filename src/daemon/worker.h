@@ -44,6 +44,7 @@ struct worker_config {
 	uint32_t channel_id;
 	unsigned long lun_base;
 	unsigned poll_ms;
+	bool quiet_open;    /* an open failure is the device's owner's to report (USB) */
 	struct device *dev; /* opaque: stamped on the jobs it makes */
 	struct completions *done;
 	job_finish_fn *opened;     /* finish of its JOB_OPEN */
@@ -63,7 +64,8 @@ struct worker {
 	bool waiting_idle;       /* the worker waits for busy to clear */
 	bool opened;             /* the channel is open: jobs may run */
 	bool stop;
-	bool closing; /* worker_close: post a JOB_CLOSED when done */
+	bool closing;   /* worker_close: post a JOB_CLOSED when done */
+	bool unplugged; /* worker_close: tell the driver its device is gone first */
 	bool exited;
 	bool check_presence;      /* an event thread saw something */
 	bool lib_held;            /* the driver library's lock is held for a whole job */
@@ -109,9 +111,14 @@ void worker_release(struct worker *w);
  * is queued is answered SCARD_E_READER_UNAVAILABLE; once the driver's close
  * has run (on the worker's own thread, after any call in progress), the
  * thread posts a JOB_CLOSED and ends. Its finish calls worker_join.
+ * unplugged: the device is gone; a driver that asks to be told
+ * (TAG_IFD_DEVICE_REMOVED) is told before its close.
+ *
+ * A worker whose open failed ends by itself: its JOB_OPEN is its last job,
+ * and that job's finish calls worker_join.
  */
-void worker_close(struct worker *w);
-/* Loop, from the JOB_CLOSED finish: joins the ended thread and frees w. */
+void worker_close(struct worker *w, bool unplugged);
+/* Loop, from the JOB_CLOSED (or failed JOB_OPEN) finish: joins the ended thread and frees w. */
 void worker_join(struct worker *w);
 
 /*

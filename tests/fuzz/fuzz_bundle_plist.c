@@ -1,4 +1,8 @@
-/* libFuzzer: Info.plist parsing never crashes or leaks, and a success is consistent. */
+/*
+ * libFuzzer: Info.plist parsing never crashes or leaks, a success is
+ * consistent, and every device it lists is found again by the USB matcher
+ * (bundle_find_driver) under its own ids.
+ */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -22,9 +26,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		__builtin_trap();
 	if (b.n_devices && !b.devices)
 		__builtin_trap();
-	for (size_t i = 0; i < b.n_devices; i++)
-		if (!b.devices[i].friendly_name)
+	struct bundle_list list = { &b, 1 };
+	for (size_t i = 0; i < b.n_devices; i++) {
+		const struct bundle_device *d = &b.devices[i];
+		if (!d->friendly_name)
 			__builtin_trap();
+		const struct bundle_device *e;
+		const struct bundle *cls;
+		if (bundle_find_driver(&list, d->vendor_id, d->product_id, &e, &cls) != &b || !e ||
+		    e->vendor_id != d->vendor_id || e->product_id != d->product_id ||
+		    (cls && (cls != &b || !b.class_driver)) || (b.class_driver && cls != &b))
+			__builtin_trap();
+	}
 	bundle_clear(&b);
 	return 0;
 }

@@ -310,7 +310,7 @@ PCSCD_UNIT = "/lib/systemd/system/pcscd.service"
 PCSCD_DEFAULTS = "/etc/default/pcscd"
 SCARD_E_NO_MEMORY = 0x80100006
 # the options pcscd has and scardd accepts without acting on them (logged)
-IGNORED = {"reader-name-no-serial", "reader-name-no-interface", "force-reader-polling", "color"}
+IGNORED = {"force-reader-polling", "color"}
 # the options that exit at once (tested on their own below)
 EXITING = {"help", "version", "hotplug"}
 
@@ -350,7 +350,7 @@ def test_pcscd_help_lists_the_options_this_file_knows():
     assert {"auto-exit", "hotplug", "max-card-handle-per-thread", "foreground", "config"} <= names, names
     known = IGNORED | EXITING | {"apdu", "config", "foreground", "debug", "info", "error", "critical",
                                  "max-thread", "max-card-handle-per-thread", "max-card-handle-per-reader",
-                                 "auto-exit"}
+                                 "auto-exit", "reader-name-no-serial", "reader-name-no-interface"}
     assert names <= known, "pcscd options this test does not know: %s" % sorted(names - known)
 
 

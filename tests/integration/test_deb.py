@@ -96,6 +96,7 @@ def test_package_contents_and_relations(deb):
         assert deb_field(deb, rel) == "pcscd", rel
     depends = deb_field(deb, "Depends")
     assert re.search(r"\blibpcsclite1\b", depends), "scard uses Debian's libpcsclite1: " + depends
+    assert re.search(r"\blibudev1\b", depends), "USB readers through libudev: " + depends
     names = {d.split()[0] for alt in depends.split(",") for d in alt.split("|")}
     assert not names & {"systemd", "systemd-sysusers"}, "the package must install without systemd: " + depends
     paths = deb_paths(deb)

@@ -289,6 +289,46 @@ static void test_real_ccid_bundle(void **state)
 	bundle_list_free(&list);
 }
 
+/* A bundle_list by hand: vendor and class drivers listing some ids. */
+static struct bundle_device vendor_a[] = { { 0x1209, 0x0001, (char *)"A one" },
+					   { 0x1209, 0x0002, (char *)"A two" } };
+static struct bundle_device vendor_b[] = { { 0x1209, 0x0002, (char *)"B two" } };
+static struct bundle_device ccid[] = { { 0x1209, 0x0002, (char *)"Class two" },
+				       { 0x1209, 0x0003, (char *)"Class three" } };
+
+static void test_find_driver(void **state)
+{
+	(void)state;
+	struct bundle items[] = {
+		{ .name = (char *)"a", .devices = vendor_a, .n_devices = 2 },
+		{ .name = (char *)"CCIDCLASSDRIVER",
+		  .class_driver = true,
+		  .devices = ccid,
+		  .n_devices = 2 },
+		{ .name = (char *)"b", .devices = vendor_b, .n_devices = 1 },
+	};
+	struct bundle_list list = { items, 3 };
+	const struct bundle_device *e;
+	const struct bundle *cls;
+
+	/* one vendor driver: it, and no class driver */
+	assert_ptr_equal(bundle_find_driver(&list, 0x1209, 0x0001, &e, &cls), &items[0]);
+	assert_string_equal(e->friendly_name, "A one");
+	assert_null(cls);
+	/* two vendor drivers and the class driver: the last vendor's, the class driver next */
+	assert_ptr_equal(bundle_find_driver(&list, 0x1209, 0x0002, &e, &cls), &items[2]);
+	assert_string_equal(e->friendly_name, "B two");
+	assert_ptr_equal(cls, &items[1]);
+	/* only the class driver */
+	assert_ptr_equal(bundle_find_driver(&list, 0x1209, 0x0003, &e, &cls), &items[1]);
+	assert_string_equal(e->friendly_name, "Class three");
+	assert_ptr_equal(cls, &items[1]);
+	/* nobody */
+	assert_null(bundle_find_driver(&list, 0x1209, 0x0004, &e, &cls));
+	assert_null(cls);
+	assert_null(bundle_find_driver(NULL, 0x1209, 0x0001, &e, &cls));
+}
+
 #else
 
 static void test_without_expat(void **state)
@@ -313,6 +353,7 @@ int main(void)
 		cmocka_unit_test(test_rejected_documents),
 		cmocka_unit_test(test_scan_dir),
 		cmocka_unit_test(test_real_ccid_bundle),
+		cmocka_unit_test(test_find_driver),
 #else
 		cmocka_unit_test(test_without_expat),
 #endif

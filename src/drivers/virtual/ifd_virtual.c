@@ -7,17 +7,26 @@
  * "Name 00 01", ... The daemon learns about card events through the polling
  * function it gets from TAG_IFD_POLLING_THREAD_WITH_TIMEOUT, so insertions and
  * removals made on the control channel show at once.
+ *
+ * Installed as a bundle with USB ids in its Info.plist, it is also a USB
+ * driver: a daemon's hotplug names the device ("usb:..."), and a file in the
+ * bundle's Contents/usb stands for each interface that is a reader (vusb.h).
  */
+#include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <ifdhandler.h>
 #include <reader.h>
 
 #include "vinstance.h"
+#include "vusb.h"
 
 #ifndef SCARD_ATTR_VIRTUAL_CONTROL
 /* Vendor attribute: "slot=N control=PATH", how `scard virtual` finds the
@@ -82,7 +91,30 @@ __attribute__((destructor)) static void free_instances(void)
 	pthread_mutex_unlock(&instances_lock);
 }
 
-static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *source)
+/*
+ * A USB device that was unplugged fails every call at once, whatever its
+ * daemon knows yet, as real hardware does (libccid then answers
+ * IFD_NO_SUCH_DEVICE): its node is gone.
+ */
+static bool device_gone(const struct vinstance *inst)
+{
+	return inst->node[0] && access(inst->node, F_OK) != 0;
+}
+
+/* A slow card's work (delay.N): it ends early when its USB device is unplugged. */
+static void slow_card(const struct vinstance *inst, unsigned ms)
+{
+	for (unsigned done = 0; done < ms && !device_gone(inst);) {
+		unsigned step = ms - done < 20 ? ms - done : 20;
+		struct timespec ts = { 0, (long)step * 1000000L };
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+		done += step;
+	}
+}
+
+static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *source,
+				  const char *node)
 {
 	if (find_instance(lun)) /* already open: a daemon asking again for another slot */
 		return IFD_SUCCESS;
@@ -93,6 +125,8 @@ static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *so
 		return IFD_COMMUNICATION_ERROR;
 	}
 	inst->key = lun >> 16;
+	snprintf(inst->source, sizeof(inst->source), "%s", source);
+	snprintf(inst->node, sizeof(inst->node), "%s", node ? node : "");
 	if (vinstance_start_control(inst, err, sizeof(err))) {
 		say(PRIO_ERROR, "%s: %s", source, err);
 		vinstance_free(inst);
@@ -102,13 +136,67 @@ static RESPONSECODE open_instance(DWORD lun, struct vconfig *cfg, const char *so
 	inst->next = instances;
 	instances = inst;
 	pthread_mutex_unlock(&instances_lock);
-	say(PRIO_INFO, "%s: %u reader%s, control channel %s", source, inst->n_slots,
-	    inst->n_slots == 1 ? "" : "s", inst->cfg.control ? inst->cfg.control : "none");
+	say(PRIO_INFO, "%s: %u reader%s, control channel %s (thread %ld)", source, inst->n_slots,
+	    inst->n_slots == 1 ? "" : "s", inst->cfg.control ? inst->cfg.control : "none",
+	    (long)gettid());
 	return IFD_SUCCESS;
+}
+
+/*
+ * A USB interface: the device node must be one the daemon may open
+ * read-write, as libusb does (so a daemon without the rights fails here, as
+ * with libccid), and the interface
+ * needs its configuration file; otherwise, as libccid for an interface that
+ * is not CCID or a device it cannot open, IFD_NO_SUCH_DEVICE.
+ */
+static RESPONSECODE open_usb(DWORD lun, const char *name)
+{
+	struct vusb_device dev;
+	if (!vusb_parse(name, &dev)) {
+		say(PRIO_ERROR, "%s: not a usb:VVVV/PPPP:libudev:IF:/dev/bus/usb/BBB/DDD name",
+		    name);
+		return IFD_COMMUNICATION_ERROR;
+	}
+	/* libusb opens the node read-write; asking is enough here (and opening
+	 * an emulated usbdevfs node would start umockdev's ioctl emulation) */
+	if (access(dev.node, R_OK | W_OK) != 0) {
+		say(PRIO_ERROR, "%s: cannot open %s: %s", name, dev.node, strerror(errno));
+		return IFD_NO_SUCH_DEVICE;
+	}
+	Dl_info info;
+	char dir[VUSB_PATH_MAX], paths[2][VUSB_PATH_MAX];
+	if (!dladdr((void *)open_usb, &info) ||
+	    !vusb_dir_from_library(info.dli_fname, dir, sizeof(dir)) ||
+	    !vusb_config_paths(dir, &dev, paths)) {
+		say(PRIO_ERROR, "%s: cannot tell where this bundle's usb directory is", name);
+		return IFD_COMMUNICATION_ERROR;
+	}
+	const char *path = NULL;
+	for (int i = 0; i < 2 && !path; i++)
+		if (access(paths[i], F_OK) == 0)
+			path = paths[i];
+	if (!path) {
+		say(PRIO_DEBUG, "%s: interface %u is not a reader (no %s or %s)", name,
+		    dev.interface, paths[0], paths[1]);
+		return IFD_NO_SUCH_DEVICE;
+	}
+	struct vconfig cfg;
+	vconfig_defaults(&cfg);
+	char err[1024];
+	if (vconfig_load(&cfg, path, err, sizeof(err))) {
+		say(PRIO_ERROR, "%s: %s", name, err);
+		vconfig_clear(&cfg);
+		return IFD_COMMUNICATION_ERROR;
+	}
+	RESPONSECODE rc = open_instance(lun, &cfg, name, dev.node);
+	vconfig_clear(&cfg);
+	return rc;
 }
 
 RESPONSECODE IFDHCreateChannelByName(DWORD Lun, LPSTR DeviceName)
 {
+	if (vusb_is_usb(DeviceName))
+		return open_usb(Lun, DeviceName);
 	struct vconfig cfg;
 	vconfig_defaults(&cfg);
 	if (DeviceName && DeviceName[0]) {
@@ -120,7 +208,8 @@ RESPONSECODE IFDHCreateChannelByName(DWORD Lun, LPSTR DeviceName)
 		}
 	}
 	RESPONSECODE rc = open_instance(Lun, &cfg,
-					DeviceName && DeviceName[0] ? DeviceName : "defaults");
+					DeviceName && DeviceName[0] ? DeviceName : "defaults",
+					NULL);
 	vconfig_clear(&cfg);
 	return rc;
 }
@@ -130,7 +219,7 @@ RESPONSECODE IFDHCreateChannel(DWORD Lun, DWORD Channel)
 	(void)Channel;
 	struct vconfig cfg;
 	vconfig_defaults(&cfg);
-	RESPONSECODE rc = open_instance(Lun, &cfg, "defaults");
+	RESPONSECODE rc = open_instance(Lun, &cfg, "defaults", NULL);
 	vconfig_clear(&cfg);
 	return rc;
 }
@@ -144,8 +233,12 @@ RESPONSECODE IFDHCloseChannel(DWORD Lun)
 	if (inst)
 		inst->gone = true;
 	pthread_mutex_unlock(&instances_lock);
-	if (inst)
+	if (inst) {
 		vinstance_close(inst);
+		/* one line per instance, at its first close: tests count them */
+		say(PRIO_INFO, "%s: closed%s (thread %ld)", inst->source,
+		    inst->unplugged ? " (device removed)" : "", (long)gettid());
+	}
 	return IFD_SUCCESS;
 }
 
@@ -197,6 +290,7 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 	case TAG_IFD_THREAD_SAFE:
 	case TAG_IFD_SLOT_THREAD_SAFE: return put_byte(Length, Value, 1);
 	case TAG_IFD_POLLING_THREAD_KILLABLE: return put_byte(Length, Value, 0);
+	case TAG_IFD_DEVICE_REMOVED: return put_byte(Length, Value, 1); /* it wants to be told */
 	case TAG_IFD_POLLING_THREAD_WITH_TIMEOUT: {
 		RESPONSECODE (*fn)(DWORD, int) = wait_event;
 		return put_bytes(Length, Value, &fn, sizeof(fn));
@@ -237,13 +331,16 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 
 RESPONSECODE IFDHSetCapabilities(DWORD Lun, DWORD Tag, DWORD Length, PUCHAR Value)
 {
-	(void)Length;
-	(void)Value;
-	if (!find_slot(Lun))
+	struct vinstance *inst = find_instance(Lun);
+	if (!inst || (Lun & 0xFFFF) >= inst->n_slots)
 		return IFD_NO_SUCH_DEVICE;
-	if (Tag == TAG_IFD_DEVICE_REMOVED)
-		return IFD_SUCCESS;
-	return IFD_ERROR_TAG;
+	if (Tag != TAG_IFD_DEVICE_REMOVED)
+		return IFD_ERROR_TAG;
+	if (Length >= 1 && Value && Value[0] && !inst->unplugged) {
+		inst->unplugged = true;
+		say(PRIO_INFO, "%s: told the device was removed", inst->source);
+	}
+	return IFD_SUCCESS;
 }
 
 RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags, UCHAR PTS1,
@@ -261,8 +358,9 @@ RESPONSECODE IFDHSetProtocolParameters(DWORD Lun, DWORD Protocol, UCHAR Flags, U
 
 RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 {
+	struct vinstance *inst = find_instance(Lun);
 	struct vslot *s = find_slot(Lun);
-	if (!s) {
+	if (!s || device_gone(inst)) {
 		if (AtrLength)
 			*AtrLength = 0;
 		return IFD_NO_SUCH_DEVICE;
@@ -277,13 +375,26 @@ RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 RESPONSECODE IFDHTransmitToICC(DWORD Lun, SCARD_IO_HEADER SendPci, PUCHAR TxBuffer, DWORD TxLength,
 			       PUCHAR RxBuffer, PDWORD RxLength, PSCARD_IO_HEADER RecvPci)
 {
+	struct vinstance *inst = find_instance(Lun);
 	struct vslot *s = find_slot(Lun);
-	if (!s) {
+	if (!s || device_gone(inst)) {
 		*RxLength = 0;
 		return IFD_NO_SUCH_DEVICE;
 	}
+	if (s->delay_ms) {
+		say(PRIO_DEBUG, "reader %lu: this transmit takes %u ms",
+		    (unsigned long)(Lun & 0xFFFF), s->delay_ms);
+		slow_card(inst, s->delay_ms);
+	}
 	RESPONSECODE rc = vslot_transmit(s, SendPci.Protocol, TxBuffer, TxLength, RxBuffer,
 					 RxLength);
+	if (s->delay_ms)
+		say(PRIO_DEBUG, "reader %lu: the slow transmit is done",
+		    (unsigned long)(Lun & 0xFFFF));
+	if (device_gone(inst)) { /* unplugged while the card worked: the answer is lost */
+		*RxLength = 0;
+		return IFD_NO_SUCH_DEVICE;
+	}
 	if (RecvPci) {
 		RecvPci->Protocol = SendPci.Protocol;
 		RecvPci->Length = sizeof(*RecvPci);
@@ -300,7 +411,7 @@ RESPONSECODE IFDHControl(DWORD Lun, DWORD dwControlCode, PUCHAR TxBuffer, DWORD 
 	(void)RxLength;
 	if (pdwBytesReturned)
 		*pdwBytesReturned = 0;
-	if (!find_slot(Lun))
+	if (!find_slot(Lun) || device_gone(find_instance(Lun)))
 		return IFD_NO_SUCH_DEVICE;
 	if (dwControlCode == CM_IOCTL_GET_FEATURE_REQUEST_CODE)
 		return IFD_SUCCESS; /* no PIN pad, no other features: an empty list */

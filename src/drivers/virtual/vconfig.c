@@ -142,6 +142,14 @@ static int set_line(struct vconfig *cfg, char *key, char *val, const char *base_
 	} else if ((idx = reader_index(key, "mute.")) >= 0) {
 		if (parse_bool(val, &cfg->reader[idx].mute))
 			return fail(err, errlen, line, "%s must be yes or no", key);
+	} else if ((idx = reader_index(key, "delay.")) >= 0) {
+		char *end;
+		errno = 0;
+		long v = strtol(val, &end, 10);
+		if (errno || *end || !val[0] || v < 0 || v > VCONFIG_MAX_DELAY_MS)
+			return fail(err, errlen, line, "%s must be 0 to %d (milliseconds)", key,
+				    VCONFIG_MAX_DELAY_MS);
+		cfg->reader[idx].delay_ms = (unsigned)v;
 	} else if ((idx = reader_index(key, "card.")) >= 0) {
 		free(cfg->reader[idx].card);
 		cfg->reader[idx].card = NULL;
@@ -154,7 +162,7 @@ static int set_line(struct vconfig *cfg, char *key, char *val, const char *base_
 	} else {
 		return fail(err, errlen, line,
 			    "unknown key '%.40s' (expected readers, control, control_mode, fast, "
-			    "card.N, fast.N, mute.N)",
+			    "card.N, fast.N, mute.N, delay.N)",
 			    key);
 	}
 	return 0;

@@ -9,6 +9,7 @@
  *   card.1 = cards/other.card        #   or none; relative to this file's directory
  *   fast.1 = yes                     # per-reader override
  *   mute.1 = no                      # the card in this reader does not answer
+ *   delay.1 = 0                      # ms every transmit on this reader takes
  */
 #ifndef IFD_VIRTUAL_VCONFIG_H
 #define IFD_VIRTUAL_VCONFIG_H
@@ -20,10 +21,13 @@
 #define VCONFIG_MAX_TEXT 65536
 #define VCONFIG_PATH_MAX 4096
 
+#define VCONFIG_MAX_DELAY_MS 60000
+
 struct vconfig_reader {
 	char *card; /* NULL = empty, "builtin", or an absolute path */
 	bool fast;
 	bool mute;
+	unsigned delay_ms; /* every transmit takes this long (a slow card) */
 };
 
 struct vconfig {

@@ -33,6 +33,7 @@ struct vinstance *vinstance_new(struct vconfig *cfg, char *err, size_t errlen)
 		struct vconfig_reader *r = &inst->cfg.reader[i];
 		inst->slots[i].fast = r->fast;
 		inst->slots[i].mute = r->mute;
+		inst->slots[i].delay_ms = r->delay_ms;
 		if (!r->card)
 			continue;
 		char why[512];

@@ -18,6 +18,9 @@ struct vinstance {
 	unsigned long key; /* Lun >> 16 */
 	bool gone;         /* closed by the daemon: lookups skip it (instance list lock) */
 	bool closed;
+	bool unplugged;   /* the daemon said its USB device was removed */
+	char source[256]; /* the configuration or device it was opened from, for logs */
+	char node[256];   /* a USB device's node ("" if none): gone = unplugged */
 	struct vconfig cfg;
 	unsigned n_slots;
 	struct vslot slots[VCONFIG_MAX_READERS];

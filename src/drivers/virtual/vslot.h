@@ -25,6 +25,7 @@ struct vslot {
 	char *card_name;     /* "builtin" or the file it came from */
 	bool mute;           /* the card does not answer */
 	bool fast;           /* every command answers 90 00 */
+	unsigned delay_ms;   /* every transmit takes this long (set before use; ifd_virtual.c) */
 	bool powered;
 	int protocol;               /* VCARD_T0 / VCARD_T1 while powered */
 	unsigned card_gen;          /* +1 per insertion */
