@@ -105,6 +105,10 @@ int main(int argc, char **argv)
 		return pid_file_hotplug(opts.sockets[0].path) == 0 ? 0 : 1;
 	}
 	log_init("scardd", opts.level, opts.foreground);
+	/* From the first line scardd logs: a SIGTERM waits for the signalfd (the
+	 * mask survives daemon()) and stops scardd cleanly, instead of killing it
+	 * half-started, with a socket file or an opened audit log left behind. */
+	block_signals();
 	log_startup_to_stderr(!opts.foreground);
 	log_set_apdu(opts.apdu);
 	options_log_ignored(&opts);
@@ -119,9 +123,6 @@ int main(int argc, char **argv)
 	if (!access_setup_open(&opts, &access))
 		return 1;
 	raise_fd_limit();
-	/* Before the socket exists: a SIGTERM from then on waits for the signalfd
-	 * (the mask survives daemon()), instead of killing us with the file left. */
-	block_signals();
 	systemd_notify_init(); /* before any driver (or its children) could see it */
 
 	struct listener *listeners[OPTIONS_MAX_SOCKETS] = { 0 };
