@@ -16,6 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 import pcsc_raw  # noqa: E402
+from scardd_argv import scardd_argv  # noqa: E402
 
 READERS = 4
 FRIENDLY = "Instant %d"
@@ -59,8 +60,9 @@ class Daemon:
 
     def argv(self):
         if self.kind == "scardd":
-            return [str(build_dir() / "src" / "daemon" / "scardd"), "--foreground",
-                    "--socket", self.socket, "--config-dir", str(self.confdir), "--error"]
+            # as root with --user root: drivers as root, as pcscd 1.9.9's beside it
+            return scardd_argv(build_dir() / "src" / "daemon" / "scardd", "--foreground",
+                               "--socket", self.socket, "--config-dir", self.confdir, "--error")
         if os.geteuid() != 0 or not shutil.which("unshare"):
             raise SystemExit("pcscd binds /run/pcscd/pcscd.comm; run as root (with unshare) so "
                              "that it can run in a private mount namespace")

@@ -70,8 +70,8 @@ static const struct option_def defs[] = {
 	  ARG(" USER[:GROUP]"),
 	  .help = "run as USER (names or numbers) from after binding the\n"
 		  "sockets, before loading any driver; started as root\n"
-		  "without it: as " PRIVILEGES_DEFAULT_USER " if that account exists;\n"
-		  "--user root keeps drivers running as root" },
+		  "without it: as " PRIVILEGES_DEFAULT_USER ", and no start if that account\n"
+		  "is missing; --user root keeps drivers running as root" },
 	{ .name = "policy",
 	  .key = OPT_POLICY,
 	  ARG(" FILE"),

@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
 
 /* A decimal id; false for anything else (names are looked up first). */
@@ -95,6 +96,29 @@ static bool parse_user_option(const char *text, struct privileges *p)
 	return true;
 }
 
+/*
+ * Root without --user and no usable default account: refuse, rather than run
+ * the drivers as root unasked. What to do is on stderr (errors before anything
+ * is bound reach it, also when detaching).
+ */
+static bool refuse_root_default(const struct privileges *p)
+{
+	const char *user = PRIVILEGES_DEFAULT_USER;
+	if (p->has_account)
+		log_crit("started as root without --user, and the account %s is uid 0: the reader "
+			 "drivers would run as root; not starting. Give %s its own uid, name "
+			 "another account (--user USER), or keep root on purpose (--user root)",
+			 user, user);
+	else
+		log_crit("started as root without --user, and there is no account %s to run the "
+			 "reader drivers as; not starting (drivers never run as root unless "
+			 "asked). Create the account (systemd-sysusers %s, or useradd --system "
+			 "--user-group --home-dir /nonexistent --shell /usr/sbin/nologin %s), or "
+			 "keep root on purpose: --user root",
+			 user, SCARDD_SYSUSERS_ENTRY, user);
+	return false;
+}
+
 bool privileges_resolve(const char *user, struct privileges *p)
 {
 	*p = (struct privileges){ .plan = PRIV_STAY };
@@ -102,11 +126,8 @@ bool privileges_resolve(const char *user, struct privileges *p)
 	if (!user) {
 		if (!root)
 			return true;
-		/* The account may be missing on a build machine; apply() warns then. */
-		if (!find_user(PRIVILEGES_DEFAULT_USER, p) || !p->has_account || p->uid == 0) {
-			*p = (struct privileges){ .plan = PRIV_ROOT_DEFAULT };
-			return true;
-		}
+		if (!find_user(PRIVILEGES_DEFAULT_USER, p) || p->uid == 0)
+			return refuse_root_default(p);
 		p->plan = PRIV_SWITCH;
 		p->by_default = true;
 		return true;
@@ -264,12 +285,6 @@ bool privileges_apply(const struct privileges *p)
 	switch (p->plan) {
 	case PRIV_STAY: return true;
 	case PRIV_ROOT_ASKED: log_info("drivers run as root, as --user root asks"); return true;
-	case PRIV_ROOT_DEFAULT:
-		log_error("drivers run as root: the account " PRIVILEGES_DEFAULT_USER
-			  " does not exist; create it (systemd-sysusers, or useradd --system "
-			  "--user-group " PRIVILEGES_DEFAULT_USER ") or choose one with --user "
-			  "USER (--user root keeps root without this warning)");
-		return true;
 	case PRIV_SWITCH: return switch_to(p);
 	}
 	return false;

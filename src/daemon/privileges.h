@@ -3,8 +3,8 @@
  * run as root unless asked for: `--user USER[:GROUP]` switches to that account
  * after the sockets are bound and before any driver is loaded; started as root
  * without --user, scardd switches to the default account when it exists, and
- * runs as root with a warning when it does not; `--user root` keeps root on
- * purpose. The switch is checked to be irreversible.
+ * refuses to start when it does not; `--user root` keeps root on purpose. The
+ * switch is checked to be irreversible.
  */
 #ifndef SCARDD_PRIVILEGES_H
 #define SCARDD_PRIVILEGES_H
@@ -17,10 +17,9 @@
 #define PRIVILEGES_DEFAULT_USER "pcscd"
 
 enum privileges_plan {
-	PRIV_STAY,         /* not root: nothing to drop */
-	PRIV_SWITCH,       /* become uid/gid */
-	PRIV_ROOT_ASKED,   /* --user root */
-	PRIV_ROOT_DEFAULT, /* root, no --user, no default account */
+	PRIV_STAY,       /* not root: nothing to drop */
+	PRIV_SWITCH,     /* become uid/gid */
+	PRIV_ROOT_ASKED, /* --user root */
 };
 
 struct privileges {
@@ -34,7 +33,8 @@ struct privileges {
 
 /*
  * Decides from --user (NULL: not given) and who runs scardd. Run before
- * anything is bound; false (logged) when --user cannot be honoured.
+ * anything is bound; false (logged) when --user cannot be honoured, or when
+ * root without --user has no default account to become.
  */
 bool privileges_resolve(const char *user, struct privileges *p);
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pcscd_ns
+from scardd_argv import scardd_argv
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
@@ -164,8 +165,8 @@ class Daemon:
                 return argv
             (self.dir / "run").mkdir(parents=True, exist_ok=True)
             return pcscd_ns.in_private_run(self.dir / "run", argv)
-        return [str(scardd_bin()), "--foreground", "--socket", self.socket,
-                "--config-dir", str(self.conf), "--error"]
+        return scardd_argv(scardd_bin(), "--foreground", "--socket", self.socket,
+                           "--config-dir", self.conf, "--error")
 
     def start(self, timeout=30):
         if self.shared_run:

@@ -38,6 +38,7 @@ import compat_matrix  # noqa: E402
 import pcsc_raw  # noqa: E402
 import pcscd_ns  # noqa: E402
 import skip_plugin  # noqa: E402
+from scardd_argv import scardd_argv  # noqa: E402
 
 
 def pytest_configure(config):
@@ -399,8 +400,8 @@ class Daemon:
         if not binary.exists():
             pytest.fail("scardd not built: %s missing (run scripts/run-tests or set SCARDD_BUILD)" % binary,
                         pytrace=False)
-        return [str(binary), "--foreground", "--socket", self.socket, "--config-dir", str(self.confdir),
-                "--" + self.log_level] + self.extra_args
+        return scardd_argv(binary, "--foreground", "--socket", self.socket, "--config-dir", self.confdir,
+                           "--" + self.log_level, *self.extra_args)
 
     def start(self):
         shared_run = self.kind == "pcscd" and not self.private_run

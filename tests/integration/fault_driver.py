@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import pcscd_ns
+from scardd_argv import scardd_argv
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -195,8 +196,8 @@ class Daemon(LogFile):
                 pytest.skip("no-namespace: pcscd beside other daemons needs root and unshare")
             argv = pcscd_ns.in_private_run(self.dir, ["pcscd", "-f", "-d", "-c", str(self.confdir)])
         else:
-            argv = [str(SCARDD), "--foreground", "--debug", "--socket", self.socket,
-                    "--config-dir", str(self.confdir)] + list(extra_args)
+            argv = scardd_argv(SCARDD, "--foreground", "--debug", "--socket", self.socket,
+                               "--config-dir", self.confdir, *extra_args)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)

@@ -44,6 +44,7 @@ from pcsc_raw import (CMD_GET_READERS_STATE, CMD_GET_READERS_STATE_ARRAY,  # noq
                       SCARD_PRESENT, SCARD_PROTOCOL_T1, SCARD_SHARE_SHARED, SCARD_STATE_CHANGED,
                       SCARD_STATE_EMPTY, SCARD_STATE_PRESENT, SCARD_STATE_UNAWARE, RawClient,
                       parse_readers, wait_for)
+from scardd_argv import scardd_argv  # noqa: E402
 from virtual_env import control_command, reader_stanza, virtual_conf  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
@@ -332,9 +333,8 @@ def scardd_daemon(readers, workdir, sockets=None, name="scardd"):
     """scardd; sockets are --socket values (PATH[:OPTIONS]), default one socket."""
     if sockets is None:
         sockets = [str(Path(workdir) / "scardd.comm")]
-    argv = [str(SCARDD), "--foreground", "--debug", "--config-dir", str(readers.confdir)]
-    for spec in sockets:
-        argv += ["--socket", spec]
+    socket_args = [a for spec in sockets for a in ("--socket", spec)]
+    argv = scardd_argv(SCARDD, "--foreground", "--debug", "--config-dir", readers.confdir, *socket_args)
     paths = [spec.split(":", 1)[0] for spec in sockets]
     d = RunningDaemon(name, argv, paths, 4, workdir, readers)
     d.must_exit_0 = True

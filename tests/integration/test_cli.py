@@ -16,6 +16,7 @@ import pytest
 
 from conftest import (IS_PCSCD, READER0, READER1, free_port_pair, scardd_binary, spawn, stop_process,
                       write_vpcd_conf)
+from scardd_argv import scardd_argv
 
 pytestmark = pytest.mark.skipif(IS_PCSCD, reason="scardd-only: command line of scardd")
 WAIT = 30
@@ -28,6 +29,11 @@ def binary():
     return str(b)
 
 
+def start_argv(*args):
+    """A daemon start's command line; as root with `--user root` (scardd_argv.py)."""
+    return scardd_argv(binary(), *args)
+
+
 class Run:
     def __init__(self, test_dir, args, env=None, name="scardd", argv_prefix=()):
         self.log = test_dir / ("%s.log" % name)
@@ -35,7 +41,7 @@ class Run:
         e.pop("PCSCLITE_CSOCK_NAME", None)
         e.update(env or {})
         with open(self.log, "ab") as f:
-            self.proc = spawn(list(argv_prefix) + [binary()] + list(args), stdout=f, stderr=subprocess.STDOUT, env=e)
+            self.proc = spawn(list(argv_prefix) + start_argv(*args), stdout=f, stderr=subprocess.STDOUT, env=e)
 
     def text(self):
         return self.log.read_text(errors="replace")
@@ -421,7 +427,7 @@ def test_s_is_the_handle_limit_not_a_socket(test_dir, opt):
     e.pop("PCSCLITE_CSOCK_NAME", None)
     log = test_dir / "scardd.log"
     with open(log, "ab") as f:
-        proc = spawn([binary(), "--foreground", "--socket", path, "--config-dir", str(confdir), opt, "10"],
+        proc = spawn(start_argv("--foreground", "--socket", path, "--config-dir", confdir, opt, "10"),
                      stdout=f, stderr=subprocess.STDOUT, env=e, cwd=str(cwd))
     try:
         raw.wait_for(lambda: proc.poll() is None and raw.socket_alive(path), WAIT, what="socket %s" % path)
@@ -445,7 +451,7 @@ def test_s_is_the_handle_limit_not_a_socket(test_dir, opt):
 def test_s_with_a_path_fails_and_points_at_socket(test_dir, conf):
     """scardd's old `-s PATH`: refused with a hint, no socket made."""
     path = test_dir / "old.comm"
-    r = subprocess.run([binary(), "--foreground", "-s", str(path), "--config-dir", str(conf)],
+    r = subprocess.run(start_argv("--foreground", "-s", path, "--config-dir", conf),
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0
     assert "--socket" in r.stderr, r.stderr
@@ -474,7 +480,7 @@ def test_config_that_cannot_be_read_stops_the_start(test_dir, what):
             bad = test_dir / "unreadable"
             bad.mkdir(mode=0)
     path = test_dir / "conf.comm"
-    r = subprocess.run([binary(), "--foreground", "--socket", str(path), "-c", str(bad)],
+    r = subprocess.run(start_argv("--foreground", "--socket", path, "-c", bad),
                        capture_output=True, text=True, timeout=30)
     assert r.returncode != 0, "scardd -c %s exited 0" % bad
     assert str(bad) in r.stderr, "no message naming %s on stderr: %r" % (bad, r.stderr)
@@ -639,9 +645,11 @@ def in_private_run(fake_run, confdir, argv):
 @pytest.mark.skipif(not _private_run_ok(), reason="no-namespace: a private /run needs root and unshare")
 def test_debian_unit_command_lines(test_dir, conf):
     """Debian's ExecStart with scardd for /usr/sbin/pcscd (and --info added
-    through $PCSCD_ARGS, as /etc/default/pcscd would, to see the log) serves
-    /run/pcscd/pcscd.comm; ExecReload, with scardd and with Debian's own
-    pcscd binary, reaches it (SIGUSR1 through /run/pcscd/pcscd.pid)."""
+    through $PCSCD_ARGS, as /etc/default/pcscd would, to see the log; Run adds
+    `--user root` after it, as $PCSCD_ARGS could: the start as root becoming
+    the pcscd account is test_systemd.py's) serves /run/pcscd/pcscd.comm;
+    ExecReload, with scardd and with Debian's own pcscd binary, reaches it
+    (SIGUSR1 through /run/pcscd/pcscd.pid)."""
     start, reload, args = unit_commands()
     assert "--auto-exit" in start and "--hotplug" in reload, (start, reload)
     # the unit gives no -c: scardd reads its compiled-in default, pcscd's only with --prefix=/usr

@@ -27,6 +27,7 @@ import pcsc_raw as raw
 from conftest import HERE, IS_PCSCD, PYTHON, Peer, scardd_binary, spawn, stop_process
 from fault_driver import DRIVER
 from proto_client import ProtoClient
+from scardd_argv import scardd_argv
 
 pytestmark = pytest.mark.skipif(IS_PCSCD, reason="scardd-only: scardd's own start-up and log")
 
@@ -115,7 +116,7 @@ class Detached:
         self.stderr_path = self.dir / "scardd.stderr"
         self.syslog = SyslogSocket(self.dir / "log.sock")
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", PRIVATE_DEV,
-                str(self.dir), str(scardd_binary())] + list(args)
+                str(self.dir)] + scardd_argv(scardd_binary(), *args)
         self.reaper = spawn([PYTHON, str(HERE / "subreaper.py"), str(self.stderr_path), "--"] + argv,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.events = queue.Queue()
@@ -314,7 +315,7 @@ def test_scard_status_after_a_detached_start(detached, test_dir):
     sock = str(test_dir / "run" / "pcscd.comm")
     sock48 = str(test_dir / "run" / "old.comm")
     d = detached("--socket", sock, "--socket", sock48 + ":readers=48,mode=0660",
-                 "--config-dir", str(fault_conf(test_dir)), "--user", "root", "--debug")
+                 "--config-dir", str(fault_conf(test_dir)), "--debug")
     ev = d.next_event("the exit of the command that was run")
     assert ev["exit"] == 0, "scardd exited %s before serving; stderr:\n%s" % (ev["exit"], d.stderr())
     pid = d.syslog.wait(r"^serving clients with")[2]

@@ -38,6 +38,7 @@ sys.path.insert(0, str(HERE))
 from conftest import _can_private_mount, spawn, stop_process  # noqa: E402
 from pcsc_raw import (SCARD_E_CANCELLED, SCARD_E_NO_SERVICE, SCARD_PRESENT,  # noqa: E402
                       SCARD_PROTOCOL_T1, SCARD_STATE_EMPTY, SCARD_STATE_PRESENT)
+from scardd_argv import scardd_argv  # noqa: E402
 from virtual_env import (BUILD, BUILTIN_ATR, PCSCD, SCARDD, LineReader, VirtualDaemon,  # noqa: E402
                          driver_is_sanitized)
 
@@ -235,8 +236,8 @@ class ForeignDaemon(VirtualDaemon):
         else:
             if not SCARDD.exists():
                 pytest.fail("scardd not built: %s missing (set SCARDD_BUILD)" % SCARDD, pytrace=False)
-            argv = [str(SCARDD), "--foreground", "--debug", "--socket", self.socket,
-                    "--config-dir", str(self.confdir)]
+            argv = scardd_argv(SCARDD, "--foreground", "--debug", "--socket", self.socket,
+                               "--config-dir", self.confdir)
         self.log_file = open(self.dir / "daemon.log", "wb")
         self.proc = spawn(argv, stdout=self.log_file, stderr=subprocess.STDOUT, env=self.env())
         self.wait_readers(2 if expect_readers is None else expect_readers)

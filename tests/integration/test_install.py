@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import pcsc_raw as raw  # noqa: E402
 from conftest import IS_PCSCD, SESSION_TMP, spawn, stop_process  # noqa: E402
+from scardd_argv import scardd_argv  # noqa: E402
 from virtual_env import BUILTIN_ATR  # noqa: E402
 
 REPO = HERE.parents[1]
@@ -497,9 +498,7 @@ def test_application_and_driver_build_and_run(inst, test_dir):
         for source, target in mounts) + ' && exec "$@"'
     sock = test_dir / "installed.comm"
     scardd = os.path.join(inst.prefix, "sbin/scardd") if inst.prefix != "/usr" else str(inst.scardd())
-    argv = [scardd, "--foreground", "--debug", "--socket", str(sock)]
-    if os.geteuid() == 0:
-        argv += ["--user", "root"]  # the files here are root's; no pcscd account needed
+    argv = scardd_argv(scardd, "--foreground", "--debug", "--socket", sock)  # the files here are root's
     log = open(test_dir / "scardd.log", "w")
     daemon = spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"] + argv,
                    stdout=log, stderr=subprocess.STDOUT)

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IS_PCSCD, SANITIZED
+from scardd_argv import scardd_argv
 from thread_state import wait_in_event_wait
 from virtual_env import BUILD, PYTHON, SCARDD, LineReader, VirtualDaemon, _die_with_parent
 
@@ -476,8 +477,8 @@ def test_reload_changes_rights_without_dropping_clients(pd):
 def start_with_policy(tmp_path, policy_path):
     conf = tmp_path / "conf"
     conf.mkdir(exist_ok=True)
-    return subprocess.run([str(SCARDD), "--foreground", "--socket", str(tmp_path / "s.comm"),
-                           "--config-dir", str(conf), "--policy", str(policy_path)],
+    return subprocess.run(scardd_argv(SCARDD, "--foreground", "--socket", tmp_path / "s.comm",
+                                      "--config-dir", conf, "--policy", policy_path),
                           capture_output=True, text=True, timeout=TIMEOUT,
                           preexec_fn=_die_with_parent)
 
@@ -529,10 +530,9 @@ def test_documented_example_policy_runs(tmp_path):
     path.write_text(text)
     conf = tmp_path / "conf"
     conf.mkdir()
-    p = subprocess.Popen([str(SCARDD), "--foreground", "--info", "--socket",
-                          str(tmp_path / "s.comm"), "--config-dir", str(conf), "--policy",
-                          str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, preexec_fn=_die_with_parent)
+    p = subprocess.Popen(scardd_argv(SCARDD, "--foreground", "--info", "--socket", tmp_path / "s.comm",
+                                     "--config-dir", conf, "--policy", path),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent)
     try:
         lines = LineReader(p)
         lines.wait_for(lambda l: "rule(s)" in l, TIMEOUT)

@@ -31,6 +31,7 @@ from proto_client import (  # noqa: E402
     ProtoClient, Target, check_snapshot, check_stop_unregistered, check_wait_now, fetch_after_wait,
     hx, names, run_session, wait_for)
 from fault_driver import LogFile  # noqa: E402
+from scardd_argv import scardd_argv  # noqa: E402
 from virtual_env import control_command, reader_stanza, virtual_conf  # noqa: E402
 
 pytestmark = pytest.mark.skipif(conftest.IS_PCSCD, reason="scardd-only: protocol peers for scardd")
@@ -106,10 +107,8 @@ class Scardd(Target, LogFile):
         return sum(i.get("readers", 1) for i in self.instances)
 
     def argv(self):
-        a = [str(SCARDD), "--foreground", "--debug", "--config-dir", str(self.confdir)]
-        for s in self.sockets:
-            a += ["--socket", s["arg"]]
-        return a
+        socket_args = [a for s in self.sockets for a in ("--socket", s["arg"])]
+        return scardd_argv(SCARDD, "--foreground", "--debug", "--config-dir", self.confdir, *socket_args)
 
     def start(self):
         if not SCARDD.exists():

@@ -17,6 +17,7 @@ import pytest
 import pcsc_raw as raw
 from conftest import IS_PCSCD, PYTHON, _die_with_parent, scardd_binary, spawn, stop_process
 from fault_daemon import fault_daemon, fault_reader  # noqa: F401 (fixtures)
+from scardd_argv import scardd_argv
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", "--"]
@@ -132,8 +133,8 @@ def test_scardd_socket_directory_is_open_whatever_the_umask(public_dir):
     no_readers = public_dir / "none"
     no_readers.mkdir()
     with open(logf, "wb") as f:
-        p = spawn([str(scardd_binary()), "--foreground", "--socket", str(sock), "--config-dir",
-                   str(no_readers)], stdout=f, stderr=subprocess.STDOUT, preexec_fn=strict_umask)
+        p = spawn(scardd_argv(scardd_binary(), "--foreground", "--socket", sock, "--config-dir", no_readers),
+                  stdout=f, stderr=subprocess.STDOUT, preexec_fn=strict_umask)
     try:
         wait_socket(str(sock), p, logf.read_text)
         assert mode(sock) == 0o666

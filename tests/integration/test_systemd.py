@@ -31,6 +31,7 @@ import pytest
 
 import pcsc_raw as raw
 from conftest import IS_PCSCD, REPO, spawn, stop_process
+from scardd_argv import scardd_argv
 from virtual_env import DEBIAN_LIBPCSCLITE, PCSCD, SCARDD, VirtualDaemon
 
 pytestmark = pytest.mark.skipif(IS_PCSCD, reason="scardd-only: scardd under systemd")
@@ -80,9 +81,10 @@ def vd():
 
 class Activated:
     """systemd-socket-activate listening on `listen`, to exec scardd with
-    `args` on the first connection: the pid stays the same throughout."""
+    `args` on the first connection: the pid stays the same throughout.
+    As root (no run_as) with `--user root` unless keep_root is false."""
 
-    def __init__(self, vd, listen, args, env=None, prefix=(), activate_opts=(), run_as=()):
+    def __init__(self, vd, listen, args, env=None, prefix=(), activate_opts=(), run_as=(), keep_root=True):
         need(SOCKET_ACTIVATE, "missing-package", "systemd's systemd-socket-activate")
         self.logfile = vd.dir / "activate.log"
         argv = list(prefix) + [SOCKET_ACTIVATE] + list(activate_opts)
@@ -97,7 +99,7 @@ class Activated:
         env = dict({"PCSCLITE_CSOCK_NAME": str(self.elsewhere)}, **(env or {}))
         for name, value in env.items():
             argv += ["-E", "%s=%s" % (name, value)]
-        argv += list(run_as) + [str(SCARDD)] + [str(a) for a in args]
+        argv += list(run_as) + scardd_argv(SCARDD, *args, keep_root=keep_root and not run_as)
         with open(self.logfile, "ab") as f:
             self.proc = spawn(argv, stdout=f, stderr=subprocess.STDOUT)
 
@@ -399,7 +401,7 @@ class Activator:
         argv = ["/usr/bin/python3", str(HERE / "socket_activator.py"), "--log", str(self.logfile)]
         for path in listen:
             argv += ["--listen", str(path)]
-        argv += ["--", str(SCARDD)] + [str(a) for a in args]
+        argv += ["--"] + scardd_argv(SCARDD, *args)
         self.proc = spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                           env=dict(os.environ, **(env or {})))
         self.events = queue.Queue()
@@ -677,7 +679,7 @@ def test_unit_command_lines_under_socket_activation(vd, kind, accounts):
     prefix = in_private_run(fake_run, vd.confdir, etc)
     argv = command(svc["ExecStart"][0])
     assert argv[1:3] == ["--foreground", "--auto-exit"], argv
-    a = Activated(vd, [listen], argv[1:], prefix=prefix, run_as=run_as,
+    a = Activated(vd, [listen], argv[1:], prefix=prefix, run_as=run_as, keep_root=False,
                   env={"SCARDD_TEST_AUTO_EXIT_MS": str(AUTO_EXIT_MS)})
     sock, pid_file = fake_run / "pcscd" / "pcscd.comm", fake_run / "pcscd" / "pcscd.pid"
     try:

@@ -2,8 +2,9 @@
 
 `--user USER[:GROUP]` gives up root after the sockets are bound and before any
 driver is loaded, for good; started as root without --user, scardd becomes the
-default account (pcscd) when it exists and says that drivers run as root when
-it does not; `--user root` keeps root on purpose. The socket options mode= and
+default account (pcscd) when it exists and refuses to start when it does not
+(drivers never run as root unless asked for); `--user root` keeps root on
+purpose. The socket options mode= and
 group= decide who may connect. Clients are Debian's libpcsclite (pyscard)
 under other uids (setpriv).
 
@@ -65,8 +66,9 @@ print(json.dumps(out))
 def accounts():
     """Copies of the machine's passwd and group with the tree's sysusers.d
     entry applied (the pcscd account), plus a group `scardd-extra` pcscd is a
-    member of and a group `scardd-sock` for socket access; and a copy
-    without pcscd. Each daemon sees one of them (see Daemon)."""
+    member of and a group `scardd-sock` for socket access; a copy without
+    pcscd; and one where pcscd is uid 0. Each daemon sees one of them (see
+    Daemon)."""
     if not pcscd_ns.private_mount_ok():
         pytest.skip("no-namespace: the test accounts live in a private mount namespace")
     if not shutil.which("systemd-sysusers"):
@@ -74,8 +76,8 @@ def accounts():
     root = Path(tempfile.mkdtemp(prefix="scardd-accounts-"))
     root.chmod(0o755)  # clients of other uids reach a socket under it
     try:
-        with_acct, without = root / "with", root / "without"
-        for r in (with_acct, without):
+        with_acct, without, uid0 = root / "with", root / "without", root / "uid0"
+        for r in (with_acct, without, uid0):
             (r / "etc").mkdir(parents=True)
             for name in ("passwd", "group"):
                 lines = Path("/etc", name).read_text().splitlines(keepends=True)
@@ -89,7 +91,9 @@ def accounts():
         free = [g for g in range(64100, 65000) if g not in used][:2]
         with open(with_acct / "etc" / "group", "a") as f:
             f.write("scardd-extra:x:%d:pcscd\nscardd-sock:x:%d:\n" % tuple(free))
-        yield {"with": with_acct, "without": without, "uid": int(pw["pcscd"][2]),
+        with open(uid0 / "etc" / "passwd", "a") as f:
+            f.write("pcscd:x:0:0:PC/SC smart card daemon:/nonexistent:/usr/sbin/nologin\n")
+        yield {"with": with_acct, "without": without, "uid0": uid0, "uid": int(pw["pcscd"][2]),
                "gid": int(pw["pcscd"][3]), "shell": pw["pcscd"][6].strip(),
                "extra": free[0], "sock": free[1]}
     finally:
@@ -124,19 +128,22 @@ def proc_status(pid, task=None):
 
 
 class Daemon:
-    """scardd started as root with the account database etc_root/etc."""
+    """scardd started as root with the account database etc_root/etc. Its
+    stdout and stderr go to one log, unless stdout_apart: then the log is
+    stderr alone and stdout goes to .out beside it."""
 
-    def __init__(self, world, etc_root, args, socket=None, socket_opts="", foreground=True):
+    def __init__(self, world, etc_root, args, socket=None, socket_opts="", foreground=True, stdout_apart=False):
         self.world = world
         self.socket = str(socket or world / "run" / "pcscd.comm")
         self.log = world / ("scardd-%d.log" % len(list(world.glob("scardd-*.log"))))
+        self.out = self.log.with_suffix(".out") if stdout_apart else None
         script = ('mount --bind "$0/etc/passwd" /etc/passwd && '
                   'mount --bind "$0/etc/group" /etc/group && exec "$@"')
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(etc_root),
                 str(scardd_binary())] + (["--foreground"] if foreground else []) + [
                 "--info", "--socket", self.socket + socket_opts, "-c", str(world / "conf")] + list(args)
-        with open(self.log, "wb") as f:
-            self.proc = spawn(argv, stdout=f, stderr=subprocess.STDOUT)
+        with open(self.log, "wb") as f, open(self.out or os.devnull, "wb") as out:
+            self.proc = spawn(argv, stdout=out if self.out else f, stderr=f)
 
     def text(self):
         return self.log.read_text(errors="replace")
@@ -238,21 +245,67 @@ def test_root_without_user_becomes_the_default_account(accounts, world, daemons)
     d.stop()
 
 
-def test_root_without_user_and_no_account_says_drivers_run_as_root(accounts, world, daemons):
-    d = Daemon(world, accounts["without"], []).wait_ready()
-    daemons.append(d)
-    assert d.status()["Uid"] == ["0"] * 4
-    assert "drivers run as root: the account pcscd does not exist" in d.text(), d.text()
-    assert_served(client(d.socket))
-    d.stop()
+def installed_sysusers_entry():
+    """Where this build's `meson install` puts the sysusers.d entry (the
+    refusal names it), from meson's own introspection."""
+    build = scardd_binary().parents[2]
+    res = subprocess.run(["meson", "introspect", "--installed", str(build)], capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert res.returncode == 0, res.stderr
+    entries = [dst for src, dst in json.loads(res.stdout).items() if src.endswith("scardd.sysusers.conf")]
+    assert len(entries) == 1, entries
+    return entries[0]
 
 
-def test_user_root_keeps_root_when_asked(accounts, world, daemons):
-    d = Daemon(world, accounts["with"], ["--user", "root"]).wait_ready()
+@pytest.mark.parametrize("foreground", [True, False], ids=["foreground", "detached"])
+def test_root_without_user_and_no_account_refuses_to_start(accounts, world, foreground):
+    """Drivers never run as root unasked: without the pcscd account scardd
+    stops before binding anything or loading a driver, and says on stderr
+    (also when it would detach) what happened and both ways out: create the
+    account, or ask for root with --user root."""
+    d = Daemon(world, accounts["without"], [], foreground=foreground, stdout_apart=True)
+    try:
+        rc = d.proc.wait(TIMEOUT)
+    finally:
+        stop_process(d.proc, signal.SIGKILL)
+    err = d.text()
+    assert rc == 1, "scardd as root without --user nor pcscd account exited %s:\n%s" % (rc, err)
+    assert d.out.read_text() == "", "on stdout: %r" % d.out.read_text()
+    for says in ("started as root without --user, and there is no account pcscd to run the reader "
+                 "drivers as; not starting",
+                 "systemd-sysusers " + installed_sysusers_entry(),
+                 "useradd --system --user-group --home-dir /nonexistent --shell /usr/sbin/nologin pcscd",
+                 "keep root on purpose: --user root"):
+        assert says in err, "%r not on stderr:\n%s" % (says, err)
+    assert len(err.strip().splitlines()) == 1, "one line, the refusal, and nothing else:\n" + err
+    # nothing bound (not even the socket's directory), no pid file, no driver loaded
+    assert not (world / "run").exists(), os.listdir(world / "run")
+    assert not (world / "ctl" / "virtual.sock").exists(), "the driver was loaded"
+
+
+def test_root_without_user_and_pcscd_uid_0_refuses_to_start(accounts, world):
+    """A pcscd account with uid 0 would be root under another name: refused too."""
+    d = Daemon(world, accounts["uid0"], [])
+    try:
+        rc = d.proc.wait(TIMEOUT)
+    finally:
+        stop_process(d.proc, signal.SIGKILL)
+    assert rc == 1, d.text()
+    assert "the account pcscd is uid 0" in d.text() and "--user root" in d.text(), d.text()
+    assert not (world / "run").exists() and not (world / "ctl" / "virtual.sock").exists()
+
+
+@pytest.mark.parametrize("database", ["with", "without"], ids=["pcscd account", "no pcscd account"])
+def test_user_root_keeps_root_when_asked(accounts, world, daemons, database):
+    """--user root: root kept, said at info level, served; with or without the account."""
+    d = Daemon(world, accounts[database], ["--user", "root"]).wait_ready()
     daemons.append(d)
     assert d.status()["Uid"] == ["0"] * 4
     text = d.text()
-    assert "as --user root asks" in text and "drivers run as root:" not in text, text
+    assert "as --user root asks" in text and "not starting" not in text, text
+    ctl = os.stat(world / "ctl" / "virtual.sock")
+    assert ctl.st_uid == 0, "the driver did not run as root: %d" % ctl.st_uid
+    assert_served(client(d.socket))
     d.stop()
 
 

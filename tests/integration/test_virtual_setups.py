@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scardd_argv import scardd_argv  # noqa: E402
 from virtual_env import BUILTIN_ATR, BUNDLE, DAEMONS, SCARDD, VirtualDaemon  # noqa: E402
 
 
@@ -81,11 +82,9 @@ def test_loads_from_bundle(kind):
 
 def test_scardd_reads_the_bundle(tmp_path):
     (tmp_path / "none").mkdir()  # no reader.conf.d readers: only the bundle matters
-    # --user root: without it, a machine with no pcscd account logs an ERROR
-    # that drivers run as root (test_unprivileged covers that line)
-    p = subprocess.run(["timeout", "-s", "TERM", "2", str(SCARDD), "--foreground", "--info",
-                        "--socket", str(tmp_path / "b.comm"), "--user", "root", "--config-dir",
-                        str(tmp_path / "none"), "--drivers-dir", str(BUNDLE.parent)],
+    p = subprocess.run(["timeout", "-s", "TERM", "2"] + scardd_argv(
+                           SCARDD, "--foreground", "--info", "--socket", tmp_path / "b.comm", "--config-dir",
+                           tmp_path / "none", "--drivers-dir", BUNDLE.parent),
                        capture_output=True, text=True)
     out = p.stdout + p.stderr
     assert "1 driver bundle(s) in %s" % BUNDLE.parent in out, out

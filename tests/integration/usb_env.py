@@ -24,6 +24,7 @@ import pytest
 import pcsc_raw
 import pcscd_ns
 import usb_testbed
+from scardd_argv import scardd_argv
 from virtual_env import DRIVER, PCSCD, SCARDD, _die_with_parent, driver_is_sanitized, stop_pid
 
 TEST_VID = 0x1209  # pid.codes: its ids 0x0001-0x000F are for tests
@@ -132,12 +133,10 @@ class UsbDaemon:
                     'mount --bind "$0" /run/pcscd && '
                     'mount --bind "$1" /usr/lib/pcsc/drivers && shift && exec "$@"',
                     str(self.dir / "run"), str(self.drivers)] + inner
-        argv = [str(SCARDD), "--foreground", "--debug", "--socket", self.socket,
-                "--config-dir", str(self.confdir), "--drivers-dir", str(self.drivers)]
-        if not any(a == "--user" for a in self.args):
-            argv += ["--user", "root"]
+        argv = scardd_argv(SCARDD, "--foreground", "--debug", "--socket", self.socket,
+                           "--config-dir", self.confdir, "--drivers-dir", self.drivers, *self.args)
         return ["unshare", "--net", "sh", "-c", usb_testbed.ROOMY_UEVENTS + ' && exec "$@"',
-                "sh"] + argv + self.args
+                "sh"] + argv
 
     def env(self):
         env = usb_testbed.preload_env(self.testbed.root)

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 import pcscd_ns
+from scardd_argv import scardd_argv
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -230,11 +231,9 @@ class VirtualDaemon:
                 (self.dir / "run").mkdir(exist_ok=True)
                 argv = pcscd_ns.in_private_run(self.dir / "run", argv)
         else:
-            argv = [str(SCARDD), "--foreground", "--debug", "--socket", self.socket,
-                    "--config-dir", str(self.confdir)]
-            if self.poll_ms:
-                argv += ["--poll-ms", str(self.poll_ms)]
-            argv += self.args
+            poll = ["--poll-ms", str(self.poll_ms)] if self.poll_ms else []
+            argv = scardd_argv(SCARDD, "--foreground", "--debug", "--socket", self.socket,
+                               "--config-dir", self.confdir, *poll, *self.args)
         self.log_file = open(self.dir / "daemon.log", "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
