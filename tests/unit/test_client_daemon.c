@@ -150,8 +150,15 @@ int test_daemon_start(struct test_daemon *d)
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
-		execl(SCARDD_TEST_BIN, "scardd", "--foreground", "--socket", d->socket,
-		      "--config-dir", d->confdir, "--error", (char *)NULL);
+		const char *argv[10] = { "scardd",       "--foreground", "--socket", d->socket,
+					 "--config-dir", d->confdir,     "--error" };
+		/* as root, root on purpose (the files here are root's): without
+		 * --user scardd wants the pcscd account and does not start without it */
+		if (geteuid() == 0) {
+			argv[7] = "--user";
+			argv[8] = "root";
+		}
+		execv(SCARDD_TEST_BIN, (char *const *)argv);
 		_exit(127);
 	}
 	while (test_now_ms() < deadline) {
