@@ -8,7 +8,6 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -20,9 +19,6 @@
 #include "daemon_report.h"
 #include "scard.h"
 #include "wire.h"
-
-#define RAW_TIMEOUT_MS 3000
-
 struct daemon_info {
 	bool reachable;
 	char error[160];
@@ -34,26 +30,6 @@ struct daemon_info {
 	uid_t uid;
 	char comm[64];
 };
-
-static bool read_full(int fd, uint8_t *buf, size_t len)
-{
-	size_t got = 0;
-	while (got < len) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		int n = poll(&pfd, 1, RAW_TIMEOUT_MS);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		ssize_t k = read(fd, buf + got, len - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return false;
-		got += (size_t)k;
-	}
-	return true;
-}
 
 static void probe_daemon(const char *path, struct daemon_info *di)
 {
@@ -99,7 +75,8 @@ static void probe_daemon(const char *path, struct daemon_info *di)
 	uint8_t buf[64];
 	size_t n = wire_encode_request(&params, &msg, buf, sizeof(buf));
 	if (n && spec && spec->reply_size <= sizeof(buf) &&
-	    send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n && read_full(fd, buf, spec->reply_size)) {
+	    send(fd, buf, n, MSG_NOSIGNAL) == (ssize_t)n &&
+	    daemon_read_full(fd, buf, spec->reply_size)) {
 		struct wire_msg reply;
 		if (wire_decode_reply(&params, WIRE_VERSION, buf, spec->reply_size, &reply) ==
 		    WIRE_OK) {

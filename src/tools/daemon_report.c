@@ -14,7 +14,7 @@
 
 #define REPORT_TIMEOUT_MS 3000
 
-static bool read_full(int fd, uint8_t *buf, size_t len)
+bool daemon_read_full(int fd, uint8_t *buf, size_t len)
 {
 	size_t got = 0;
 	while (got < len) {
@@ -51,12 +51,12 @@ static char *ask(const char *path)
 	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
 	    wire_encode_header(&params, &hdr, head, sizeof(head)) != sizeof(head) ||
 	    send(fd, head, sizeof(head), MSG_NOSIGNAL) != (ssize_t)sizeof(head) ||
-	    !read_full(fd, len_buf, sizeof(len_buf)))
+	    !daemon_read_full(fd, len_buf, sizeof(len_buf)))
 		goto out;
 	uint32_t len = wire_get_u32(params.order, len_buf);
 	if (len > WIRE_SCARDD_STATUS_MAX || !(text = malloc((size_t)len + 1)))
 		goto out;
-	if (!read_full(fd, (uint8_t *)text, len)) {
+	if (!daemon_read_full(fd, (uint8_t *)text, len)) {
 		free(text);
 		text = NULL;
 		goto out;

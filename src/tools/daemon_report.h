@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define REPORT_MAX_FIELDS 24
 
@@ -25,6 +26,8 @@ struct daemon_report {
 	size_t n;
 };
 
+/* Reads exactly len bytes from a daemon's socket, waiting at most 3 s for each part. */
+bool daemon_read_full(int fd, uint8_t *buf, size_t len);
 /* Asks the daemon on path; false (report empty) if it does not answer. */
 bool daemon_report_fetch(const char *path, struct daemon_report *r);
 /* Splits text (taken over; NUL-terminated) into lines. Pure, for tests too. */
