@@ -17,6 +17,7 @@
 #include "peer_identity.h"
 #include "readers.h"
 #include "session.h"
+#include "text_out.h"
 
 #define AUDIT_LINE_MAX 2048u
 
@@ -73,63 +74,46 @@ void audit_close(struct audit *a)
 
 /* ---- one line ---- */
 
-struct line {
-	char *buf;
-	size_t cap, len;
-};
-
-static void put(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct line *l, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	size_t room = l->len < l->cap ? l->cap - l->len : 0;
-	int n = vsnprintf(room ? l->buf + l->len : NULL, room, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		l->len += (size_t)n;
-}
-
 /* key="value", with what would break the line or the quoting as \xNN. */
-static void put_quoted(struct line *l, const char *key, const char *value)
+static void put_quoted(struct text_out *l, const char *key, const char *value)
 {
-	put(l, " %s=\"", key);
+	text_put(l, " %s=\"", key);
 	for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
 		if (*p < 0x20 || *p == 0x7f || *p == '"' || *p == '\\')
-			put(l, "\\x%02x", *p);
+			text_put(l, "\\x%02x", *p);
 		else
-			put(l, "%c", *p);
+			text_put(l, "%c", *p);
 	}
-	put(l, "\"");
+	text_put(l, "\"");
 }
 
 int audit_format(char *buf, size_t cap, const char *event, const struct session *s,
 		 const char *details)
 {
-	struct line l = { buf, cap, 0 };
+	struct text_out l = { buf, cap, 0 };
 	if (cap)
 		buf[0] = '\0';
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;
 	gmtime_r(&ts.tv_sec, &tm);
-	put(&l, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s client=%" PRIu64, tm.tm_year + 1900,
-	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-	    event, s->id);
+	text_put(&l, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s client=%" PRIu64, tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+		 event, s->id);
 	const struct peer_identity *id = &s->identity;
 	if (id->pid > 0)
-		put(&l, " pid=%d", (int)id->pid);
-	put(&l, " uid=%u gid=%u", (unsigned)id->uid, (unsigned)id->gid);
+		text_put(&l, " pid=%d", (int)id->pid);
+	text_put(&l, " uid=%u gid=%u", (unsigned)id->uid, (unsigned)id->gid);
 	if (id->gone)
-		put(&l, " gone=yes");
+		text_put(&l, " gone=yes");
 	else if (id->exe)
 		put_quoted(&l, "exe", id->exe);
-	put(&l, " sandbox=%s", peer_sandbox_name(id->sandbox));
+	text_put(&l, " sandbox=%s", peer_sandbox_name(id->sandbox));
 	if (id->app)
 		put_quoted(&l, "app", id->app);
 	if (id->container)
-		put(&l, " container=%s", id->container);
-	put(&l, "%s", details);
+		text_put(&l, " container=%s", id->container);
+	text_put(&l, "%s", details);
 	return (int)l.len;
 }
 
@@ -167,13 +151,13 @@ static const char *code_name(uint32_t rv)
 	return NULL;
 }
 
-static void put_result(struct line *l, uint32_t rv)
+static void put_result(struct text_out *l, uint32_t rv)
 {
 	const char *name = code_name(rv);
 	if (name)
-		put(l, " result=%s", name);
+		text_put(l, " result=%s", name);
 	else
-		put(l, " result=0x%08" PRIX32, rv);
+		text_put(l, " result=0x%08" PRIX32, rv);
 }
 
 static const char *mode_name(uint32_t mode)
@@ -198,16 +182,16 @@ static const char *disposition_name(uint32_t d)
 }
 
 /* The reader of one of the session's handles, by its id. */
-static void put_handle_reader(struct line *l, const struct session *s, int32_t card)
+static void put_handle_reader(struct text_out *l, const struct session *s, int32_t card)
 {
 	const struct handle *h = handle_find(&s->handles, card);
-	put(l, " card=0x%08" PRIX32, (uint32_t)card);
+	text_put(l, " card=0x%08" PRIX32, (uint32_t)card);
 	if (h)
 		put_quoted(l, "reader", h->reader->name);
 }
 
 /* The event's own fields; NULL if the reply is not audited. */
-static const char *details(const struct session *s, const struct wire_msg *m, struct line *l)
+static const char *details(const struct session *s, const struct wire_msg *m, struct text_out *l)
 {
 	switch (m->cmd) {
 	case WIRE_VERSION:
@@ -218,15 +202,15 @@ static const char *details(const struct session *s, const struct wire_msg *m, st
 		return "refused";
 	case WIRE_CONNECT:
 		put_quoted(l, "reader", m->u.connect.reader);
-		put(l, " mode=%s", mode_name(m->u.connect.share_mode));
+		text_put(l, " mode=%s", mode_name(m->u.connect.share_mode));
 		if (m->u.connect.rv == SCARD_S_SUCCESS)
-			put(l, " card=0x%08" PRIX32, (uint32_t)m->u.connect.card);
+			text_put(l, " card=0x%08" PRIX32, (uint32_t)m->u.connect.card);
 		put_result(l, m->u.connect.rv);
 		return "connect";
 	case WIRE_RECONNECT:
 		put_handle_reader(l, s, m->u.reconnect.card);
-		put(l, " mode=%s init=%s", mode_name(m->u.reconnect.share_mode),
-		    disposition_name(m->u.reconnect.initialization));
+		text_put(l, " mode=%s init=%s", mode_name(m->u.reconnect.share_mode),
+			 disposition_name(m->u.reconnect.initialization));
 		put_result(l, m->u.reconnect.rv);
 		return "reconnect";
 	case WIRE_BEGIN_TRANSACTION:
@@ -235,12 +219,12 @@ static const char *details(const struct session *s, const struct wire_msg *m, st
 		return "begin-transaction";
 	case WIRE_END_TRANSACTION:
 		put_handle_reader(l, s, m->u.end.card);
-		put(l, " disposition=%s", disposition_name(m->u.end.disposition));
+		text_put(l, " disposition=%s", disposition_name(m->u.end.disposition));
 		put_result(l, m->u.end.rv);
 		return "end-transaction";
 	case WIRE_CONTROL:
 		put_handle_reader(l, s, m->u.control.card);
-		put(l, " code=0x%08" PRIX32, m->u.control.control_code);
+		text_put(l, " code=0x%08" PRIX32, m->u.control.control_code);
 		put_result(l, m->u.control.rv);
 		return "control";
 	default: return NULL;
@@ -250,7 +234,7 @@ static const char *details(const struct session *s, const struct wire_msg *m, st
 void audit_reply(struct audit *a, const struct session *s, const struct wire_msg *reply)
 {
 	char fields[AUDIT_LINE_MAX];
-	struct line f = { fields, sizeof(fields), 0 };
+	struct text_out f = { fields, sizeof(fields), 0 };
 	fields[0] = '\0';
 	const char *event = details(s, reply, &f);
 	if (!event)

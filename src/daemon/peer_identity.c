@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "peer_info.h"
+#include "text_out.h"
 
 /* Linux 6.5; the generic value (alpha, mips, parisc and sparc number it otherwise). */
 #if !defined(SO_PEERPIDFD) && !defined(__alpha__) && !defined(__mips__) && !defined(__hppa__) && \
@@ -448,57 +449,40 @@ const char *peer_sandbox_name(enum peer_sandbox sandbox)
 
 /* ---- formatting ---- */
 
-struct out {
-	char *buf;
-	size_t cap, len; /* len: what was wanted, as snprintf counts */
-};
-
-static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	size_t room = o->len < o->cap ? o->cap - o->len : 0;
-	int n = vsnprintf(room ? o->buf + o->len : NULL, room, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		o->len += (size_t)n;
-}
-
 /* A string from the client, with what a log line must not hold escaped. */
-static void put_escaped(struct out *o, const char *s)
+static void put_escaped(struct text_out *o, const char *s)
 {
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if (*p < 0x20 || *p == 0x7f || *p == '\\')
-			put(o, "\\x%02x", *p);
+			text_put(o, "\\x%02x", *p);
 		else
-			put(o, "%c", *p);
+			text_put(o, "%c", *p);
 	}
 }
 
 int peer_identity_format(const struct peer_identity *id, char *buf, size_t cap)
 {
-	struct out o = { buf, cap, 0 };
+	struct text_out o = { buf, cap, 0 };
 	if (cap)
 		buf[0] = '\0';
 	if (id->pid > 0)
-		put(&o, "pid %d ", (int)id->pid);
+		text_put(&o, "pid %d ", (int)id->pid);
 	else
-		put(&o, "pid ? ");
-	put(&o, "uid %u gid %u", (unsigned)id->uid, (unsigned)id->gid);
+		text_put(&o, "pid ? ");
+	text_put(&o, "uid %u gid %u", (unsigned)id->uid, (unsigned)id->gid);
 	if (id->gone) {
-		put(&o, ", gone before it could be seen");
+		text_put(&o, ", gone before it could be seen");
 	} else {
-		put(&o, " exe ");
+		text_put(&o, " exe ");
 		put_escaped(&o, id->exe ? id->exe : "?");
 	}
 	switch (id->sandbox) {
 	case PEER_FLATPAK:
 	case PEER_SNAP:
-		put(&o, ", %s ", peer_sandbox_name(id->sandbox));
+		text_put(&o, ", %s ", peer_sandbox_name(id->sandbox));
 		put_escaped(&o, id->app ? id->app : "?");
 		break;
-	case PEER_CONTAINER: put(&o, ", container %s", id->container); break;
+	case PEER_CONTAINER: text_put(&o, ", container %s", id->container); break;
 	default: break;
 	}
 	return (int)o.len;
