@@ -55,8 +55,11 @@ static void on_card_event(struct daemon *d, struct session *s, struct job *job)
 	(void)d;
 	(void)s;
 	if (!dev->ready) {
-		/* Opened but waiting for its turn to register: remember the card. */
-		if (dev->early && job->slot < dev->n_slots) {
+		/* Not registered yet (its first check comes before its open is
+		 * announced, or it waits for its turn): remember the card. */
+		if (!dev->early && job->n_slots)
+			dev->early = calloc(job->n_slots, sizeof(*dev->early));
+		if (dev->early && job->slot < job->n_slots) {
 			struct early_card *e = &dev->early[job->slot];
 			e->seen = true;
 			e->unavailable = job->unavailable;
@@ -221,7 +224,8 @@ static void on_opened(struct daemon *d, struct session *s, struct job *job)
 		return;                    /* else its worker closes it (JOB_CLOSED) */
 	}
 	dev->readers = ok ? calloc(job->n_slots, sizeof(*dev->readers)) : NULL;
-	dev->early = dev->readers ? calloc(job->n_slots, sizeof(*dev->early)) : NULL;
+	if (dev->readers && !dev->early)
+		dev->early = calloc(job->n_slots, sizeof(*dev->early));
 	if (!dev->readers || !dev->early) {
 		free(dev->readers);
 		dev->readers = NULL;

@@ -81,7 +81,7 @@ struct job {
 	size_t atr_len;
 	bool atr_changed; /* the card was (re)powered */
 	uint32_t out_protocol;
-	unsigned n_slots; /* JOB_OPEN */
+	unsigned n_slots; /* JOB_OPEN, JOB_CARD_EVENT */
 };
 
 struct job *job_new(enum job_kind kind, struct device *dev, struct worker *w, unsigned slot,

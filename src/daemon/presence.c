@@ -1,12 +1,14 @@
 #include "presence.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <ifdhandler.h>
 #include <reader.h>
+#include <scardd_ifd.h>
 
 #include "card_ops.h"
 #include "driver.h"
@@ -16,6 +18,23 @@
 
 typedef RESPONSECODE (*wait_event_fn)(DWORD lun, int timeout_ms);
 typedef RESPONSECODE (*stop_wait_fn)(DWORD lun);
+
+/*
+ * A slot as the watcher and the worker share it (drivers that answer
+ * presence at any time). The worker alone powers cards and keeps
+ * slot_state; the watcher only posts removals, and says so here.
+ */
+struct presence_watch {
+	atomic_bool reported;       /* the worker's last post: a card is there */
+	atomic_bool removal_posted; /* the watcher posted its removal since */
+};
+
+/* Polling drivers: the watcher's thread and how to stop it. */
+struct watch_thread {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+};
 
 struct event_thread {
 	struct worker *w;
@@ -29,6 +48,7 @@ static void post_change(struct worker *w, unsigned slot)
 	struct job *ev = job_new(JOB_CARD_EVENT, w->cfg.dev, w, slot, w->cfg.card_event);
 	if (!ev)
 		return;
+	ev->n_slots = w->n_slots; /* (the first events come before JOB_OPEN) */
 	card_ops_report(ev, w, slot, true);
 	completions_post(w->cfg.done, ev);
 }
@@ -36,6 +56,7 @@ static void post_change(struct worker *w, unsigned slot)
 static void check_slot(struct worker *w, unsigned slot)
 {
 	struct slot_state *ss = &w->slots[slot];
+	struct presence_watch *pw = w->watch ? &w->watch[slot] : NULL;
 	worker_drv_enter(w);
 	RESPONSECODE rc = w->cfg.drv->ops.icc_presence(worker_lun(w, slot));
 	worker_drv_leave(w);
@@ -45,9 +66,15 @@ static void check_slot(struct worker *w, unsigned slot)
 			return;
 		log_error("%s: the driver reports the device gone (slot %u)", w->name, slot);
 		*ss = (struct slot_state){ .gone = true };
+		if (pw)
+			atomic_store(&pw->reported, false);
 		post_change(w, slot);
 		return;
 	}
+	if (pw && atomic_exchange(&pw->removal_posted, false))
+		*ss = (struct slot_state){
+			0
+		}; /* posted gone: a card found now is another insertion */
 	bool present;
 	if (rc == IFD_SUCCESS || rc == IFD_ICC_PRESENT)
 		present = true;
@@ -61,7 +88,32 @@ static void check_slot(struct worker *w, unsigned slot)
 	*ss = (struct slot_state){ .present = present };
 	if (present && card_ops_power(w, slot, IFD_POWER_UP) != IFD_SUCCESS)
 		log_error("%s: card in slot %u does not answer to power-up", w->name, slot);
+	if (pw)
+		atomic_store(&pw->reported, present); /* before the post: the watcher reads it */
 	post_change(w, slot);
+}
+
+/*
+ * Watcher (any thread but the worker's, the device possibly busy): asks
+ * the driver, without the device, whether the card is still there. A
+ * removal is posted at once; anything else the worker is asked to look at.
+ */
+static void watch_slot(struct worker *w, unsigned slot)
+{
+	struct presence_watch *pw = &w->watch[slot];
+	RESPONSECODE rc = w->cfg.drv->ops.icc_presence(worker_lun(w, slot));
+	bool there = atomic_load(&pw->reported);
+	if (rc == IFD_ICC_NOT_PRESENT && there && !atomic_exchange(&pw->removal_posted, true)) {
+		atomic_store(&pw->reported, false);
+		struct job *ev = job_new(JOB_CARD_EVENT, w->cfg.dev, w, slot, w->cfg.card_event);
+		if (ev) {
+			ev->n_slots = w->n_slots; /* present, powered: false */
+			completions_post(w->cfg.done, ev);
+		}
+		worker_check_presence(w); /* its own view, once its job is done */
+	} else if ((rc == IFD_ICC_PRESENT || rc == IFD_SUCCESS) != there) {
+		worker_check_presence(w); /* an insertion: the worker powers the card */
+	}
 }
 
 void presence_check(struct worker *w)
@@ -104,6 +156,8 @@ static void *event_thread_main(void *arg)
 		RESPONSECODE rc = wait_event(worker_lun(w, et->slot), timeout_ms);
 		if (stopping(w))
 			break;
+		if (w->presence_anytime)
+			watch_slot(w, et->slot);
 		if (rc != IFD_SUCCESS) {
 			/* The driver cannot wait after all: fall back to the poll period. */
 			struct timespec ts = { .tv_sec = w->cfg.poll_ms / 1000,
@@ -116,8 +170,92 @@ static void *event_thread_main(void *arg)
 	return NULL;
 }
 
+static void *watch_thread_main(void *arg)
+{
+	struct worker *w = arg;
+	struct watch_thread *wt = w->watcher;
+	pthread_mutex_lock(&wt->lock);
+	while (!wt->stop) {
+		struct timespec deadline;
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+		deadline.tv_sec += w->cfg.poll_ms / 1000;
+		deadline.tv_nsec += (long)(w->cfg.poll_ms % 1000) * 1000000L;
+		if (deadline.tv_nsec >= 1000000000L) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000L;
+		}
+		while (!wt->stop && pthread_cond_timedwait(&wt->cond, &wt->lock, &deadline) == 0)
+			;
+		if (wt->stop)
+			break;
+		pthread_mutex_unlock(&wt->lock);
+		for (unsigned i = 0; i < w->n_slots; i++)
+			watch_slot(w, i);
+		pthread_mutex_lock(&wt->lock);
+	}
+	pthread_mutex_unlock(&wt->lock);
+	return NULL;
+}
+
+/* A polling driver that answers at any time: one watcher thread polls it. */
+static void start_watch_thread(struct worker *w)
+{
+	struct watch_thread *wt = calloc(1, sizeof(*wt));
+	if (!wt)
+		return;
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_mutex_init(&wt->lock, NULL);
+	pthread_cond_init(&wt->cond, &attr);
+	pthread_condattr_destroy(&attr);
+	w->watcher = wt;
+	if (pthread_create(&w->watch_thread, NULL, watch_thread_main, w) != 0) {
+		log_error("%s: cannot start its presence watcher; polling between requests",
+			  w->name);
+		w->watcher = NULL;
+		pthread_cond_destroy(&wt->cond);
+		pthread_mutex_destroy(&wt->lock);
+		free(wt);
+	}
+}
+
+static void stop_watch_thread(struct worker *w)
+{
+	struct watch_thread *wt = w->watcher;
+	if (!wt)
+		return;
+	pthread_mutex_lock(&wt->lock);
+	wt->stop = true;
+	pthread_cond_signal(&wt->cond);
+	pthread_mutex_unlock(&wt->lock);
+	/* (a presence call that never returns would hold this; such a driver
+	 * did not answer "at any time") */
+	pthread_join(w->watch_thread, NULL);
+	w->watcher = NULL;
+	pthread_cond_destroy(&wt->cond);
+	pthread_mutex_destroy(&wt->lock);
+	free(wt);
+}
+
+static bool presence_anytime(struct worker *w)
+{
+	uint8_t yes = 0;
+	DWORD len = 1;
+	worker_drv_enter(w);
+	RESPONSECODE rc = w->cfg.drv->ops.get_capabilities(worker_lun(w, 0),
+							   SCARDD_TAG_IFD_PRESENCE_ANYTIME, &len,
+							   &yes);
+	worker_drv_leave(w);
+	return rc == IFD_SUCCESS && len == 1 && yes == 1;
+}
+
 void presence_start(struct worker *w)
 {
+	if (presence_anytime(w)) {
+		w->watch = calloc(w->n_slots, sizeof(*w->watch));
+		w->presence_anytime = w->watch;
+	}
 	w->wait_event = get_fn_cap(w, TAG_IFD_POLLING_THREAD_WITH_TIMEOUT);
 	w->stop_wait = get_fn_cap(w, TAG_IFD_STOP_POLLING_THREAD);
 	uint8_t killable = 0;
@@ -127,8 +265,11 @@ void presence_start(struct worker *w)
 					     &len, &killable) == IFD_SUCCESS)
 		w->killable = killable != 0;
 	worker_drv_leave(w);
-	if (!w->wait_event)
+	if (!w->wait_event) {
+		if (w->presence_anytime)
+			start_watch_thread(w);
 		return;
+	}
 	w->events = calloc(w->n_slots, sizeof(*w->events));
 	if (!w->events)
 		return;
@@ -147,6 +288,7 @@ void presence_start(struct worker *w)
 
 void presence_stop(struct worker *w)
 {
+	stop_watch_thread(w);
 	if (!w->events)
 		return;
 	stop_wait_fn stop_wait;

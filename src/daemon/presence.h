@@ -4,6 +4,11 @@
  * (TAG_IFD_POLLING_THREAD_WITH_TIMEOUT), one thread per slot blocked in it
  * that asks the worker to look when something happened. A change is posted
  * to the loop as a JOB_CARD_EVENT.
+ *
+ * A driver that answers SCARDD_TAG_IFD_PRESENCE_ANYTIME is also asked apart
+ * from the worker's jobs (by the event threads, or a watcher thread when it
+ * has no event wait): a removal is posted at once, even while another
+ * client's command is in the driver (docs/ARCHITECTURE.md).
  */
 #ifndef SCARDD_PRESENCE_H
 #define SCARDD_PRESENCE_H

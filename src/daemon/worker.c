@@ -225,11 +225,10 @@ static bool serve(struct worker *w)
 {
 	struct timespec next_poll;
 	deadline_after(&next_poll, 0);
-	/* Event-driven drivers get one check now, then only when they signal. */
-	w->check_presence = true;
+	/* Event-driven drivers had their one check at open; then only when they signal. */
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
-		bool polling = !w->event_driven;
+		bool polling = !w->event_driven && !w->watcher; /* (a watcher polls apart) */
 		while (!w->stop && !w->head && !w->check_presence &&
 		       !(polling && passed(&next_poll))) {
 			if (polling)
@@ -282,6 +281,11 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	long driver_rc = IFD_SUCCESS;
 	bool ok = open_channel(w, &driver_rc);
+	/* The first presence check comes before the open is announced: its card
+	 * events reach the loop first, so the readers register with their cards
+	 * (a socket-activated scardd's first client connects at once). */
+	if (ok)
+		presence_check(w);
 	struct job *opened = job_new(JOB_OPEN, w->cfg.dev, w, 0, w->cfg.opened);
 	pthread_mutex_lock(&w->lock);
 	w->opened = ok;
@@ -334,6 +338,7 @@ static void worker_free(struct worker *w)
 	if (w->cfg.drv)
 		driver_unref(w->cfg.drv);
 	free(w->slots);
+	free(w->watch);
 	free(w->scratch);
 	free(w->name);
 	free(w->device_name);

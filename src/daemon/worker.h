@@ -25,6 +25,8 @@ struct completions;
 struct device;
 struct driver;
 struct event_thread;
+struct presence_watch;
+struct watch_thread;
 
 /* What the worker knows of a slot from its own driver calls. */
 struct slot_state {
@@ -83,6 +85,12 @@ struct worker {
 	bool killable;
 	struct event_thread *events;
 	bool event_driven;
+	/* The driver's presence answers at any time (SCARDD_TAG_IFD_PRESENCE_ANYTIME):
+	 * a watcher, apart from the jobs, posts removals at once. */
+	bool presence_anytime;
+	struct presence_watch *watch; /* one per slot */
+	struct watch_thread *watcher; /* polling drivers: the watcher's thread */
+	pthread_t watch_thread;
 };
 
 /* Starts the thread; it posts a JOB_OPEN once the channel is open or failed. */

@@ -216,8 +216,9 @@ hr, out["readers"] = s.SCardListReaders(ctx, [])
 hr, card, proto = s.SCardConnect(ctx, sys.argv[1], s.SCARD_SHARE_SHARED,
                                  s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1)
 out["connect"] = hr
-hr, resp = s.SCardTransmit(card, proto, json.loads(sys.argv[2]))
-out["transmit"], out["sw"] = hr, resp[-2:]
+if hr == 0:
+    hr, resp = s.SCardTransmit(card, proto, json.loads(sys.argv[2]))
+    out["transmit"], out["sw"] = hr, resp[-2:]
 print(json.dumps(out))
 '''
 # SELECT of ifd-virtual's built-in card application
@@ -245,6 +246,30 @@ def test_pyscard_client_starts_scardd(vd):
     finally:
         a.stop()
     assert sock.exists()
+
+
+def test_slow_card_known_to_the_first_client(vd):
+    """A card that takes 700 ms to answer its power-up: the client whose
+    connection starts scardd still finds it in the reader, with its ATR
+    (the readers are announced once their cards have been looked at)."""
+    need(DEBIAN_LIBPCSCLITE, "missing-peer", "Debian's libpcsclite1")
+    conf = vd.instances[0]["conf"]
+    conf.write_text(conf.read_text() + "atr_delay.0 = 700\n")
+    sock = vd.dir / "run" / "pcscd.comm"
+    a = Activated(vd, [sock], ["--foreground", "--info", "-c", vd.confdir])
+    try:
+        a.wait_listening()
+        env = vd.env(client_lib="debian")
+        env["PCSCLITE_CSOCK_NAME"] = str(sock)
+        r = subprocess.run(["/usr/bin/python3", "-c", PYSCARD_CLIENT, vd.reader(0), json.dumps(SELECT)],
+                           capture_output=True, text=True, timeout=WAIT * 2, env=env)
+        assert r.returncode == 0, r.stdout + r.stderr + a.log()[-3000:]
+        out = json.loads(r.stdout)
+        assert out["connect"] == 0 and out["transmit"] == 0 and out["sw"] == [0x90, 0x00], (out, a.log())
+        log = a.log()
+        assert log.index("card inserted into %s" % vd.reader(0)) < log.index("serving clients"), log
+    finally:
+        a.stop()
 
 
 def test_several_inherited_sockets_matched_by_path(vd):

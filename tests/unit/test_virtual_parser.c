@@ -220,6 +220,7 @@ static void test_config_parse(void **state)
 			   "fast.2 = no\n"
 			   "mute.1 = yes\n"
 			   "delay.2 = 1500\n"
+			   "atr_delay.1 = 250\n"
 			   "card.1 = cards/a.card\n"
 			   "card.2 = /abs/b.card\n"
 			   "card.0 = builtin\n";
@@ -235,6 +236,8 @@ static void test_config_parse(void **state)
 	assert_true(cfg.reader[1].mute);
 	assert_int_equal(cfg.reader[2].delay_ms, 1500);
 	assert_int_equal(cfg.reader[1].delay_ms, 0);
+	assert_int_equal(cfg.reader[1].atr_delay_ms, 250);
+	assert_int_equal(cfg.reader[2].atr_delay_ms, 0);
 	assert_string_equal(cfg.reader[0].card, "builtin");
 	assert_string_equal(cfg.reader[1].card, "/etc/scardd/cards/a.card");
 	assert_string_equal(cfg.reader[2].card, "/abs/b.card");
@@ -279,6 +282,8 @@ static void test_config_errors(void **state)
 	expect_config_error("delay.0 = 60001\n", "delay.0 must be 0 to 60000");
 	expect_config_error("delay.0 = -1\n", "delay.0 must be 0 to 60000");
 	expect_config_error("delay.0 =\n", "delay.0 must be 0 to 60000");
+	expect_config_error("atr_delay.1 = 60001\n", "atr_delay.1 must be 0 to 60000");
+	expect_config_error("atr_delay.1 = 5ms\n", "atr_delay.1 must be 0 to 60000");
 	char long_path[200] = "control = /";
 	memset(long_path + 11, 'a', 150);
 	long_path[161] = 0;

@@ -24,6 +24,7 @@
 
 #include <ifdhandler.h>
 #include <reader.h>
+#include <scardd_ifd.h>
 
 #include "vinstance.h"
 #include "vusb.h"
@@ -291,11 +292,17 @@ RESPONSECODE IFDHGetCapabilities(DWORD Lun, DWORD Tag, PDWORD Length, PUCHAR Val
 	case TAG_IFD_SLOT_THREAD_SAFE: return put_byte(Length, Value, 1);
 	case TAG_IFD_POLLING_THREAD_KILLABLE: return put_byte(Length, Value, 0);
 	case TAG_IFD_DEVICE_REMOVED: return put_byte(Length, Value, 1); /* it wants to be told */
+	case SCARDD_TAG_IFD_PRESENCE_ANYTIME: /* its presence reads the slot, under the slot's lock */
+		return put_byte(Length, Value, !inst->cfg.no_presence_anytime);
 	case TAG_IFD_POLLING_THREAD_WITH_TIMEOUT: {
+		if (inst->cfg.no_events)
+			return IFD_ERROR_TAG;
 		RESPONSECODE (*fn)(DWORD, int) = wait_event;
 		return put_bytes(Length, Value, &fn, sizeof(fn));
 	}
 	case TAG_IFD_STOP_POLLING_THREAD: {
+		if (inst->cfg.no_events)
+			return IFD_ERROR_TAG;
 		RESPONSECODE (*fn)(DWORD) = stop_wait;
 		return put_bytes(Length, Value, &fn, sizeof(fn));
 	}
@@ -365,6 +372,8 @@ RESPONSECODE IFDHPowerICC(DWORD Lun, DWORD Action, PUCHAR Atr, PDWORD AtrLength)
 			*AtrLength = 0;
 		return IFD_NO_SUCH_DEVICE;
 	}
+	if (s->atr_delay_ms && Action != IFD_POWER_DOWN)
+		slow_card(inst, s->atr_delay_ms);
 	RESPONSECODE rc = vslot_power(s, Action, Atr, AtrLength);
 	if (rc == IFD_ERROR_POWER_ACTION)
 		say(PRIO_INFO, "reader %lu: the card is muted and does not answer to reset",

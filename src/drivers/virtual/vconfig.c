@@ -65,6 +65,18 @@ static int parse_bool(const char *v, bool *out)
 	return 0;
 }
 
+/* Milliseconds, 0 to VCONFIG_MAX_DELAY_MS. */
+static int parse_delay(const char *v, unsigned *out)
+{
+	char *end;
+	errno = 0;
+	long ms = strtol(v, &end, 10);
+	if (errno || *end || !v[0] || ms < 0 || ms > VCONFIG_MAX_DELAY_MS)
+		return -1;
+	*out = (unsigned)ms;
+	return 0;
+}
+
 /* "card.3" -> 3; -1 if the suffix is not a reader index. */
 static int reader_index(const char *key, const char *prefix)
 {
@@ -124,6 +136,14 @@ static int set_line(struct vconfig *cfg, char *key, char *val, const char *base_
 		cfg->control = strdup(val);
 		if (!cfg->control)
 			return fail(err, errlen, line, "out of memory");
+	} else if (!strcmp(key, "events") || !strcmp(key, "presence_anytime")) {
+		bool b;
+		if (parse_bool(val, &b))
+			return fail(err, errlen, line, "%s must be yes or no", key);
+		if (!strcmp(key, "events"))
+			cfg->no_events = !b;
+		else
+			cfg->no_presence_anytime = !b;
 	} else if (!strcmp(key, "control_mode")) {
 		char *end;
 		errno = 0;
@@ -143,13 +163,13 @@ static int set_line(struct vconfig *cfg, char *key, char *val, const char *base_
 		if (parse_bool(val, &cfg->reader[idx].mute))
 			return fail(err, errlen, line, "%s must be yes or no", key);
 	} else if ((idx = reader_index(key, "delay.")) >= 0) {
-		char *end;
-		errno = 0;
-		long v = strtol(val, &end, 10);
-		if (errno || *end || !val[0] || v < 0 || v > VCONFIG_MAX_DELAY_MS)
+		if (parse_delay(val, &cfg->reader[idx].delay_ms))
 			return fail(err, errlen, line, "%s must be 0 to %d (milliseconds)", key,
 				    VCONFIG_MAX_DELAY_MS);
-		cfg->reader[idx].delay_ms = (unsigned)v;
+	} else if ((idx = reader_index(key, "atr_delay.")) >= 0) {
+		if (parse_delay(val, &cfg->reader[idx].atr_delay_ms))
+			return fail(err, errlen, line, "%s must be 0 to %d (milliseconds)", key,
+				    VCONFIG_MAX_DELAY_MS);
 	} else if ((idx = reader_index(key, "card.")) >= 0) {
 		free(cfg->reader[idx].card);
 		cfg->reader[idx].card = NULL;
@@ -160,10 +180,11 @@ static int set_line(struct vconfig *cfg, char *key, char *val, const char *base_
 		if (!cfg->reader[idx].card)
 			return fail(err, errlen, line, "card path too long");
 	} else {
-		return fail(err, errlen, line,
-			    "unknown key '%.40s' (expected readers, control, control_mode, fast, "
-			    "card.N, fast.N, mute.N, delay.N)",
-			    key);
+		return fail(
+			err, errlen, line,
+			"unknown key '%.40s' (expected readers, control, control_mode, fast, events, presence_anytime, "
+			"card.N, fast.N, mute.N, delay.N, atr_delay.N)",
+			key);
 	}
 	return 0;
 }

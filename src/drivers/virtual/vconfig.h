@@ -9,7 +9,10 @@
  *   card.1 = cards/other.card        #   or none; relative to this file's directory
  *   fast.1 = yes                     # per-reader override
  *   mute.1 = no                      # the card in this reader does not answer
+ *   events = yes                     # offer the event wait (no: the daemon polls)
+ *   presence_anytime = yes           # presence may be asked during any call
  *   delay.1 = 0                      # ms every transmit on this reader takes
+ *   atr_delay.1 = 0                  # ms the card takes to answer a power-up or reset
  */
 #ifndef IFD_VIRTUAL_VCONFIG_H
 #define IFD_VIRTUAL_VCONFIG_H
@@ -27,13 +30,16 @@ struct vconfig_reader {
 	char *card; /* NULL = empty, "builtin", or an absolute path */
 	bool fast;
 	bool mute;
-	unsigned delay_ms; /* every transmit takes this long (a slow card) */
+	unsigned delay_ms;     /* every transmit takes this long (a slow card) */
+	unsigned atr_delay_ms; /* every power-up or reset takes this long */
 };
 
 struct vconfig {
 	unsigned readers;
 	char *control; /* unix socket path, NULL = no control channel */
 	unsigned control_mode;
+	bool no_events;           /* events = no: no TAG_IFD_POLLING_THREAD_WITH_TIMEOUT */
+	bool no_presence_anytime; /* presence_anytime = no: scardd's tag answered 0 */
 	struct vconfig_reader reader[VCONFIG_MAX_READERS];
 };
 

@@ -34,6 +34,7 @@ struct vinstance *vinstance_new(struct vconfig *cfg, char *err, size_t errlen)
 		inst->slots[i].fast = r->fast;
 		inst->slots[i].mute = r->mute;
 		inst->slots[i].delay_ms = r->delay_ms;
+		inst->slots[i].atr_delay_ms = r->atr_delay_ms;
 		if (!r->card)
 			continue;
 		char why[512];

@@ -20,12 +20,13 @@
 
 struct vslot {
 	pthread_mutex_t lock;
-	pthread_cond_t cond; /* signalled when event_gen changes or on stop */
-	struct vcard *card;  /* NULL = no card */
-	char *card_name;     /* "builtin" or the file it came from */
-	bool mute;           /* the card does not answer */
-	bool fast;           /* every command answers 90 00 */
-	unsigned delay_ms;   /* every transmit takes this long (set before use; ifd_virtual.c) */
+	pthread_cond_t cond;   /* signalled when event_gen changes or on stop */
+	struct vcard *card;    /* NULL = no card */
+	char *card_name;       /* "builtin" or the file it came from */
+	bool mute;             /* the card does not answer */
+	bool fast;             /* every command answers 90 00 */
+	unsigned delay_ms;     /* every transmit takes this long (set before use; ifd_virtual.c) */
+	unsigned atr_delay_ms; /* every power-up or reset takes this long (idem) */
 	bool powered;
 	int protocol;               /* VCARD_T0 / VCARD_T1 while powered */
 	unsigned card_gen;          /* +1 per insertion */
