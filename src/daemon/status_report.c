@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,14 +12,26 @@
 #include "config.h"
 #include "daemon.h"
 #include "event_loop.h"
+#include "handles.h"
 #include "log.h"
+#include "readers.h"
 #include "request_log.h"
 #include "session.h"
 #include "socket_spec.h"
 #include "wire.h"
 
-/* Client lines stop this far below the limit, leaving room for the rest. */
-#define RESERVE 4096u
+#include <pcsclite.h>
+
+/* Client and card lines stop this far below the limit, leaving room for the
+ * reader lines; those stop a line's length below it. */
+#define RESERVE 65536u
+#define LINE_ROOM 1024u
+
+static bool room_left(FILE *f, size_t keep)
+{
+	long at = ftell(f);
+	return at >= 0 && (size_t)at <= WIRE_SCARDD_STATUS_MAX - keep;
+}
 
 /* A value as one field: tabs, newlines and other control bytes become '?'. */
 static void put_value(FILE *f, const char *key, const char *value)
@@ -97,6 +110,84 @@ static void write_client(FILE *f, const struct session *s)
 		s->has_context ? 1 : 0, s->handles.n, s->waiting ? "yes" : "no");
 }
 
+static const char *share_name(uint32_t mode)
+{
+	return mode == SCARD_SHARE_EXCLUSIVE ? "exclusive"
+	       : mode == SCARD_SHARE_DIRECT  ? "direct"
+					     : "shared";
+}
+
+static const char *protocol_name(uint32_t protocol)
+{
+	return protocol == SCARD_PROTOCOL_T0    ? "T=0"
+	       : protocol == SCARD_PROTOCOL_T1  ? "T=1"
+	       : protocol == SCARD_PROTOCOL_RAW ? "raw"
+						: "none";
+}
+
+/* One line per card handle the client holds; returns how many had no room. */
+static size_t write_cards(FILE *f, const struct session *s)
+{
+	size_t left_out = 0;
+	for (const struct handle *h = s->handles.head; h; h = h->next_in_owner) {
+		const struct reader *r = h->reader;
+		if (!room_left(f, RESERVE)) {
+			left_out++;
+			continue;
+		}
+		fprintf(f, "card\tclient=%" PRIu64, s->id);
+		put_value(f, "reader", r ? r->name : "");
+		put_value(f, "share", share_name(h->share_mode));
+		put_value(f, "protocol", protocol_name(h->protocol));
+		put_value(f, "transaction", r && r->lock_holder == h ? "yes" : "no");
+		fputc('\n', f);
+	}
+	return left_out;
+}
+
+static const struct session *holder_of(const struct handle *h)
+{
+	return (const struct session *)((const char *)h->owner - offsetof(struct session, handles));
+}
+
+/* "3", "hidden" (another user's client), or "none". */
+static void put_holder(FILE *f, const char *key, const struct handle *h,
+		       const struct session *asker)
+{
+	char id[24] = "none";
+	if (h && may_see(asker, holder_of(h)))
+		snprintf(id, sizeof(id), "%" PRIu64, holder_of(h)->id);
+	else if (h)
+		snprintf(id, sizeof(id), "hidden");
+	put_value(f, key, id);
+}
+
+/*
+ * Who holds each reader in use: every client may ask whose card it is
+ * (reader names are public to clients); another user's client is "hidden".
+ */
+static void write_readers(FILE *f, const struct readers *rs, const struct session *asker)
+{
+	for (size_t i = 0; i < rs->cap; i++) {
+		const struct reader *r = rs->slots[i];
+		if (!r || !r->handles || !room_left(f, LINE_ROOM))
+			continue;
+		size_t n = 0;
+		const struct handle *exclusive = NULL;
+		for (const struct handle *h = r->handles; h; h = h->next_in_reader) {
+			n++;
+			if (h->share_mode == SCARD_SHARE_EXCLUSIVE)
+				exclusive = h;
+		}
+		fputs("reader", f);
+		put_value(f, "name", r->name);
+		fprintf(f, "\thandles=%zu", n);
+		put_holder(f, "exclusive", exclusive, asker);
+		put_holder(f, "transaction", r->lock_holder, asker);
+		fputc('\n', f);
+	}
+}
+
 void status_report_write(FILE *f, const struct daemon *d, const struct session *asker)
 {
 	size_t clients = 0, hidden = 0;
@@ -114,18 +205,20 @@ void status_report_write(FILE *f, const struct daemon *d, const struct session *
 		el_now_ms() - d->started_ms, clients, hidden);
 	for (size_t i = 0; i < d->n_sockets; i++)
 		write_socket(f, d->sockets[i].spec);
-	size_t left_out = 0;
+	size_t left_out = 0, cards_left_out = 0;
 	for (const struct session *s = d->sessions; s; s = s->next) {
 		if (s == asker || s->closing || !may_see(asker, s))
 			continue;
-		long at = ftell(f);
-		if (at < 0 || (size_t)at > WIRE_SCARDD_STATUS_MAX - RESERVE)
+		if (!room_left(f, RESERVE)) {
 			left_out++;
-		else
-			write_client(f, s);
+			continue;
+		}
+		write_client(f, s);
+		cards_left_out += write_cards(f, s);
 	}
-	if (left_out)
-		fprintf(f, "more\tclients=%zu\n", left_out);
+	if (left_out || cards_left_out)
+		fprintf(f, "more\tclients=%zu\tcards=%zu\n", left_out, cards_left_out);
+	write_readers(f, &d->readers, asker);
 }
 
 void status_report_send(struct session *asker)

@@ -7,7 +7,12 @@
  *   socket  path= readers=auto|N names= prefer= mode= group=
  *   client  id= pid= uid= program= socket= protocol= order= arrays= names=
  *           contexts= cards= waiting=
- *   more    clients=   (client lines left out: the answer has a size limit)
+ *   card    client= reader= share=shared|exclusive|direct protocol=T=0|T=1|raw|none
+ *           transaction=yes|no        (one per card handle, after its client)
+ *   more    clients= cards=   (lines left out: the answer has a size limit)
+ *   reader  name= handles= exclusive= transaction=   (each reader with handles:
+ *           the client id holding it exclusively / in a transaction, none,
+ *           or hidden for another user's client)
  *
  * pid is this process's own (after daemon()), uptime_ms counts from the
  * start on a monotonic clock, started is the wall-clock second. A client is

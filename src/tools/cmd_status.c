@@ -18,6 +18,7 @@
 
 #include "daemon_report.h"
 #include "scard.h"
+#include "status_holders.h"
 #include "wire.h"
 struct daemon_info {
 	bool reachable;
@@ -181,14 +182,20 @@ static void json_report(const struct daemon_report *r)
 		json_str(stdout, report_get(l, "order"));
 		printf(",\"arrays\":");
 		json_number_or_word(report_get(l, "arrays"));
-		printf(",\"names\":%s,\"contexts\":%s,\"cards\":%s,\"waiting\":%s}",
+		printf(",\"names\":%s,\"contexts\":%s,\"cards\":%s,\"waiting\":%s",
 		       report_get(l, "names"), report_get(l, "contexts"), report_get(l, "cards"),
 		       strcmp(report_get(l, "waiting"), "yes") ? "false" : "true");
+		holders_json_cards(r, report_get(l, "id"));
+		printf("}");
 		first = false;
 	}
+	printf("]");
+	holders_json_readers(r);
 	const struct report_line *more = report_first(r, "more");
-	printf("],\"clients_hidden\":%s,\"clients_left_out\":%s}", report_get(top, "hidden"),
-	       more ? report_get(more, "clients") : "0");
+	const char *cards_out = more ? report_get(more, "cards") : "0";
+	printf(",\"clients_hidden\":%s,\"clients_left_out\":%s,\"cards_left_out\":%s}",
+	       report_get(top, "hidden"), more ? report_get(more, "clients") : "0",
+	       *cards_out ? cards_out : "0");
 }
 
 /* "3 h 02 min 05 s" */
@@ -261,15 +268,20 @@ static void print_report(const struct daemon_report *r)
 		printf(")\n");
 	}
 	printf("clients:   %s\n", report_get(top, "clients"));
-	for (size_t i = 0; i < r->n; i++)
-		if (!strcmp(r->lines[i].kind, "client"))
+	for (size_t i = 0; i < r->n; i++) {
+		if (!strcmp(r->lines[i].kind, "client")) {
 			print_client(&r->lines[i], n_sockets);
+			holders_print_cards(r, report_get(&r->lines[i], "id"));
+		}
+	}
 	const char *hidden = report_get(top, "hidden");
 	if (strcmp(hidden, "0"))
 		printf("  (%s of other users: only root and the daemon's user see them)\n", hidden);
 	const struct report_line *more = report_first(r, "more");
 	if (more)
-		printf("  (%s more: the report has a size limit)\n", report_get(more, "clients"));
+		printf("  (%s more clients, %s more card handles: the report has a size limit)\n",
+		       report_get(more, "clients"), report_get(more, "cards"));
+	holders_print_readers(r);
 }
 
 int cmd_status(int argc, char **argv)

@@ -14,7 +14,7 @@
 #define REPORT_MAX_FIELDS 24
 
 struct report_line {
-	const char *kind; /* "scardd", "socket", "client", "more" */
+	const char *kind; /* "scardd", "socket", "client", "card", "more", "reader" */
 	size_t n;
 	const char *key[REPORT_MAX_FIELDS];
 	const char *value[REPORT_MAX_FIELDS];

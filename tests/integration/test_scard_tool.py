@@ -3,6 +3,7 @@ Debian's pcscd with ifd-virtual readers."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,6 +146,77 @@ def test_status_json(fresh):
         assert st["scardd"]["pid"] == fresh.proc.pid
         assert [s["path"] for s in st["scardd"]["sockets"]] == [fresh.socket]
         assert st["scardd"]["clients"] == []  # scard's own connections are not listed
+
+
+# pyscard: reader 0 exclusively, in a transaction; reader 1 direct (no card)
+HOLDER = """
+import sys
+from smartcard.scard import *
+hr, ctx = SCardEstablishContext(SCARD_SCOPE_USER)
+hr, h0, p0 = SCardConnect(ctx, %r, SCARD_SHARE_EXCLUSIVE, SCARD_PROTOCOL_T1)
+assert hr == 0, hex(hr & 0xFFFFFFFF)
+assert SCardBeginTransaction(h0) == 0
+hr, h1, p1 = SCardConnect(ctx, %r, SCARD_SHARE_DIRECT, 0)
+assert hr == 0, hex(hr & 0xFFFFFFFF)
+print("HELD", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_status_who_holds_my_card(vd):
+    """scard status from scardd: each client's card handles (share mode,
+    protocol, transaction) and, for every reader in use, whose it is; a
+    client of another user is shown as such, not by id."""
+    if vd.kind == "pcscd":
+        pytest.skip("scardd-only: pcscd has no status report")
+    vd.reset_cards()
+    r0, r1 = vd.reader(0), vd.reader(1)
+    holder = vd.spawn_py(HOLDER % (r0, r1))
+    try:
+        line = holder.stdout.readline()
+        assert line.strip() == "HELD", (line, holder.stderr.read() if holder.poll() is not None else "")
+        st = vd.scard_json("status")["scardd"]
+        mine = [c for c in st["clients"] if c["pid"] == holder.pid]
+        assert len(mine) == 1, st["clients"]
+        c = mine[0]
+        assert c["cards"] == 2
+        assert sorted(c["handles"], key=lambda h: h["reader"]) == [
+            {"reader": r0, "share": "exclusive", "protocol": "T=1", "transaction": True},
+            {"reader": r1, "share": "direct", "protocol": None, "transaction": False}]
+        use = {u["name"]: u for u in st["readers_in_use"]}
+        assert use[r0] == {"name": r0, "handles": 1, "exclusive": c["id"], "transaction": c["id"]}
+        assert use[r1] == {"name": r1, "handles": 1, "exclusive": None, "transaction": None}
+        assert st["cards_left_out"] == 0
+
+        out = vd.scard("status").stdout
+        assert '      "%s": exclusive, T=1, in a transaction\n' % r0 in out, out
+        assert '      "%s": direct\n' % r1 in out, out
+        assert "readers in use:\n" in out
+        assert '  "%s": 1 handle; exclusive to client %d; in a transaction of client %d\n' % (
+            r0, c["id"], c["id"]) in out, out
+
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            env = vd.env()
+            for d in (vd.dir, vd.dir / "run"):  # (the test's private directories)
+                os.chmod(d, 0o755)
+            r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                "--", str(SCARD), "--json", "status"], capture_output=True,
+                               text=True, env=env, timeout=30, cwd="/")
+            assert r.returncode == 0, r.stderr
+            other = json.loads(r.stdout)["scardd"]
+            assert other["clients"] == [] and other["clients_hidden"] >= 1
+            use = {u["name"]: u for u in other["readers_in_use"]}
+            assert use[r0]["exclusive"] == "hidden" and use[r0]["transaction"] == "hidden"
+    finally:
+        holder.kill()
+        holder.wait()
+    # released with the client: nothing in use any more
+    for _ in range(100):
+        st = vd.scard_json("status")["scardd"]
+        if not st["readers_in_use"]:
+            break
+        time.sleep(0.05)
+    assert st["readers_in_use"] == [], st
 
 
 # ---- send ----

@@ -13,9 +13,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <pcsclite.h>
 
 #include "daemon.h"
 #include "daemon_report.h"
+#include "handles.h"
+#include "readers.h"
 #include "session.h"
 #include "socket_spec.h"
 #include "status_report.h"
@@ -166,6 +169,88 @@ static void test_other_user_sees_own_clients(void **state)
 	free(f);
 }
 
+static const struct report_line *line_with(const struct daemon_report *r, const char *kind,
+					   const char *key, const char *value)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (!strcmp(r->lines[i].kind, kind) &&
+		    !strcmp(report_get(&r->lines[i], key), value))
+			return &r->lines[i];
+	return NULL;
+}
+
+/*
+ * Card lines follow their client's visibility; reader lines are everyone's,
+ * naming the holder only to whom may see it.
+ */
+static void test_who_holds_which_reader(void **state)
+{
+	(void)state;
+	uid_t mine = geteuid() == 4000 ? 4001 : 4000;
+	struct fixture *f = make_fixture(mine);
+	readers_init(&f->d.readers);
+	struct reader *a = readers_add(&f->d.readers, "Reader A 00 00", NULL, 0);
+	struct reader *b = readers_add(&f->d.readers, "Reader\tB 00 00", NULL, 0);
+	struct reader *idle = readers_add(&f->d.readers, "Idle 00 00", NULL, 0);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(idle);
+	f->s[1].handles.n = 0;
+	/* root's client 2: A exclusive in a transaction, T=1 */
+	struct handle *ha = handle_new(&f->s[1].handles, a, SCARD_SHARE_EXCLUSIVE);
+	ha->protocol = SCARD_PROTOCOL_T1;
+	a->lock_holder = ha;
+	/* client 3 (uid mine): B shared and B direct */
+	struct handle *hb = handle_new(&f->s[2].handles, b, SCARD_SHARE_SHARED);
+	hb->protocol = SCARD_PROTOCOL_T0;
+	struct handle *hd = handle_new(&f->s[2].handles, b, SCARD_SHARE_DIRECT);
+
+	struct daemon_report r;
+	f->s[0].uid = 0;
+	assert_true(daemon_report_parse(report_text(f, &f->s[0]), &r));
+	const struct report_line *l = line_with(&r, "card", "client", "2");
+	assert_non_null(l);
+	assert_string_equal(report_get(l, "reader"), "Reader A 00 00");
+	assert_string_equal(report_get(l, "share"), "exclusive");
+	assert_string_equal(report_get(l, "protocol"), "T=1");
+	assert_string_equal(report_get(l, "transaction"), "yes");
+	l = line_with(&r, "card", "share", "direct");
+	assert_string_equal(report_get(l, "client"), "3");
+	assert_string_equal(report_get(l, "reader"), "Reader?B 00 00");
+	assert_string_equal(report_get(l, "protocol"), "none");
+	l = line_with(&r, "reader", "name", "Reader A 00 00");
+	assert_string_equal(report_get(l, "handles"), "1");
+	assert_string_equal(report_get(l, "exclusive"), "2");
+	assert_string_equal(report_get(l, "transaction"), "2");
+	l = line_with(&r, "reader", "name", "Reader?B 00 00");
+	assert_string_equal(report_get(l, "handles"), "2");
+	assert_string_equal(report_get(l, "exclusive"), "none");
+	assert_string_equal(report_get(l, "transaction"), "none");
+	assert_null(line_with(&r, "reader", "name", "Idle 00 00"));
+	assert_null(report_first(&r, "more"));
+	daemon_report_free(&r);
+
+	/* another user: root's card line is not there, its reader's holder is hidden */
+	f->s[0].uid = mine;
+	assert_true(daemon_report_parse(report_text(f, &f->s[0]), &r));
+	assert_null(line_with(&r, "card", "client", "2"));
+	assert_non_null(line_with(&r, "card", "client", "3"));
+	l = line_with(&r, "reader", "name", "Reader A 00 00");
+	assert_string_equal(report_get(l, "exclusive"), "hidden");
+	assert_string_equal(report_get(l, "transaction"), "hidden");
+	daemon_report_free(&r);
+
+	a->lock_holder = NULL;
+	handle_free(hd);
+	handle_free(hb);
+	handle_free(ha);
+	readers_remove(&f->d.readers, idle);
+	readers_remove(&f->d.readers, b);
+	readers_remove(&f->d.readers, a);
+	readers_destroy(&f->d.readers);
+	free(f);
+}
+
 static void test_parse_rejects_what_is_no_report(void **state)
 {
 	(void)state;
@@ -185,6 +270,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_root_sees_every_client),
 		cmocka_unit_test(test_other_user_sees_own_clients),
+		cmocka_unit_test(test_who_holds_which_reader),
 		cmocka_unit_test(test_parse_rejects_what_is_no_report),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
