@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop_runner.h"
+#include "polkit_gate.h"
 #include "reader_conf.h"
 #include "session.h"
 #include "systemd.h"
@@ -346,6 +347,7 @@ void daemon_free(struct daemon *d)
 		jobs_destroy(&d->jobs, d->loop);
 	readers_destroy(&d->readers);
 	bundle_list_free(&d->bundles);
+	polkit_gate_stop(d);
 	access_release(d);
 	if (d->loop)
 		el_free(d->loop);

@@ -28,6 +28,7 @@ struct listener;
 struct audit;
 struct loop_runner;
 struct policy;
+struct polkit_check;
 struct session;
 struct usb_hotplug;
 
@@ -60,9 +61,13 @@ struct daemon {
 	uint64_t auto_exit_timer;           /* --auto-exit: armed while no client is connected */
 	uint64_t started_ms;                /* el_now_ms() when it started (scard status) */
 	int64_t started_at;                 /* the wall-clock second it started */
-	struct policy *policy; /* NULL: no policy file, everything allowed (access.h) */
-	struct audit *audit;   /* --audit, or NULL */
-	uint32_t policy_gen;   /* bumped by each policy read */
+	struct policy *policy;       /* NULL: no policy file, everything allowed (access.h) */
+	struct audit *audit;         /* --audit, or NULL */
+	uint32_t policy_gen;         /* bumped by each policy read */
+	struct polkit_check *polkit; /* NULL: polkit is not asked (polkit_gate.h) */
+	bool polkit_silent;          /* its last question got no answer */
+	bool polkit_answered;        /* it has answered once */
+	uint64_t polkit_retry_at;    /* silent: el_now_ms() when to ask again */
 
 	bool stopping;
 };

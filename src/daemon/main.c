@@ -15,6 +15,7 @@
 #include "log.h"
 #include "options.h"
 #include "pid_file.h"
+#include "polkit_gate.h"
 #include "privileges.h"
 #include "systemd.h"
 
@@ -159,6 +160,7 @@ int main(int argc, char **argv)
 	}
 	d->n_sockets = opts.n_sockets;
 	access_setup_install(d, &access);
+	polkit_gate_start(d);
 	daemon_load_bundles(d);
 	daemon_load_readers(d);
 	daemon_start_usb(d); /* after reader.conf.d, as pcscd: those readers come first */

@@ -137,6 +137,13 @@ static const struct option_def defs[] = {
 	{ .name = "reader-name-no-interface",
 	  .key = 'I',
 	  .help = "no USB interface name in reader names" },
+#ifdef HAVE_POLKIT
+	{ .name = "disable-polkit",
+	  .key = OPT_DISABLE_POLKIT,
+	  .help = "do not ask polkitd whether a client may use the\n"
+		  "daemon (access_pcsc) and each reader (access_card);\n"
+		  "without it, asked whenever polkitd answers" },
+#endif
 	{ .name = "help", .key = 'h', .help = "show this help" },
 	{ .name = "version", .key = 'v', .help = "show the version" },
 
@@ -151,10 +158,12 @@ static const struct option_def defs[] = {
 	  .key = 'T',
 	  .help = "pcscd: coloured log lines",
 	  .ignored = "scardd's log lines have no colours" },
+#ifndef HAVE_POLKIT
 	{ .name = "disable-polkit",
 	  .key = OPT_DISABLE_POLKIT,
 	  .help = "pcscd 2.x: no polkit checks",
-	  .ignored = "scardd does not ask polkit" },
+	  .ignored = "scardd was built without polkit" },
+#endif
 };
 
 #define N_DEFS (sizeof(defs) / sizeof(defs[0]))
@@ -311,6 +320,7 @@ static bool apply(struct options *opts, const struct option_def *o, const char *
 	case 'H': opts->hotplug = true; break;
 	case 'S': opts->name_no_serial = true; break;
 	case 'I': opts->name_no_interface = true; break;
+	case OPT_DISABLE_POLKIT: opts->no_polkit = true; break;
 	}
 	return true;
 }

@@ -34,6 +34,7 @@ struct options {
 	bool foreground;
 	bool apdu;
 	bool hotplug;                /* -H: signal the running daemon and exit */
+	bool no_polkit;              /* --disable-polkit (built with polkit) */
 	bool name_no_serial;         /* -S: no USB serial number in reader names */
 	bool name_no_interface;      /* -I: no USB interface name in reader names */
 	unsigned poll_ms;            /* card presence poll period for drivers without events */

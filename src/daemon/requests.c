@@ -5,6 +5,7 @@
 
 #include "access.h"
 #include "job.h"
+#include "polkit_gate.h"
 #include "session.h"
 
 typedef enum outcome handler_fn(struct request *rq);
@@ -48,6 +49,9 @@ enum outcome requests_handle(struct request *rq)
 	/* The policy's one gate: what it denies never reaches a handler. */
 	enum outcome denied;
 	if (access_denies(rq, &denied))
+		return denied;
+	/* polkit after the policy: what the policy denies is never asked of polkitd */
+	if (polkit_gate_request(rq, &denied))
 		return denied;
 	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++)
 		if (handlers[i].cmd == rq->msg->cmd)

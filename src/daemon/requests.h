@@ -25,6 +25,7 @@ enum outcome {
 	OUT_DONE,      /* answered (or nothing to answer) */
 	OUT_JOB,       /* rq->job answers it */
 	OUT_WAIT_LOCK, /* retry when rq->lock_reader's transaction lock comes free */
+	OUT_AUTH,      /* retry once polkit has answered (polkit_gate.h) */
 	OUT_CLOSE,     /* protocol violation: close this client */
 };
 

@@ -18,6 +18,7 @@
 #include "jobs.h"
 #include "listener.h"
 #include "log.h"
+#include "polkit_gate.h"
 #include "requests.h"
 #include "socket_spec.h"
 #include "status_report.h"
@@ -269,11 +270,41 @@ static void run_request(struct session *s, struct wire_msg *msg, const uint8_t *
 	case OUT_DONE: request_log_answered(s, msg); break;
 	case OUT_JOB: park_job(s, rq.job, msg); break;
 	case OUT_WAIT_LOCK: park_lock(s, rq.lock_reader, msg, rq.lock_wait_ms); break;
+	case OUT_AUTH:
+		s->park = PARK_AUTH;
+		s->parked = *msg;
+		s->auth_for_request = true;
+		break;
 	case OUT_CLOSE:
 		request_log_closed(s);
 		session_fail(s, NULL);
 		break;
 	}
+}
+
+void session_auth_answered(struct session *s, bool allowed)
+{
+	if (s->park != PARK_AUTH || s->closing)
+		return;
+	s->park = PARK_NONE;
+	if (!s->auth_for_request) {
+		/* the connection itself (access_pcsc): refused, it is closed, as by pcscd */
+		if (!allowed)
+			session_fail(s, NULL);
+		wake_input(s);
+		return;
+	}
+	s->auth_for_request = false;
+	struct wire_msg msg = s->parked;
+	if (allowed) {
+		s->auth_granted = true;
+		run_request(s, &msg, NULL, 0);
+		s->auth_granted = false;
+	} else {
+		reply_rv(s, &msg, SCARD_W_SECURITY_VIOLATION);
+		request_log_answered(s, &msg);
+	}
+	wake_input(s);
 }
 
 void sessions_retry_lock_waiters(struct daemon *d)
@@ -578,14 +609,17 @@ void session_accept(void *data, const struct peer *peer)
 	peer_identity_read(&s->identity, s->fd, s->pid, s->uid, s->gid);
 	wire_params_init(&s->params);
 	s->legacy_slots = s->sock->readers ? s->sock->readers : WIRE_LEGACY_READER_SLOTS;
-	if (el_add_fd(d->loop, s->fd, EL_READ, on_socket, s) < 0) {
+	/* polkit first (access_pcsc): nothing is read until it has answered */
+	if (polkit_gate_accept(s))
+		s->park = PARK_AUTH;
+	s->mask = s->park == PARK_NONE ? EL_READ : 0;
+	if (el_add_fd(d->loop, s->fd, s->mask, on_socket, s) < 0) {
 		log_error("cannot watch client socket: %s", strerror(errno));
 		close(s->fd);
 		peer_identity_clear(&s->identity);
 		free(s);
 		return;
 	}
-	s->mask = EL_READ;
 	s->next = d->sessions;
 	if (d->sessions)
 		d->sessions->prev = s;
@@ -602,6 +636,14 @@ void sessions_free_all(struct daemon *d)
 		d->sessions->closing = true;
 		session_free(d->sessions);
 	}
+}
+
+struct session *session_by_id(const struct daemon *d, uint64_t id)
+{
+	for (struct session *s = d->sessions; s; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
 }
 
 struct session *session_by_context(const struct daemon *d, uint32_t ctx)

@@ -37,6 +37,7 @@ enum session_park {
 	PARK_NONE = 0,
 	PARK_JOB,  /* a job runs the request */
 	PARK_LOCK, /* waiting for a reader's transaction lock */
+	PARK_AUTH, /* waiting for polkit's answer (polkit_gate.h) */
 };
 
 struct session {
@@ -72,7 +73,9 @@ struct session {
 	enum session_park park;
 	struct job *job;        /* PARK_JOB: the job answering the request */
 	uint64_t job_timer;     /* fails the request if the driver never answers */
-	struct wire_msg parked; /* PARK_LOCK: the request to retry */
+	struct wire_msg parked; /* PARK_LOCK, PARK_AUTH: the request to retry */
+	bool auth_for_request;  /* PARK_AUTH: for parked (else for the connection) */
+	bool auth_granted;      /* polkit allowed the parked request: its retry passes */
 	struct reader_waiter lock_wait;
 	uint64_t lock_timer; /* a waiting BEGIN gives up after a short while */
 	bool waiting;        /* registered for status-change signals */
@@ -101,6 +104,11 @@ void session_send_msg_data(struct session *s, const struct wire_msg *msg, const 
 
 /* Marks the session dead (why: logged, or NULL); it is freed before the loop sleeps. */
 void session_fail(struct session *s, const char *why);
+
+/* polkit's answer for a session in PARK_AUTH: its request runs again, or is refused. */
+void session_auth_answered(struct session *s, bool allowed);
+/* The session with that id, or NULL (it left). */
+struct session *session_by_id(const struct daemon *d, uint64_t id);
 
 /* The session whose context is ctx, or NULL. */
 struct session *session_by_context(const struct daemon *d, uint32_t ctx);

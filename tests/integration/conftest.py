@@ -88,6 +88,9 @@ if IS_PCSCD and not PCSCD_PRIVATE:
 else:
     SOCKET = str(SESSION_TMP / "run" / "pcscd.comm")
 os.environ["PCSCLITE_CSOCK_NAME"] = SOCKET
+# A scardd built with polkit asks the system bus: never the host's. The
+# polkit tests bring their own bus and polkitd (polkit_env.py).
+os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = "unix:path=%s" % (SESSION_TMP / "no-system-bus")
 
 pcscd_only_xfail = pytest.mark.xfail  # re-exported for readability in tests
 

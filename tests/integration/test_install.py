@@ -35,6 +35,8 @@ PREFIXES = ["/usr", "/opt/scardd"]
 HEADERS = {"debuglog.h", "ifdhandler.h", "pcsclite.h", "reader.h", "winscard.h", "wintypes.h"}
 MAN_PAGES = ["man8/scardd.8", "man1/scard.1", "man5/reader.conf.5"]
 BUILD_TIMEOUT = 900
+# meson's polkit=auto finds it as pkg-config does
+HAVE_POLKIT = subprocess.run(["pkg-config", "--exists", "polkit-gobject-1"]).returncode == 0
 
 pytestmark = pytest.mark.skipif(IS_PCSCD, reason="scardd-only: installs scardd's own tree")
 
@@ -105,7 +107,9 @@ class Install:
                 | {p + "/include/PCSC/" + h for h in HEADERS}
                 | {p + "/share/man/" + m for m in MAN_PAGES}
                 | {p + "/share/scardd/ifd-virtual/" + f
-                   for f in ("ifd-virtual", "virtual.conf", "demo.card", "CARD-FORMAT.md")})
+                   for f in ("ifd-virtual", "virtual.conf", "demo.card", "CARD-FORMAT.md")}
+                | ({p + "/share/polkit-1/actions/org.debian.pcsc-lite.policy"} if HAVE_POLKIT
+                   else set()))
 
     def units(self):
         """The systemd units systemd/meson.build installed, if the tree has one."""
@@ -162,6 +166,22 @@ def test_every_file_inside_destdir_and_prefix(inst):
     assert logged == inst.files, "install log and DESTDIR's files differ"
     outside = [p for p in inst.files + inst.planned if not p.startswith(inst.prefix + "/")]
     assert outside == [], "installed outside the prefix %s" % inst.prefix
+
+
+def test_polkit_actions_owned_by_the_daemon_user(inst):
+    """Built with polkit: pcsc-lite's two action ids, allowed by default, owned
+    by pcscd (the account scardd runs as), so that polkitd lets it ask about
+    other users' processes."""
+    if not HAVE_POLKIT:
+        pytest.skip("not-built: no polkit-gobject-1 in this build's environment")
+    text = inst.path(inst.prefix + "/share/polkit-1/actions/org.debian.pcsc-lite.policy").read_text()
+    for action in ("org.debian.pcsc-lite.access_pcsc", "org.debian.pcsc-lite.access_card"):
+        assert '<action id="%s">' % action in text
+    assert text.count("unix-user:pcscd</annotate>") == 2, text
+    assert text.count("<allow_any>yes</allow_any>") == 2, text
+    if shutil.which("xmllint"):
+        run(["xmllint", "--noout", str(inst.path(inst.prefix + "/share/polkit-1/actions/"
+                                                   "org.debian.pcsc-lite.policy"))])
 
 
 def test_installed_files_listed(inst):
