@@ -60,9 +60,11 @@ class Daemon:
 
     def argv(self):
         if self.kind == "scardd":
-            # as root with --user root: drivers as root, as pcscd 1.9.9's beside it
+            # as root with --user root: drivers as root, as pcscd 1.9.9's beside it;
+            # no polkit, as Debian's pcscd (accepted by a build without it too)
             return scardd_argv(build_dir() / "src" / "daemon" / "scardd", "--foreground",
-                               "--socket", self.socket, "--config-dir", self.confdir, "--error")
+                               "--socket", self.socket, "--config-dir", self.confdir, "--error",
+                               "--disable-polkit")
         if os.geteuid() != 0 or not shutil.which("unshare"):
             raise SystemExit("pcscd binds /run/pcscd/pcscd.comm; run as root (with unshare) so "
                              "that it can run in a private mount namespace")
