@@ -94,6 +94,14 @@ static const struct access_entry *entry(struct session *s, const struct reader *
 	return e;
 }
 
+bool access_refused(struct session *s)
+{
+	if (!s->d->policy)
+		return false;
+	refresh(s);
+	return s->access.refused;
+}
+
 bool access_sees(void *ctx, const struct reader *r)
 {
 	struct session *s = ctx;

@@ -49,6 +49,9 @@ void access_state_free(struct access_state *a);
  */
 bool access_denies(struct request *rq, enum outcome *out);
 
+/* Whether the policy refuses the session's client outright (no rule gives it anything). */
+bool access_refused(struct session *s);
+
 /* Whether the session's client may see reader r (state arrays; ctx: the session). */
 bool access_sees(void *ctx, const struct reader *r);
 

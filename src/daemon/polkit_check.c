@@ -28,7 +28,10 @@ struct question {
 	bool has_reader;
 	enum polkit_verdict verdict;
 	char why[320];
-	struct question *next;
+	GCancellable *cancel;       /* its own: the session may leave before the answer */
+	bool dropped;               /* the session left: nobody wants the answer (pc->lock) */
+	struct question *next;      /* in asked or answered */
+	struct question *live_next; /* in live, until the loop has taken its answer */
 };
 
 struct polkit_check {
@@ -39,6 +42,8 @@ struct polkit_check {
 	pthread_mutex_t lock;
 	struct question *asked, *asked_tail; /* for the thread, FIFO */
 	struct question *answered, *answered_tail;
+	struct question *live; /* every question not yet taken back by the loop */
+	unsigned n_live;
 	bool stop;
 	/* the thread's */
 	GMainContext *context;
@@ -56,6 +61,24 @@ static void push(struct question **head, struct question **tail, struct question
 	else
 		*head = q;
 	*tail = q;
+}
+
+/* Loop, holding pc->lock: q leaves the live list. */
+static void unlive(struct polkit_check *pc, struct question *q)
+{
+	for (struct question **p = &pc->live; *p; p = &(*p)->live_next) {
+		if (*p == q) {
+			*p = q->live_next;
+			pc->n_live--;
+			return;
+		}
+	}
+}
+
+static void free_question(struct question *q)
+{
+	g_object_unref(q->cancel);
+	free(q);
 }
 
 static void no_answer(struct question *q, GError *err)
@@ -149,6 +172,13 @@ static gboolean send_questions(gpointer data)
 		struct question *q = list;
 		list = q->next;
 		GError *err = NULL;
+		pthread_mutex_lock(&pc->lock);
+		bool dropped = q->dropped;
+		pthread_mutex_unlock(&pc->lock);
+		if (dropped) {
+			answer(pc, q);
+			continue;
+		}
 		if (!pc->authority)
 			pc->authority = polkit_authority_get_sync(pc->cancel, &err);
 		struct pending *p = pc->authority ? malloc(sizeof(*p)) : NULL;
@@ -166,7 +196,7 @@ static gboolean send_questions(gpointer data)
 		pc->outstanding++;
 		polkit_authority_check_authorization(
 			pc->authority, subject, q->action, details,
-			POLKIT_CHECK_AUTHORIZATION_FLAGS_ALLOW_USER_INTERACTION, pc->cancel,
+			POLKIT_CHECK_AUTHORIZATION_FLAGS_ALLOW_USER_INTERACTION, q->cancel,
 			on_checked, p);
 		g_object_unref(details);
 		g_object_unref(subject);
@@ -202,12 +232,15 @@ static void on_answers(struct event_loop *loop, int fd, void *data, int mask)
 	pthread_mutex_lock(&pc->lock);
 	struct question *list = pc->answered;
 	pc->answered = pc->answered_tail = NULL;
+	for (struct question *q = list; q; q = q->next)
+		unlive(pc, q);
 	pthread_mutex_unlock(&pc->lock);
 	while (list) {
 		struct question *q = list;
 		list = q->next;
-		pc->fn(pc->ctx, q->session_id, q->verdict, q->why);
-		free(q);
+		if (!q->dropped) /* (only the loop sets it, and it is the loop here) */
+			pc->fn(pc->ctx, q->session_id, q->verdict, q->why);
+		free_question(q);
 	}
 }
 
@@ -244,9 +277,15 @@ fail:
 bool polkit_check_ask(struct polkit_check *pc, uint64_t session_id, pid_t pid, uid_t uid,
 		      const char *action, const char *reader)
 {
-	struct question *q = calloc(1, sizeof(*q));
+	if (reader && !g_utf8_validate(reader, -1, NULL))
+		return false; /* polkit's details are UTF-8: no reader has such a name */
+	pthread_mutex_lock(&pc->lock);
+	bool full = pc->n_live >= POLKIT_MAX_QUESTIONS;
+	pthread_mutex_unlock(&pc->lock);
+	struct question *q = full ? NULL : calloc(1, sizeof(*q));
 	if (!q)
 		return false;
+	q->cancel = g_cancellable_new();
 	q->session_id = session_id;
 	q->pid = pid;
 	q->uid = uid;
@@ -257,16 +296,33 @@ bool polkit_check_ask(struct polkit_check *pc, uint64_t session_id, pid_t pid, u
 	}
 	pthread_mutex_lock(&pc->lock);
 	push(&pc->asked, &pc->asked_tail, q);
+	q->live_next = pc->live;
+	pc->live = q;
+	pc->n_live++;
 	pthread_mutex_unlock(&pc->lock);
 	g_main_context_invoke(pc->context, send_questions, pc);
 	return true;
+}
+
+void polkit_check_forget(struct polkit_check *pc, uint64_t session_id)
+{
+	if (!pc)
+		return;
+	pthread_mutex_lock(&pc->lock);
+	for (struct question *q = pc->live; q; q = q->live_next) {
+		if (q->session_id == session_id && !q->dropped) {
+			q->dropped = true;
+			g_cancellable_cancel(q->cancel); /* (thread-safe) its call ends */
+		}
+	}
+	pthread_mutex_unlock(&pc->lock);
 }
 
 static void free_list(struct question *q)
 {
 	while (q) {
 		struct question *next = q->next;
-		free(q);
+		free_question(q);
 		q = next;
 	}
 }
@@ -277,8 +333,10 @@ void polkit_check_stop(struct polkit_check *pc, struct event_loop *loop)
 		return;
 	pthread_mutex_lock(&pc->lock);
 	pc->stop = true;
+	for (struct question *q = pc->live; q; q = q->live_next)
+		g_cancellable_cancel(q->cancel); /* questions in progress end at once */
 	pthread_mutex_unlock(&pc->lock);
-	g_cancellable_cancel(pc->cancel); /* questions in progress end at once */
+	g_cancellable_cancel(pc->cancel);
 	g_main_context_invoke(pc->context, maybe_quit, pc);
 	pthread_join(pc->thread, NULL);
 	el_del_fd(loop, pc->efd);
@@ -318,6 +376,12 @@ void polkit_check_stop(struct polkit_check *pc, struct event_loop *loop)
 {
 	(void)pc;
 	(void)loop;
+}
+
+void polkit_check_forget(struct polkit_check *pc, uint64_t session_id)
+{
+	(void)pc;
+	(void)session_id;
 }
 
 #endif

@@ -36,9 +36,17 @@ typedef void polkit_answer_fn(void *ctx, uint64_t session_id, enum polkit_verdic
 
 /* Starts the asking thread; NULL when built without polkit or out of resources. */
 struct polkit_check *polkit_check_start(struct event_loop *loop, polkit_answer_fn *fn, void *ctx);
-/* Asks about the process pid of uid; false: not asked (out of memory). reader may be NULL. */
+/* At most this many questions wait for polkitd at once; more are refused. */
+#define POLKIT_MAX_QUESTIONS 512
+
+/*
+ * Asks about the process pid of uid; reader may be NULL. false: not asked
+ * (POLKIT_MAX_QUESTIONS waiting, or out of memory): the caller refuses.
+ */
 bool polkit_check_ask(struct polkit_check *pc, uint64_t session_id, pid_t pid, uid_t uid,
 		      const char *action, const char *reader);
+/* The session left: its questions are cancelled and their answers never delivered. */
+void polkit_check_forget(struct polkit_check *pc, uint64_t session_id);
 /* Cancels what is being asked, joins the thread; unanswered questions are dropped. */
 void polkit_check_stop(struct polkit_check *pc, struct event_loop *loop);
 

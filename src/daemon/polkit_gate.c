@@ -4,6 +4,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include <pcsclite.h>
+
+#include "access.h"
 #include "daemon.h"
 #include "event_loop.h"
 #include "log.h"
@@ -21,17 +24,23 @@ static bool asking(struct daemon *d)
 	return d->polkit && (!d->polkit_silent || el_now_ms() >= d->polkit_retry_at);
 }
 
-static void log_refusal(const struct session *s, const char *action, const char *reader,
-			const char *why)
+/* Refusals logged per client, as the policy's denials. */
+#define REFUSALS_LOGGED 8
+
+static void log_refusal(struct session *s, const char *action, const char *reader, const char *why)
 {
+	if (s->polkit_logged >= REFUSALS_LOGGED)
+		return;
+	bool last = ++s->polkit_logged == REFUSALS_LOGGED;
 	char who[600], because[360] = "";
 	peer_identity_format(&s->identity, who, sizeof(who));
 	if (*why)
 		snprintf(because, sizeof(because), " (polkitd: %s)", why);
 	if (reader)
 		log_error("polkit: client %" PRIu64 " (%s): %s refused on \"%s\"%s: "
-			  "SCARD_W_SECURITY_VIOLATION",
-			  s->id, who, action, reader, because);
+			  "SCARD_W_SECURITY_VIOLATION%s",
+			  s->id, who, action, reader, because,
+			  last ? " (further refusals of this client are not logged)" : "");
 	else
 		log_error("polkit: client %" PRIu64 " (%s): %s refused%s; closing its connection, "
 			  "as pcscd does",
@@ -85,11 +94,22 @@ void polkit_gate_stop(struct daemon *d)
 	d->polkit = NULL;
 }
 
-bool polkit_gate_accept(struct session *s)
+enum polkit_gate_result polkit_gate_accept(struct session *s)
 {
 	struct daemon *d = s->d;
-	return asking(d) &&
-	       polkit_check_ask(d->polkit, s->id, s->pid, s->uid, POLKIT_ACTION_PCSC, NULL);
+	if (!asking(d) || access_refused(s))
+		return POLKIT_GATE_PASS; /* (the policy refuses it at its first request) */
+	if (!polkit_check_ask(d->polkit, s->id, s->pid, s->uid, POLKIT_ACTION_PCSC, NULL)) {
+		log_refusal(s, POLKIT_ACTION_PCSC, NULL, "not asked: too many questions waiting");
+		return POLKIT_GATE_REFUSE;
+	}
+	return POLKIT_GATE_WAIT;
+}
+
+void polkit_gate_forget(struct session *s)
+{
+	if (s->park == PARK_AUTH)
+		polkit_check_forget(s->d->polkit, s->id);
 }
 
 bool polkit_gate_request(struct request *rq, enum outcome *out)
@@ -100,8 +120,13 @@ bool polkit_gate_request(struct request *rq, enum outcome *out)
 	if (s->auth_granted) /* the retry of a connect polkit allowed */
 		return false;
 	if (!polkit_check_ask(s->d->polkit, s->id, s->pid, s->uid, POLKIT_ACTION_CARD,
-			      rq->msg->u.connect.reader))
-		return false; /* out of memory: asked nothing, the policy alone decides */
+			      rq->msg->u.connect.reader)) {
+		/* not asked (too many waiting, a name polkit cannot carry): refused */
+		log_refusal(s, POLKIT_ACTION_CARD, rq->msg->u.connect.reader,
+			    "not asked: too many questions waiting, or a reader name not in UTF-8");
+		*out = reply_rv(s, rq->msg, SCARD_W_SECURITY_VIOLATION);
+		return true;
+	}
 	*out = OUT_AUTH;
 	return true;
 }

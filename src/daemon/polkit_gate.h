@@ -25,10 +25,21 @@ struct session;
 void polkit_gate_start(struct daemon *d);
 void polkit_gate_stop(struct daemon *d);
 
-/* A new session: true when polkit was asked and the session waits (PARK_AUTH). */
-bool polkit_gate_accept(struct session *s);
+enum polkit_gate_result {
+	POLKIT_GATE_PASS,   /* polkit is not asked: go on */
+	POLKIT_GATE_WAIT,   /* asked: the session waits (PARK_AUTH) */
+	POLKIT_GATE_REFUSE, /* could not be asked (too many questions waiting): refused */
+};
 
-/* The gate before a request's handler: true when rq waits for polkit (*out = OUT_AUTH). */
+/* A new session (after the policy's outright refusal, which polkitd never hears of). */
+enum polkit_gate_result polkit_gate_accept(struct session *s);
+/* The session leaves: its questions are cancelled. */
+void polkit_gate_forget(struct session *s);
+
+/*
+ * The gate before a request's handler: true when rq waits for polkit
+ * (*out = OUT_AUTH) or could not be asked (answered SCARD_W_SECURITY_VIOLATION).
+ */
 bool polkit_gate_request(struct request *rq, enum outcome *out);
 
 #endif

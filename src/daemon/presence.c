@@ -23,11 +23,27 @@ typedef RESPONSECODE (*stop_wait_fn)(DWORD lun);
  * A slot as the watcher and the worker share it (drivers that answer
  * presence at any time). The worker alone powers cards and keeps
  * slot_state; the watcher only posts removals, and says so here.
+ *
+ * posted is (generation << 1) | card present, as last posted by either:
+ * each post bumps the generation, so the watcher posts its removal only if
+ * nothing was posted since it read the word, before asking the driver (an
+ * answer older than the worker's insertion never removes that card).
  */
 struct presence_watch {
-	atomic_bool reported;       /* the worker's last post: a card is there */
-	atomic_bool removal_posted; /* the watcher posted its removal since */
+	atomic_uint posted;
+	atomic_bool removal_posted; /* the watcher posted a removal the worker has not taken */
+	RESPONSECODE last_rc;       /* the watcher's own last answer (one watcher per slot) */
+	bool asked;                 /* last_rc holds one */
 };
+
+/* Worker: records its post about the slot (present or not). */
+static void publish(struct presence_watch *pw, bool present)
+{
+	unsigned old = atomic_load(&pw->posted), next;
+	do
+		next = (((old >> 1) + 1) << 1) | (present ? 1u : 0u);
+	while (!atomic_compare_exchange_weak(&pw->posted, &old, next));
+}
 
 /* Polling drivers: the watcher's thread and how to stop it. */
 struct watch_thread {
@@ -67,14 +83,13 @@ static void check_slot(struct worker *w, unsigned slot)
 		log_error("%s: the driver reports the device gone (slot %u)", w->name, slot);
 		*ss = (struct slot_state){ .gone = true };
 		if (pw)
-			atomic_store(&pw->reported, false);
+			publish(pw, false);
 		post_change(w, slot);
 		return;
 	}
-	if (pw && atomic_exchange(&pw->removal_posted, false))
-		*ss = (struct slot_state){
-			0
-		}; /* posted gone: a card found now is another insertion */
+	/* The watcher posted this card gone: a card found now is another insertion. */
+	if (pw && atomic_exchange(&pw->removal_posted, false) && !ss->gone)
+		*ss = (struct slot_state){ .present = false };
 	bool present;
 	if (rc == IFD_SUCCESS || rc == IFD_ICC_PRESENT)
 		present = true;
@@ -89,7 +104,7 @@ static void check_slot(struct worker *w, unsigned slot)
 	if (present && card_ops_power(w, slot, IFD_POWER_UP) != IFD_SUCCESS)
 		log_error("%s: card in slot %u does not answer to power-up", w->name, slot);
 	if (pw)
-		atomic_store(&pw->reported, present); /* before the post: the watcher reads it */
+		publish(pw, present); /* before the post: the watcher reads it */
 	post_change(w, slot);
 }
 
@@ -101,19 +116,25 @@ static void check_slot(struct worker *w, unsigned slot)
 static void watch_slot(struct worker *w, unsigned slot)
 {
 	struct presence_watch *pw = &w->watch[slot];
+	unsigned before = atomic_load(&pw->posted);
 	RESPONSECODE rc = w->cfg.drv->ops.icc_presence(worker_lun(w, slot));
-	bool there = atomic_load(&pw->reported);
-	if (rc == IFD_ICC_NOT_PRESENT && there && !atomic_exchange(&pw->removal_posted, true)) {
-		atomic_store(&pw->reported, false);
+	bool changed = !pw->asked || rc != pw->last_rc;
+	pw->asked = true;
+	pw->last_rc = rc;
+	if (rc == IFD_ICC_NOT_PRESENT && (before & 1u) &&
+	    atomic_compare_exchange_strong(&pw->posted, &before, ((before >> 1) + 1) << 1)) {
 		struct job *ev = job_new(JOB_CARD_EVENT, w->cfg.dev, w, slot, w->cfg.card_event);
 		if (ev) {
 			ev->n_slots = w->n_slots; /* present, powered: false */
 			completions_post(w->cfg.done, ev);
 		}
-		worker_check_presence(w); /* its own view, once its job is done */
-	} else if ((rc == IFD_ICC_PRESENT || rc == IFD_SUCCESS) != there) {
-		worker_check_presence(w); /* an insertion: the worker powers the card */
+		/* after the post: the worker's next insertion follows this removal */
+		atomic_store(&pw->removal_posted, true);
+		changed = true;
 	}
+	/* anything else (a card in, the device gone or back) is the worker's to look at */
+	if (changed)
+		worker_check_presence(w);
 }
 
 void presence_check(struct worker *w)
@@ -240,14 +261,14 @@ static void stop_watch_thread(struct worker *w)
 
 static bool presence_anytime(struct worker *w)
 {
-	uint8_t yes = 0;
+	uint8_t yes[8] = { 0 }; /* room for drivers that ignore the length */
 	DWORD len = 1;
 	worker_drv_enter(w);
 	RESPONSECODE rc = w->cfg.drv->ops.get_capabilities(worker_lun(w, 0),
 							   SCARDD_TAG_IFD_PRESENCE_ANYTIME, &len,
-							   &yes);
+							   yes);
 	worker_drv_leave(w);
-	return rc == IFD_SUCCESS && len == 1 && yes == 1;
+	return rc == IFD_SUCCESS && len == 1 && yes[0] == 1;
 }
 
 void presence_start(struct worker *w)

@@ -12,6 +12,7 @@
 
 #include <pcsclite.h>
 
+#include "access.h"
 #include "audit.h"
 #include "daemon.h"
 #include "event_loop.h"
@@ -246,6 +247,7 @@ static void on_lock_timeout(struct event_loop *loop, uint64_t id, void *data)
 	s->lock_timer = 0;
 	struct wire_msg msg = s->parked;
 	unpark_lock(s);
+	s->auth_granted = false;
 	reply_rv(s, &msg, SCARD_E_SHARING_VIOLATION);
 	request_log_answered(s, &msg);
 	wake_input(s);
@@ -280,6 +282,9 @@ static void run_request(struct session *s, struct wire_msg *msg, const uint8_t *
 		session_fail(s, NULL);
 		break;
 	}
+	/* polkit's yes holds for this request while it waits for a lock, no longer */
+	if (s->park != PARK_LOCK)
+		s->auth_granted = false;
 }
 
 void session_auth_answered(struct session *s, bool allowed)
@@ -299,7 +304,6 @@ void session_auth_answered(struct session *s, bool allowed)
 	if (allowed) {
 		s->auth_granted = true;
 		run_request(s, &msg, NULL, 0);
-		s->auth_granted = false;
 	} else {
 		reply_rv(s, &msg, SCARD_W_SECURITY_VIOLATION);
 		request_log_answered(s, &msg);
@@ -522,6 +526,7 @@ static void session_free(struct session *s)
 	session_stop_waiting(s);
 	if (s->park == PARK_LOCK)
 		unpark_lock(s);
+	polkit_gate_forget(s);
 	if (s->job) {
 		s->job->session = NULL;
 		jobs_abandon(&d->jobs, s->job); /* a late answer is dropped */
@@ -610,13 +615,23 @@ void session_accept(void *data, const struct peer *peer)
 	wire_params_init(&s->params);
 	s->legacy_slots = s->sock->readers ? s->sock->readers : WIRE_LEGACY_READER_SLOTS;
 	/* polkit first (access_pcsc): nothing is read until it has answered */
-	if (polkit_gate_accept(s))
+	enum polkit_gate_result gate = polkit_gate_accept(s);
+	if (gate == POLKIT_GATE_REFUSE) {
+		close(s->fd);
+		peer_identity_clear(&s->identity);
+		access_state_free(&s->access);
+		free(s);
+		return;
+	}
+	if (gate == POLKIT_GATE_WAIT)
 		s->park = PARK_AUTH;
 	s->mask = s->park == PARK_NONE ? EL_READ : 0;
 	if (el_add_fd(d->loop, s->fd, s->mask, on_socket, s) < 0) {
 		log_error("cannot watch client socket: %s", strerror(errno));
+		polkit_gate_forget(s);
 		close(s->fd);
 		peer_identity_clear(&s->identity);
+		access_state_free(&s->access);
 		free(s);
 		return;
 	}

@@ -76,6 +76,7 @@ struct session {
 	struct wire_msg parked; /* PARK_LOCK, PARK_AUTH: the request to retry */
 	bool auth_for_request;  /* PARK_AUTH: for parked (else for the connection) */
 	bool auth_granted;      /* polkit allowed the parked request: its retry passes */
+	unsigned polkit_logged; /* polkit refusals logged for it (polkit_gate.c) */
 	struct reader_waiter lock_wait;
 	uint64_t lock_timer; /* a waiting BEGIN gives up after a short while */
 	bool waiting;        /* registered for status-change signals */

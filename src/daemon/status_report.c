@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "config.h"
 #include "daemon.h"
 #include "event_loop.h"
@@ -125,12 +126,20 @@ static const char *protocol_name(uint32_t protocol)
 						: "none";
 }
 
+/* With a policy, the asker is told only of readers it may see (access.h). */
+static bool shown(const struct session *asker, const struct reader *r)
+{
+	return !asker || !r || access_sees((void *)asker, r);
+}
+
 /* One line per card handle the client holds; returns how many had no room. */
-static size_t write_cards(FILE *f, const struct session *s)
+static size_t write_cards(FILE *f, const struct session *s, const struct session *asker)
 {
 	size_t left_out = 0;
 	for (const struct handle *h = s->handles.head; h; h = h->next_in_owner) {
 		const struct reader *r = h->reader;
+		if (!shown(asker, r))
+			continue;
 		if (!room_left(f, RESERVE)) {
 			left_out++;
 			continue;
@@ -170,7 +179,7 @@ static void write_readers(FILE *f, const struct readers *rs, const struct sessio
 {
 	for (size_t i = 0; i < rs->cap; i++) {
 		const struct reader *r = rs->slots[i];
-		if (!r || !r->handles || !room_left(f, LINE_ROOM))
+		if (!r || !r->handles || !shown(asker, r) || !room_left(f, LINE_ROOM))
 			continue;
 		size_t n = 0;
 		const struct handle *exclusive = NULL;
@@ -214,7 +223,7 @@ void status_report_write(FILE *f, const struct daemon *d, const struct session *
 			continue;
 		}
 		write_client(f, s);
-		cards_left_out += write_cards(f, s);
+		cards_left_out += write_cards(f, s, asker);
 	}
 	if (left_out || cards_left_out)
 		fprintf(f, "more\tclients=%zu\tcards=%zu\n", left_out, cards_left_out);
@@ -223,6 +232,10 @@ void status_report_write(FILE *f, const struct daemon *d, const struct session *
 
 void status_report_send(struct session *asker)
 {
+	if (access_refused(asker)) { /* as for its first request: nothing to learn */
+		session_fail(asker, "its status query is refused by the access policy");
+		return;
+	}
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);

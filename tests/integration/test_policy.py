@@ -23,7 +23,8 @@ import pytest
 from conftest import IS_PCSCD, SANITIZED
 from scardd_argv import scardd_argv
 from thread_state import wait_in_event_wait
-from virtual_env import BUILD, PYTHON, SCARDD, LineReader, VirtualDaemon, _die_with_parent
+from virtual_env import (BUILD, PYTHON, SCARD, SCARDD, LineReader, VirtualDaemon,
+                         _die_with_parent)
 
 HERE = Path(__file__).resolve().parent
 
@@ -655,3 +656,23 @@ def test_policy_of_a_daemon_without_root(world):
     finally:
         p.terminate()
         assert p.wait(TIMEOUT) == 0, log.read_text()
+
+
+def test_status_shows_only_what_the_policy_shows(pd):
+    """scard status from scardd follows the policy: who holds a reader is told
+    only to clients that may see that reader, and a client the policy
+    refuses outright gets no report at all."""
+    pd.reload(MATRIX_POLICY)
+    p, lines = holder(pd, 0, VR0, "EXCLUSIVE")
+    try:
+        def status(uid, groups=()):
+            r = run(pd, [str(SCARD), "--json", "status"], uid, groups)
+            return json.loads(r.stdout)["scardd"]
+        seen = {u["name"]: u for u in status(4001)["readers_in_use"]}
+        assert seen[VR0]["exclusive"] == "hidden", seen  # root's client: not named
+        assert VR0 not in {u["name"] for u in status(4006, (4100,))["readers_in_use"]}
+        assert status(4005) is None  # refused outright: the connection is closed
+        assert status(0)["readers_in_use"][0]["name"] == VR0
+    finally:
+        p.kill()
+        p.wait()

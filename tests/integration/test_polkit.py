@@ -400,3 +400,54 @@ def test_unprivileged_scardd_needs_to_own_the_actions(polkit_env, scardd, owner)
             assert not d.lines("no answer"), d.log[-3000:]
     finally:
         d.cleanup()
+
+
+# root: a transaction on argv[1], ended when stdin says so
+TRANSACTION = r'''
+import sys
+from smartcard import scard as s
+hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)
+hr, card, proto = s.SCardConnect(ctx, sys.argv[1], s.SCARD_SHARE_SHARED,
+                                 s.SCARD_PROTOCOL_T0 | s.SCARD_PROTOCOL_T1)
+print("BEGIN", s.SCardBeginTransaction(card) & 0xFFFFFFFF, flush=True)
+sys.stdin.readline()
+print("END", s.SCardEndTransaction(card, s.SCARD_LEAVE_CARD) & 0xFFFFFFFF, flush=True)
+sys.stdin.readline()
+'''
+
+
+@scardd_only
+def test_connect_waiting_for_a_transaction_is_asked_about_once(polkit_env, scardd):
+    """A connect polkit allowed, which then waits for another client's
+    transaction to end, is not asked about again when it goes on (a user
+    with an auth_admin rule would be prompted twice)."""
+    pk = polkit_env(deny(ACTION_CARD, user=NOBODY_NAME, reader=VR1))
+    d = scardd(pk.address)
+    tx = subprocess.Popen([PYTHON, "-c", TRANSACTION, VR0], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=d.env(),
+                          preexec_fn=_die_with_parent)
+    waiter = None
+    try:
+        assert tx.stdout.readline().split() == ["BEGIN", "0"]
+        waiter = subprocess.Popen(as_user(NOBODY) + [PYTHON, "-c", CLIENT,
+                                                     json.dumps([[VR0, "SHARED"]]),
+                                                     json.dumps(SELECT_MF)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=d.env(), cwd="/", preexec_fn=_die_with_parent)
+        # its connect reached the lock: polkit has answered it and the log shows it parked
+        wait_until("the connect asked about", lambda: [a for a in pk.asks()
+                                                      if a["pid"] == waiter.pid
+                                                      and a["action"] == ACTION_CARD])
+        assert waiter.poll() is None, waiter.stderr.read()
+        tx.stdin.write("\n")
+        tx.stdin.flush()
+        assert tx.stdout.readline().split() == ["END", "0"]
+        out, err = waiter.communicate(timeout=TIMEOUT)
+        assert waiter.returncode == 0, err
+        assert connects(json.loads(out)) == {(VR0, "SHARED"): OK}, out
+        asked = [a["action"] for a in pk.asks() if a["pid"] == waiter.pid]
+        assert asked == [ACTION_PCSC, ACTION_CARD], pk.log()
+    finally:
+        for p in (tx, waiter):
+            if p is not None:
+                stop_pid(p)
