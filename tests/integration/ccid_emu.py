@@ -146,7 +146,10 @@ class CcidEmulator:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        self.returncode = self.proc.returncode
         self.stderr.close()
+        self.saved_errors = self.errors()
+        self.saved_log = self.log
         root = getattr(self, "root", None)
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
@@ -444,6 +447,8 @@ def make_handler(reader, log):
             if u.data:
                 buf = desc.resolve(16, u.buflen)
                 buf.update(8 if u.kind == URB_CONTROL else 0, list(u.data))
+            if u.status:
+                log("reaped URB ep %02x status %d" % (u.endpoint, u.status))
             client.complete(0, 0)
 
         def discard(self, client):
@@ -451,6 +456,7 @@ def make_handler(reader, log):
             with self.lock:
                 u = next((p for p in self.pending if p.addr == addr), None)
                 if u is None:
+                    log("discard of a URB not in flight")
                     client.complete(-1, errno.EINVAL)
                     return
                 self.pending.remove(u)

@@ -19,10 +19,12 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 import pcsc_raw
+import usb_env
 from ccid_emu import ADDRESS, BUS, PID, READER_NAME, VID, CcidEmulator
 from conftest import IS_PCSCD
 from test_usb_hotplug import cleanup, wait_log
@@ -44,6 +46,10 @@ SFI1_DATA = b"Hello from ifd-virtual" + b"\x90\x00"
 READ_LOCKED = bytes.fromhex("00B0820000")                 # EF 5002 wants PIN 81
 
 KINDS = ["scardd", "pcscd"]
+# what libccid logs when it opens a reader of its Info.plist
+LIBCCID_OPENED = "Using: %s/Contents/Info.plist" % CCID_BUNDLE
+# the device name the daemons give libccid (libudev hotplug)
+DEVICE = "usb:%04x/%04x:libudev:0:/dev/bus/usb/%03d/%03d" % (VID, PID, BUS, ADDRESS)
 
 
 def need_peers():
@@ -62,14 +68,17 @@ def emulator_env():
     library is instrumented, and wants ASan's runtime loaded first."""
     env = dict(os.environ)
     if driver_is_sanitized():
-        lib = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
-                             text=True).stdout.strip()
-        if not os.path.isabs(lib):
-            pytest.fail("environment: no libasan for the sanitized ifd-virtual", pytrace=False)
-        env["LD_PRELOAD"] = os.path.realpath(lib) + (":" + env["LD_PRELOAD"]
-                                                     if env.get("LD_PRELOAD") else "")
+        ldd = subprocess.run(["ldd", str(DRIVER)], capture_output=True, text=True).stdout
+        lib = re.search(r"libasan\.so\S* => (/\S+)", ldd)
+        if not lib:
+            pytest.fail("not-built: the sanitized ifd-virtual names no libasan:\n" + ldd,
+                        pytrace=False)
+        env["LD_PRELOAD"] = lib.group(1) + (":" + env["LD_PRELOAD"]
+                                            if env.get("LD_PRELOAD") else "")
         # python's own allocations are not the driver's: no leak report
-        env["ASAN_OPTIONS"] = "detect_leaks=0:verify_asan_link_order=0"
+        opts = env.get("ASAN_OPTIONS", "")
+        env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + \
+            "detect_leaks=0:verify_asan_link_order=0"
     return env
 
 
@@ -82,12 +91,33 @@ def emu():
         yield e
     finally:
         e.close()
+    check_emulator(e)
+
+
+def check_emulator(e):
+    """The emulator ended cleanly: no sanitizer report from ifd-virtual (the
+    sanitizer run loads the instrumented one into it), no handler error."""
+    for marker in ("ERROR: AddressSanitizer", "runtime error:", "Traceback"):
+        assert marker not in e.saved_errors, e.saved_errors[-4000:]
+    assert "failed:\n" not in e.saved_log, e.saved_log[-4000:]
+    assert e.returncode == 0, (e.returncode, e.saved_errors[-2000:])
+
+
+class CcidDaemon(UsbDaemon):
+    """A UsbDaemon whose bundles are Debian's (libccid): pcscd runs in the
+    sanitizer run too. UsbDaemon skips pcscd there because its bundles hold
+    the instrumented ifd-virtual; here that library is loaded by the
+    emulator alone, and pcscd loads nothing of this build."""
+
+    def argv(self):
+        with mock.patch.object(usb_env, "driver_is_sanitized", lambda: False):
+            return super().argv()
 
 
 def start(kind, emu):
     """kind on the emulator's testbed with Debian's libccid (libccid logs
     everything it does into the daemon's log)."""
-    d = UsbDaemon(kind, emu, CCID_DRIVERS, env={"LIBCCID_ifdLogLevel": "0x000F"})
+    d = CcidDaemon(kind, emu, CCID_DRIVERS, env={"LIBCCID_ifdLogLevel": "0x000F"})
     try:
         d.start()
         deadline = time.monotonic() + TIMEOUT
@@ -117,11 +147,12 @@ def wait_card(d, emu):
 
 
 def pcsc_scan(d):
-    """Debian's pcsc_scan against d: its output."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "UMOCKDEV_DIR")}
+    """Debian's pcsc_scan (with Debian's libpcsclite) against d: its output."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "LD_LIBRARY_PATH", "UMOCKDEV_DIR")}
     env["PCSCLITE_CSOCK_NAME"] = d.socket
     try:
-        r = subprocess.run(["timeout", "-s", "INT", "5", PCSC_SCAN, "-n"], env=env,
+        r = subprocess.run(["timeout", "-s", "INT", "10", PCSC_SCAN, "-n", "-t", "2"], env=env,
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=30)
     except subprocess.TimeoutExpired:
@@ -191,8 +222,11 @@ def test_card_through_libccid(emu, kind):
     sent = [(bytes.fromhex(tx), bytes.fromhex(rx)) for tx, rx in xfr]
     assert (SELECT_AID, SELECT_FCI) in sent, xfr
     assert (READ_SFI1, SFI1_DATA) in sent, xfr
-    # and the daemon really loaded Debian's libccid for it
-    assert "libccid" in o["log"] or "ifd-ccid" in o["log"] or "ccid_usb" in o["log"], \
+    # nothing but the client's APDUs went to the card, in order
+    assert [tx for tx, _ in sent] == [SELECT_AID, READ_SFI1, READ_LOCKED], xfr
+    # and it was Debian's libccid (its own log lines, in the daemon's log)
+    assert LIBCCID_OPENED in o["log"], o["log"][-3000:]
+    assert re.search(r"OpenUSBByName\(\) .*Device: %s$" % re.escape(DEVICE), o["log"], re.M), \
         o["log"][-3000:]
 
 
@@ -202,15 +236,12 @@ def test_scardd_as_pcscd():
     need_peers()
     seen = {}
     for kind in ("pcscd", "scardd"):
-        if kind == "pcscd" and driver_is_sanitized():
-            continue
         e = CcidEmulator(DRIVER, env=emulator_env())
         try:
             seen[kind] = observe(kind, e)
         finally:
             e.close()
-    if "pcscd" not in seen:
-        pytest.skip("sanitizer: the comparison with pcscd is made in the plain run")
+        check_emulator(e)
     p, s = seen["pcscd"], seen["scardd"]
     assert s["names"] == p["names"], (s["names"], p["names"])
     assert s["cards"] == p["cards"], (s["cards"], p["cards"])
@@ -229,7 +260,12 @@ def test_unplug_removes_reader(emu, kind):
         wait_card(d, emu)
         emu.unplug()
         wait_names([d], 0, "the emulated CCID reader unplugged")
+        # libccid was told: its channel closed, once
+        wait_log(d, r"IFDHCloseChannel\(\) %s " % re.escape(DEVICE))
         assert d.proc.poll() is None, "%s ended at the unplug" % kind
         assert pcsc_raw.socket_alive(d.socket)
+        assert d.names() == []
+        closes = [l for l in d.log.splitlines() if "IFDHCloseChannel()" in l]
     finally:
         cleanup([d])
+    assert len(closes) == 1, closes
