@@ -186,7 +186,16 @@ static void *event_thread_main(void *arg)
 							  1000000L };
 			nanosleep(&ts, NULL);
 		}
-		worker_check_presence(w);
+		/*
+		 * A driver's wait may keep returning until presence is asked
+		 * (ifd-virtual's does): without the watcher, the worker asks
+		 * between its calls, so wait for it rather than spin through a
+		 * long command.
+		 */
+		if (w->presence_anytime)
+			worker_check_presence(w);
+		else
+			worker_check_presence_and_wait(w, 1000);
 	}
 	return NULL;
 }

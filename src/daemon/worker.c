@@ -261,6 +261,10 @@ static bool serve(struct worker *w)
 		}
 		pthread_mutex_lock(&w->lock);
 		w->busy = false;
+		if (check) {
+			w->checks++;
+			pthread_cond_broadcast(&w->checked);
+		}
 	}
 	/* Whatever is still queued is answered: the reader is going away. */
 	struct job *left = w->head;
@@ -334,6 +338,7 @@ static void worker_free(struct worker *w)
 		job_free(j);
 	}
 	pthread_cond_destroy(&w->cond);
+	pthread_cond_destroy(&w->checked);
 	pthread_mutex_destroy(&w->lock);
 	if (w->cfg.drv)
 		driver_unref(w->cfg.drv);
@@ -361,6 +366,7 @@ struct worker *worker_start(const struct worker_config *cfg)
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->cond, &attr);
+	pthread_cond_init(&w->checked, &attr);
 	pthread_condattr_destroy(&attr);
 	pthread_mutex_init(&w->lock, NULL);
 	if (!w->name || (cfg->device_name && !w->device_name) ||
@@ -455,6 +461,20 @@ void worker_check_presence(struct worker *w)
 	pthread_mutex_unlock(&w->lock);
 }
 
+void worker_check_presence_and_wait(struct worker *w, unsigned max_ms)
+{
+	struct timespec deadline;
+	deadline_after(&deadline, max_ms);
+	pthread_mutex_lock(&w->lock);
+	unsigned before = w->checks;
+	w->check_presence = true;
+	pthread_cond_signal(&w->cond);
+	while (w->checks == before && !w->stop &&
+	       pthread_cond_timedwait(&w->checked, &w->lock, &deadline) == 0)
+		;
+	pthread_mutex_unlock(&w->lock);
+}
+
 void worker_run_claimed(struct worker *w, struct job *job)
 {
 	job->state = JOB_RUNNING;
@@ -468,6 +488,7 @@ void worker_close(struct worker *w, bool unplugged)
 	w->closing = true;
 	w->unplugged = unplugged;
 	pthread_cond_broadcast(&w->cond);
+	pthread_cond_broadcast(&w->checked);
 	pthread_mutex_unlock(&w->lock);
 }
 

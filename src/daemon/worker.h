@@ -70,6 +70,8 @@ struct worker {
 	bool unplugged; /* worker_close: tell the driver its device is gone first */
 	bool exited;
 	bool check_presence;      /* an event thread saw something */
+	unsigned checks;          /* presence checks done by the thread ... */
+	pthread_cond_t checked;   /* ... signalled on each (event threads wait for one) */
 	bool lib_held;            /* the driver library's lock is held for a whole job */
 	bool serialize;           /* the driver is not thread-safe: take its lock */
 	atomic_uint last_call_us; /* how long the last job took, wherever it ran */
@@ -138,6 +140,8 @@ bool worker_stop(struct worker *w, unsigned timeout_ms);
 
 /* Any thread: asks the worker to look at card presence now. */
 void worker_check_presence(struct worker *w);
+/* The same, then waits until the thread has looked (or max_ms, or it stops). */
+void worker_check_presence_and_wait(struct worker *w, unsigned max_ms);
 
 /* Helpers for the job bodies and presence code, on the thread holding busy. */
 void worker_drv_enter(struct worker *w);

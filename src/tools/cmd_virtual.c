@@ -201,12 +201,14 @@ static bool wait_for_daemon(SCARDCONTEXT ctx, const char *reader, DWORD before, 
 
 static void print_status_line(const char *reader, unsigned slot, const char *line)
 {
-	/* "slot N card=present mute=no fast=no powered=no atr=.. commands=N file=..." */
+	/* "slot N card=present mute=no fast=no powered=no atr=.. commands=N event_wakes=N file=..." */
 	char card[16] = "?", mute[8] = "?", fast[8] = "?", powered[8] = "?", atr[80] = "-";
-	unsigned long commands = 0;
+	unsigned long commands = 0, wakes = 0;
 	const char *file = strstr(line, " file=");
-	sscanf(line, "slot %*u card=%15s mute=%7s fast=%7s powered=%7s atr=%79s commands=%lu", card,
-	       mute, fast, powered, atr, &commands);
+	sscanf(line,
+	       "slot %*u card=%15s mute=%7s fast=%7s powered=%7s atr=%79s commands=%lu "
+	       "event_wakes=%lu",
+	       card, mute, fast, powered, atr, &commands, &wakes);
 	if (g_opts.json) {
 		printf("{\"reader\":");
 		if (reader)
@@ -221,7 +223,7 @@ static void print_status_line(const char *reader, unsigned slot, const char *lin
 			json_str(stdout, atr);
 		else
 			printf("null");
-		printf(",\"commands\":%lu,\"file\":", commands);
+		printf(",\"commands\":%lu,\"event_wakes\":%lu,\"file\":", commands, wakes);
 		if (file && strcmp(file + 6, "-"))
 			json_str(stdout, file + 6);
 		else

@@ -54,6 +54,13 @@ def answer_line(log, reader):
     return re.search(r'SCARD_TRANSMIT reader "%s": [^\n]*' % re.escape(reader), log)
 
 
+def event_wakes(d, slot=0):
+    """How often the daemon's event wait on reader `slot` returned for an event."""
+    line = [ln for ln in d.control_cmd("status %d" % slot).splitlines()
+            if ln.startswith("slot %d " % slot)][0]
+    return int(re.search(r"event_wakes=(\d+)", line).group(1))
+
+
 def wait_log(d, text, what):
     for _ in range(400):
         if text in d.log:
@@ -111,7 +118,11 @@ def test_without_the_tag_removal_waits_for_the_transmit():
     between its calls on the device, so the removal comes after the answer."""
     d = daemon("presence_anytime = no\n")
     try:
+        before = event_wakes(d)
         result, changed, log = remove_during_transmit(d)
+        # the event thread waited for the worker's look instead of spinning
+        # through the transmit on a wait that keeps returning
+        assert event_wakes(d) - before < 20, (before, event_wakes(d))
         answer = answer_line(log, d.reader(0))
         assert answer, log[-3000:]
         # the transmit itself finds the card gone; presence said nothing before

@@ -153,6 +153,7 @@ enum vslot_wake vslot_wait(struct vslot *s, int timeout_ms)
 		}
 		if (s->event_gen != s->seen_gen) {
 			why = VSLOT_WOKE_EVENT;
+			s->event_wakes++;
 			break;
 		}
 		/* the swapped-in card "arrives" when the gap ends */
@@ -338,9 +339,11 @@ void vslot_describe(struct vslot *s, unsigned index, char *buf, size_t cap)
 		for (size_t i = 0; i < len; i++)
 			snprintf(atr + 2 * i, 3, "%02X", a[i]);
 	}
-	snprintf(buf, cap, "slot %u card=%s mute=%s fast=%s powered=%s atr=%s commands=%lu file=%s",
+	snprintf(buf, cap,
+		 "slot %u card=%s mute=%s fast=%s powered=%s atr=%s commands=%lu event_wakes=%lu "
+		 "file=%s",
 		 index, s->card ? "present" : "absent", s->mute ? "yes" : "no",
 		 s->fast ? "yes" : "no", s->powered ? "yes" : "no", s->card ? atr : "-",
-		 s->commands, s->card_name ? s->card_name : "-");
+		 s->commands, s->event_wakes, s->card_name ? s->card_name : "-");
 	pthread_mutex_unlock(&s->lock);
 }

@@ -39,6 +39,7 @@ struct vslot {
 	bool stop_pending;          /* the daemon asked its current (or next) wait to return */
 	bool closed;                /* the channel is closed: waits return at once */
 	unsigned long commands;     /* APDUs answered, for status */
+	unsigned long event_wakes;  /* event waits that returned for an event, for status */
 };
 
 void vslot_init(struct vslot *s);
