@@ -8,6 +8,7 @@
 #ifndef SCARDD_JOB_H
 #define SCARDD_JOB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,7 +47,9 @@ typedef void job_finish_fn(struct daemon *d, struct session *s, struct job *job)
 
 struct job {
 	enum job_kind kind;
-	enum job_state state;
+	/* atomic: the loop reads it (jobs_abandon) on whichever thread runs the loop,
+	 * and a hand-off can leave the write to the thread that lost it */
+	_Atomic enum job_state state;
 	struct job *next; /* in whichever list holds it */
 	struct device *dev;
 	bool dev_ref; /* holds a reference to dev (loop-made jobs) */

@@ -178,7 +178,7 @@ void jobs_abandon(struct jobs *js, struct job *job)
 	job->session = NULL;
 	if (job->kind == JOB_DISPOSE)
 		return; /* the card still owes it */
-	switch (job->state) {
+	switch (atomic_load(&job->state)) {
 	case JOB_PENDING:
 		if (unlink_pending(js, job))
 			jobs_release(job);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -24,7 +25,7 @@ struct watched {
 };
 
 static SCARDCONTEXT g_ctx;
-static volatile sig_atomic_t g_stop;
+static atomic_bool g_stop; /* set by the signal thread, read by the main one */
 
 /* SIGINT/SIGTERM arrive here (blocked everywhere else) and cancel the wait. */
 static void *signal_thread(void *arg)
