@@ -84,6 +84,8 @@ def remove_during_transmit(d):
         d.control_cmd("remove 0")
         changed = w_lines.wait_for(lambda line: line.startswith("CHANGED"), timeout=30)
         done = s_lines.wait_for(lambda line: line.startswith("DONE"), timeout=30)
+        # scardd writes a request's line just after sending its answer
+        wait_log(d, 'SCARD_TRANSMIT reader "%s"' % reader, "the transmit's answer")
         return done.split()[1], changed, d.log
     finally:
         for p in (waiter, sender):
