@@ -104,27 +104,6 @@ static const char *client_library(void)
 
 /* ---- scardd's report ---- */
 
-static bool all_digits(const char *s)
-{
-	if (!*s)
-		return false;
-	for (; *s; s++)
-		if (*s < '0' || *s > '9')
-			return false;
-	return true;
-}
-
-/* A number as JSON, or the text as a JSON string ("auto", "sized"), or null if empty. */
-static void json_number_or_word(const char *v)
-{
-	if (!*v || !strcmp(v, "none"))
-		printf("null");
-	else if (all_digits(v))
-		printf("%s", v);
-	else
-		json_str(stdout, v);
-}
-
 static void json_str_or_null(const char *v)
 {
 	if (*v)

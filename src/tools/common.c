@@ -105,6 +105,26 @@ int open_context(SCARDCONTEXT *ctx)
 	return EXIT_OK;
 }
 
+bool all_digits(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return false;
+	return true;
+}
+
+void json_number_or_word(const char *v)
+{
+	if (!*v || !strcmp(v, "none"))
+		printf("null");
+	else if (all_digits(v))
+		printf("%s", v);
+	else
+		json_str(stdout, v);
+}
+
 void json_str(FILE *f, const char *s)
 {
 	fputc('"', f);

@@ -40,6 +40,11 @@ int exit_code_for(LONG rv);
 
 /* ---- JSON output (to stdout) ---- */
 void json_str(FILE *f, const char *s);
+/* Whether s is one or more decimal digits. */
+bool all_digits(const char *s);
+/* A number as JSON, else the text as a JSON string ("auto", "hidden"), or null
+ * for "" and "none". */
+void json_number_or_word(const char *v);
 void json_hex(FILE *f, const uint8_t *b, size_t n); /* "3B8880" */
 
 /* ---- hex ---- */

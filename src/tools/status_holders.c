@@ -86,22 +86,6 @@ void holders_json_cards(const struct daemon_report *r, const char *client_id)
 	printf("]");
 }
 
-static bool digits(const char *s)
-{
-	return *s && strspn(s, "0123456789") == strlen(s);
-}
-
-/* A holder as JSON: its client id, "hidden", or null. */
-static void json_holder(const char *id)
-{
-	if (!*id || !strcmp(id, "none"))
-		printf("null");
-	else if (digits(id))
-		printf("%s", id);
-	else
-		json_str(stdout, id);
-}
-
 void holders_json_readers(const struct daemon_report *r)
 {
 	printf(",\"readers_in_use\":[");
@@ -113,10 +97,10 @@ void holders_json_readers(const struct daemon_report *r)
 		printf("%s{\"name\":", first ? "" : ",");
 		json_str(stdout, report_get(l, "name"));
 		const char *n = report_get(l, "handles");
-		printf(",\"handles\":%s,\"exclusive\":", digits(n) ? n : "null");
-		json_holder(report_get(l, "exclusive"));
+		printf(",\"handles\":%s,\"exclusive\":", all_digits(n) ? n : "null");
+		json_number_or_word(report_get(l, "exclusive"));
 		printf(",\"transaction\":");
-		json_holder(report_get(l, "transaction"));
+		json_number_or_word(report_get(l, "transaction"));
 		printf("}");
 		first = false;
 	}

@@ -225,6 +225,16 @@ print(json.dumps(out))
 SELECT = [0x00, 0xA4, 0x04, 0x00, 0x07, 0xF0, 0x73, 0x63, 0x61, 0x72, 0x64, 0x64]
 
 
+def pyscard_client(vd, sock, activated):
+    """PYSCARD_CLIENT with Debian's libpcsclite on sock; its JSON output."""
+    env = vd.env(client_lib="debian")
+    env["PCSCLITE_CSOCK_NAME"] = str(sock)
+    r = subprocess.run(["/usr/bin/python3", "-c", PYSCARD_CLIENT, vd.reader(0), json.dumps(SELECT)],
+                       capture_output=True, text=True, timeout=WAIT * 2, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr + activated.log()[-3000:]
+    return json.loads(r.stdout)
+
+
 def test_pyscard_client_starts_scardd(vd):
     """Debian's libpcsclite under pyscard, as the first client: its
     connection starts scardd, which lists the readers and runs an APDU on
@@ -234,12 +244,7 @@ def test_pyscard_client_starts_scardd(vd):
     a = Activated(vd, [sock], ["--foreground", "-c", vd.confdir])
     try:
         a.wait_listening()
-        env = vd.env(client_lib="debian")
-        env["PCSCLITE_CSOCK_NAME"] = str(sock)
-        r = subprocess.run(["/usr/bin/python3", "-c", PYSCARD_CLIENT, vd.reader(0), json.dumps(SELECT)],
-                           capture_output=True, text=True, timeout=WAIT * 2, env=env)
-        assert r.returncode == 0, r.stdout + r.stderr + a.log()[-3000:]
-        out = json.loads(r.stdout)
+        out = pyscard_client(vd, sock, a)
         assert out["establish"] == 0 and out["readers"] == [vd.reader(0), vd.reader(1)], out
         assert out["connect"] == 0 and out["transmit"] == 0 and out["sw"] == [0x90, 0x00], out
         assert exe(a.proc.pid) == str(SCARDD.resolve())
@@ -259,12 +264,7 @@ def test_slow_card_known_to_the_first_client(vd):
     a = Activated(vd, [sock], ["--foreground", "--info", "-c", vd.confdir])
     try:
         a.wait_listening()
-        env = vd.env(client_lib="debian")
-        env["PCSCLITE_CSOCK_NAME"] = str(sock)
-        r = subprocess.run(["/usr/bin/python3", "-c", PYSCARD_CLIENT, vd.reader(0), json.dumps(SELECT)],
-                           capture_output=True, text=True, timeout=WAIT * 2, env=env)
-        assert r.returncode == 0, r.stdout + r.stderr + a.log()[-3000:]
-        out = json.loads(r.stdout)
+        out = pyscard_client(vd, sock, a)
         assert out["connect"] == 0 and out["transmit"] == 0 and out["sw"] == [0x90, 0x00], (out, a.log())
         log = a.log()
         assert log.index("card inserted into %s" % vd.reader(0)) < log.index("serving clients"), log
