@@ -16,6 +16,8 @@ DELIBERATE = {
                    "against Debian's pcscd (SCARDD_TEST_DAEMON=pcscd)",
     "pcscd-only": "a check of Debian's pcscd itself (the reference a scardd test is compared "
                   "with) in a run against scardd",
+    "sanitized-only": "a check of the ASan/UBSan run itself (what its leak reports name) in "
+                      "the plain run",
     "sanitizer": "the ASan/UBSan run (SCARDD_SANITIZED=1): an instrumented libpcsclite or driver "
                  "cannot load into Debian's uninstrumented programs (python3/pyscard, pcscd); the "
                  "Debian package test, whose package dpkg-buildpackage builds without sanitizers "

@@ -130,6 +130,9 @@ class FaultReader:
     def mute(self, slot=0, on=True):
         self._flag("mute%d" % slot, on)
 
+    def leak_on_close(self, on=True):
+        self._flag("leak_on_close", on)
+
     def pps_fail(self, slot=0, on=True):
         self._flag("pps_fail%d" % slot, on)
 
@@ -179,7 +182,7 @@ class Daemon(LogFile):
     with its /run/pcscd in this daemon's directory, to check what pcsc-lite
     does with the same driver."""
 
-    def __init__(self, rig, readers, extra_args=(), kind="scardd"):
+    def __init__(self, rig, readers, extra_args=(), kind="scardd", env=None):
         self.rig = rig
         self.readers = readers
         self.kind = kind
@@ -200,7 +203,8 @@ class Daemon(LogFile):
                                "--config-dir", self.confdir, *extra_args)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                                     env=dict(os.environ, **(env or {})))
 
     @property
     def pid(self):
@@ -391,16 +395,16 @@ class Rig:
         self.readers.append(r)
         return r
 
-    def daemon(self, readers, extra_args=(), wait=None, kind="scardd"):
-        """Starts scardd (or pcscd) over the stanzas of readers; waits for the
-        reader names in wait."""
+    def daemon(self, readers, extra_args=(), wait=None, kind="scardd", env=None):
+        """Starts scardd (or pcscd) over the stanzas of readers, with env added
+        to the environment; waits for the reader names in wait."""
         # Like pcscd, "XX" numbers the opened readers of one driver library in order.
         per_lib = {}
         for r in readers:
             if not r.fail_open:
                 r.index = per_lib.get(r.lib, 0)
                 per_lib[r.lib] = r.index + 1
-        d = Daemon(self, readers, extra_args, kind)
+        d = Daemon(self, readers, extra_args, kind, env)
         self.daemons.append(d)
         if wait:
             d.wait_readers(wait)

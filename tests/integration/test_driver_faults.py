@@ -527,3 +527,35 @@ def test_reader_opening_late_appears_to_scard_watch(rig):
         except subprocess.TimeoutExpired:
             watch.kill()
             watch.wait()
+
+
+# --- the sanitizer run's leak reports inside drivers ----------------------------
+
+@pytest.mark.skipif(not os.environ.get("SCARDD_SANITIZED"),
+                    reason="sanitized-only: LeakSanitizer runs in the --sanitize run")
+@pytest.mark.parametrize("suppressed", [False, True], ids=["reported", "suppressed"])
+def test_leak_inside_a_driver_is_named(rig, suppressed):
+    """A driver's leak is reported with the driver's frames (scardd keeps it
+    mapped until the check at exit), so tests/sanitizer/lsan.supp can list
+    other projects' leaks by library without hiding scardd's own."""
+    r = rig.reader("Leaky", cards=[0])
+    r.leak_on_close()
+    env = {}
+    if suppressed:
+        supp = Path(rig.root) / "lsan.supp"
+        supp.write_text("leak:%s\n" % DRIVER.name)
+        env["LSAN_OPTIONS"] = "suppressions=%s:print_suppressions=0" % supp
+    d = rig.daemon([r], wait=[r.reader()], env=env)
+    rc = d.stop(timeout=30)
+    log = d.log_path.read_text(errors="replace")
+    assert r.dir.joinpath("leak_on_close").exists(), "the driver was released early: test is void"
+    if suppressed:
+        assert rc == 0, "scardd exit status %s with the driver's leak suppressed:\n%s" % (rc, log)
+        assert "LeakSanitizer" not in log, log
+        return
+    assert rc != 0, "scardd exited 0 although its driver leaked:\n" + log
+    report = log[log.find("LeakSanitizer"):]
+    assert "1000 byte(s)" in report, log
+    assert "fault_leak" in report or DRIVER.name in report, \
+        "the leak report does not name the driver:\n" + report
+    assert "<unknown module>" not in report, report
