@@ -345,10 +345,26 @@ void access_setup_drop(struct access_setup *setup)
 	*setup = (struct access_setup){ 0 };
 }
 
+void access_identify(struct session *s)
+{
+	if (s->identified)
+		return;
+	peer_identity_read(&s->identity, s->fd, s->pid, s->uid, s->gid);
+	s->identified = true;
+}
+
+void access_connected(struct session *s)
+{
+	if (s->d->policy || s->d->audit)
+		access_identify(s);
+}
+
 static void install_policy(struct daemon *d, struct policy *p)
 {
 	d->policy = p;
 	d->policy_gen++;
+	for (struct session *s = d->sessions; s; s = s->next)
+		access_identify(s);
 }
 
 void access_setup_install(struct daemon *d, struct access_setup *setup)

@@ -55,6 +55,21 @@ bool access_refused(struct session *s);
 /* Whether the session's client may see reader r (state arrays; ctx: the session). */
 bool access_sees(void *ctx, const struct reader *r);
 
+/*
+ * A new client: the rest of who it is (groups, executable, sandbox:
+ * peer_identity.h) is read now if a policy or an audit log will judge or
+ * record it. That reading costs some 30 system calls on /proc; a daemon
+ * with neither (pcscd's setup) skips it, and the session has its pid, uid
+ * and gid only until access_identify.
+ */
+void access_connected(struct session *s);
+
+/*
+ * Reads the rest of who the session's client is, once, as /proc shows it
+ * now: for a policy that appears later (SIGHUP) and polkit's refusal logs.
+ */
+void access_identify(struct session *s);
+
 /* What scardd reads and opens as root, before it binds its sockets. */
 struct access_setup {
 	struct policy *policy; /* NULL: no file at the default path, everything allowed */

@@ -33,6 +33,7 @@ static void log_refusal(struct session *s, const char *action, const char *reade
 		return;
 	bool last = ++s->polkit_logged == REFUSALS_LOGGED;
 	char who[600], because[360] = "";
+	access_identify(s); /* polkit itself is asked with pid and uid only */
 	peer_identity_format(&s->identity, who, sizeof(who));
 	if (*why)
 		snprintf(because, sizeof(because), " (polkitd: %s)", why);

@@ -611,7 +611,8 @@ void session_accept(void *data, const struct peer *peer)
 	s->gid = peer->gid;
 	s->id = ++d->next_session_id;
 	s->sock = sock->spec;
-	peer_identity_read(&s->identity, s->fd, s->pid, s->uid, s->gid);
+	s->identity = (struct peer_identity){ .pid = s->pid, .uid = s->uid, .gid = s->gid };
+	access_connected(s);
 	wire_params_init(&s->params);
 	s->legacy_slots = s->sock->readers ? s->sock->readers : WIRE_LEGACY_READER_SLOTS;
 	/* polkit first (access_pcsc): nothing is read until it has answered */

@@ -48,7 +48,8 @@ struct session {
 	uid_t uid;
 	gid_t gid;
 	const struct socket_spec *sock; /* the socket it came in on */
-	struct peer_identity identity;  /* who it is, read when it connected */
+	struct peer_identity identity;  /* who it is (access_identify) */
+	bool identified;                /* identity read beyond pid, uid and gid */
 	struct access_state access;     /* what the policy lets it do (access.c) */
 
 	/* the client's protocol state (request handlers keep it) */

@@ -412,8 +412,8 @@ def test_own_namespaces_are_a_container(pd, everything, how):
 
 # --- reloading ----------------------------------------------------------------------
 
-def holder(d, uid, reader, share="SHARED"):
-    p = subprocess.Popen(as_user(uid) + [PYTHON, "-c", HOLDER, reader, share],
+def holder(d, uid, reader, share="SHARED", groups=()):
+    p = subprocess.Popen(as_user(uid, groups) + [PYTHON, "-c", HOLDER, reader, share],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True, env=client_env(d, "debian"), cwd="/",
                          preexec_fn=_die_with_parent)
@@ -471,6 +471,65 @@ def test_reload_changes_rights_without_dropping_clients(pd):
     finally:
         p.kill()
         p.wait()
+
+
+class LatePolicyDaemon(PolicyDaemon):
+    """scardd started without a policy, at its default path (/etc/scardd/
+    policy.conf) in a mount namespace of its own where /etc is an overlay:
+    the test writes the file there (nsenter) and sends SIGHUP."""
+
+    def __init__(self):
+        super().__init__()
+        self.args.remove("--policy")
+        self.args.remove(str(self.policy))
+        self.args.append("--disable-polkit")  # polkit alone would not judge clients by group
+        upper, work = self.dir / "etc-upper", self.dir / "etc-work"
+        upper.mkdir()
+        work.mkdir()
+        self.wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                     'mount -t overlay overlay -o "lowerdir=/etc,upperdir=$0,workdir=$1" /etc '
+                     '&& shift && exec "$@"', str(upper), str(work)]
+
+    def write_default_policy(self, text):
+        subprocess.run(["nsenter", "-t", str(self.proc.pid), "-m", "--", "sh", "-c",
+                        "mkdir -p /etc/scardd && cat > /etc/scardd/policy.conf.new && "
+                        "chmod 644 /etc/scardd/policy.conf.new && "
+                        "mv /etc/scardd/policy.conf.new /etc/scardd/policy.conf"],
+                       input=text, text=True, check=True, timeout=TIMEOUT)
+
+
+def test_policy_that_appears_later_judges_clients_already_connected():
+    """Without a policy scardd reads no more of a client than its pid, uid and
+    gid; a policy that appears at SIGHUP judges the clients connected before
+    it by everything a policy can name (here: a supplementary group)."""
+    if not shutil.which("nsenter"):
+        pytest.skip("missing-package: nsenter (util-linux)")
+    d = LatePolicyDaemon()
+    held = []
+    try:
+        try:
+            d.start()
+        except RuntimeError as e:
+            if "overlay" in str(e) or "unshare" in str(e):
+                pytest.skip("no-namespace: an overlay on /etc in a private mount namespace: %s"
+                            % e)
+            raise
+        assert "no policy file /etc/scardd/policy.conf" in d.log, d.log[-2000:]
+        member = holder(d, 4005, VR0, groups=(4100,))
+        stranger = holder(d, 4006, VR0)
+        held = [member[0], stranger[0]]
+        for p, lines in (member, stranger):
+            assert ask(p, lines, "transmit", "TRANSMIT") == ["TRANSMIT", str(OK)]
+        d.write_default_policy("allow uid=0 all\nallow group=4100 all\n")
+        d.reload(expect="read again")
+        assert ask(*member, "transmit", "TRANSMIT") == ["TRANSMIT", str(OK)], d.log[-2000:]
+        assert ask(*stranger, "transmit", "TRANSMIT") == ["TRANSMIT", str(SV)], d.log[-2000:]
+        assert all(p.poll() is None for p in held)
+    finally:
+        for p in held:
+            p.kill()
+            p.wait()
+        d.cleanup()
 
 
 # --- start-up --------------------------------------------------------------------------

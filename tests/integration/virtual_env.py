@@ -164,6 +164,7 @@ class VirtualDaemon:
         self.kind = kind
         self.poll_ms = poll_ms  # scardd's --poll-ms (pcscd's period is fixed)
         self.args = list(args)  # more of scardd's options
+        self.wrap = []  # scardd's argv runs behind this one (a namespace, say)
         self.driver = Path(driver)
         self.dir = Path(tempfile.mkdtemp(prefix="vt-%s-" % kind))
         self.confdir = self.dir / "reader.conf.d"
@@ -234,6 +235,7 @@ class VirtualDaemon:
             poll = ["--poll-ms", str(self.poll_ms)] if self.poll_ms else []
             argv = scardd_argv(SCARDD, "--foreground", "--debug", "--socket", self.socket,
                                "--config-dir", self.confdir, *poll, *self.args)
+            argv = self.wrap + argv
         self.log_file = open(self.dir / "daemon.log", "wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
