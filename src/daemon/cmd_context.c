@@ -17,18 +17,28 @@
  * libpcsclite was built with when that can be read (16 upstream, 48 in
  * Fedora's builds), else 16. A 4:6 client asks for the length instead.
  */
-static uint32_t legacy_slots(const struct session *s)
+uint32_t legacy_slots_peek(const struct session *s)
 {
+	if (s->legacy_slots)
+		return s->legacy_slots;
 	if (s->sock->readers)
 		return s->sock->readers;
-	if (wire_cmd_lookup(s->params.proto, WIRE_GET_READERS_STATE_ARRAY))
+	if (!s->versioned || wire_cmd_lookup(s->params.proto, WIRE_GET_READERS_STATE_ARRAY))
 		return WIRE_LEGACY_READER_SLOTS;
 	uint32_t guess = client_build_guess_slots(s->pid);
-	if (guess && guess != WIRE_LEGACY_READER_SLOTS)
+	return guess ? guess : WIRE_LEGACY_READER_SLOTS;
+}
+
+uint32_t legacy_slots(struct session *s)
+{
+	if (s->legacy_slots)
+		return s->legacy_slots;
+	s->legacy_slots = legacy_slots_peek(s);
+	if (s->legacy_slots != WIRE_LEGACY_READER_SLOTS && !s->sock->readers)
 		log_info("client %" PRIu64 " (pid %d): its libpcsclite holds %u readers; "
 			 "serving it %u-record arrays",
-			 s->id, (int)s->pid, guess, guess);
-	return guess ? guess : WIRE_LEGACY_READER_SLOTS;
+			 s->id, (int)s->pid, s->legacy_slots, s->legacy_slots);
+	return s->legacy_slots;
 }
 
 /*
@@ -60,7 +70,7 @@ enum outcome cmd_version(struct request *rq)
 	proto = wire_proto_with_name_len(proto, s->sock->name_len);
 	s->params.proto = proto;
 	s->versioned = true;
-	s->legacy_slots = legacy_slots(s);
+	s->legacy_slots = 0; /* guessed when first needed */
 	v->major = proto->major;
 	v->minor = proto->minor;
 	v->rv = SCARD_S_SUCCESS;

@@ -37,7 +37,7 @@ static void send_state_array(struct session *s, size_t n)
 
 enum outcome cmd_readers_state(struct request *rq)
 {
-	send_state_array(rq->s, rq->s->legacy_slots);
+	send_state_array(rq->s, legacy_slots(rq->s));
 	return OUT_DONE;
 }
 
@@ -53,7 +53,7 @@ enum outcome cmd_wait(struct request *rq)
 	const struct wire_cmd_spec *spec = wire_cmd_lookup(s->params.proto, rq->msg->cmd);
 	session_wait_status(s);
 	if (spec->reply == WIRE_REPLY_ARRAY_AND_WAIT)
-		send_state_array(s, s->legacy_slots);
+		send_state_array(s, legacy_slots(s));
 	else if (wire_cmd_lookup(s->params.proto, WIRE_GET_READERS_STATE_ARRAY))
 		session_hold_signals(s);
 	return OUT_DONE;

@@ -70,6 +70,15 @@ enum outcome cmd_control(struct request *rq);
 enum outcome cmd_status(struct request *rq);
 enum outcome cmd_attrib(struct request *rq);
 
+/*
+ * cmd_context.c: records in the session's fixed-size reader arrays (0x12,
+ * the 4:4/4:5 WAIT answer), guessed from its libpcsclite the first time one
+ * is sent (a /proc/PID/maps read many short-lived clients never need).
+ */
+uint32_t legacy_slots(struct session *s);
+/* The same without keeping or logging the guess (status reports). */
+uint32_t legacy_slots_peek(const struct session *s);
+
 /* cmd_card.c: the handle a connect created while its job runs is dropped. */
 void cmd_connect_timed_out(struct session *s, const struct job *job);
 

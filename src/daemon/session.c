@@ -614,7 +614,6 @@ void session_accept(void *data, const struct peer *peer)
 	s->identity = (struct peer_identity){ .pid = s->pid, .uid = s->uid, .gid = s->gid };
 	access_connected(s);
 	wire_params_init(&s->params);
-	s->legacy_slots = s->sock->readers ? s->sock->readers : WIRE_LEGACY_READER_SLOTS;
 	/* polkit first (access_pcsc): nothing is read until it has answered */
 	enum polkit_gate_result gate = polkit_gate_accept(s);
 	if (gate == POLKIT_GATE_REFUSE) {

@@ -56,7 +56,8 @@ struct session {
 	struct wire_params params;
 	bool versioned;        /* CMD_VERSION seen */
 	bool order_known;      /* byte order settled by the first header */
-	uint32_t legacy_slots; /* records in 0x12 and 4:4/4:5 WAIT arrays */
+	uint32_t legacy_slots; /* records in 0x12 and 4:4/4:5 WAIT arrays; 0: not
+				* guessed yet (legacy_slots() in requests.h) */
 	uint32_t told_slots;   /* 4:6: the length 0x16 last answered, 0 = none */
 	uint32_t context;      /* the connection's context, if has_context */
 	bool has_context;

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "readers.h"
 #include "request_log.h"
+#include "requests.h"
 #include "session.h"
 #include "socket_spec.h"
 #include "wire.h"
@@ -100,7 +101,7 @@ static void write_client(FILE *f, const struct session *s)
 	else if (wire_cmd_lookup(p, WIRE_GET_READERS_STATE_ARRAY))
 		snprintf(arrays, sizeof(arrays), "sized");
 	else
-		snprintf(arrays, sizeof(arrays), "%u", s->legacy_slots);
+		snprintf(arrays, sizeof(arrays), "%u", legacy_slots_peek(s));
 	fprintf(f, "client\tid=%" PRIu64 "\tpid=%d\tuid=%u", s->id, (int)s->pid, (unsigned)s->uid);
 	put_value(f, "program", program);
 	put_value(f, "socket", s->sock->path);
