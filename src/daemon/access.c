@@ -349,7 +349,7 @@ void access_identify(struct session *s)
 {
 	if (s->identified)
 		return;
-	peer_identity_read(&s->identity, s->fd, s->pid, s->uid, s->gid);
+	peer_identity_read(&s->identity, s->fd, s->pid, s->uid, s->gid, s->connected_ms);
 	s->identified = true;
 }
 

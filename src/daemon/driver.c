@@ -16,7 +16,9 @@ _Static_assert(sizeof(void *) == sizeof(void (*)(void)), "function pointers must
 /*
  * Under AddressSanitizer a driver stays mapped after its last reader goes:
  * LeakSanitizer checks at exit, and it can only name (and the tests' list of
- * third-party leaks only match) frames of libraries still mapped then.
+ * third-party leaks only match) frames of libraries still mapped then. So
+ * there, a driver loaded again keeps its static state, and a library
+ * replaced at the same path is not read again until scardd restarts.
  */
 #if defined(__SANITIZE_ADDRESS__)
 #define KEEP_DRIVERS_MAPPED 1

@@ -340,6 +340,33 @@ static void read_process(struct peer_identity *id, int dirfd, const char *proc)
 	free(buf);
 }
 
+/*
+ * Whether the process in dirfd started after connected_ms (CLOCK_BOOTTIME):
+ * then it cannot be the one that connected, and its pid was taken since.
+ * Unknown (unreadable stat) counts as not.
+ */
+static bool started_after(int dirfd, uint64_t connected_ms)
+{
+	char stat[1024];
+	ssize_t n = read_at(dirfd, "stat", stat, sizeof(stat));
+	char *end = n > 0 ? strrchr(stat, ')') : NULL; /* the name may hold anything */
+	if (!end)
+		return false;
+	/* starttime is field 22; field 3 is the first after the name */
+	char *field = end + 1;
+	for (int i = 3; i < 22 && field; i++)
+		field = strchr(field + 1, ' ');
+	if (!field)
+		return false;
+	errno = 0;
+	unsigned long long ticks = strtoull(field + 1, NULL, 10);
+	long hz = sysconf(_SC_CLK_TCK);
+	if (errno || hz <= 0)
+		return false;
+	/* ticks are coarse: a start within the tick of the connect counts as before */
+	return ticks * 1000 / (unsigned long long)hz > connected_ms + 1000 / (unsigned long long)hz;
+}
+
 /* Signal 0 checks without sending; EPERM (another user's process) is alive too. */
 static bool process_alive(int pidfd)
 {
@@ -347,7 +374,8 @@ static bool process_alive(int pidfd)
 }
 
 void peer_identity_read_proc(struct peer_identity *id, const char *proc, pid_t pid, uid_t uid,
-			     gid_t gid, const gid_t *groups, size_t n_groups, int pidfd)
+			     gid_t gid, const gid_t *groups, size_t n_groups, int pidfd,
+			     uint64_t connected_ms)
 {
 	*id = (struct peer_identity){ .pid = pid, .uid = uid, .gid = gid };
 	if (n_groups && (id->groups = malloc(n_groups * sizeof(*groups)))) {
@@ -367,9 +395,10 @@ void peer_identity_read_proc(struct peer_identity *id, const char *proc, pid_t p
 		return;
 	}
 	read_process(id, dirfd, proc);
+	bool newer = connected_ms && started_after(dirfd, connected_ms);
 	close(dirfd);
 	/* Still alive now, so the pid was its own throughout the reads. */
-	if (pidfd >= 0 && !process_alive(pidfd)) {
+	if (newer || (pidfd >= 0 && !process_alive(pidfd))) {
 		free(id->exe);
 		free(id->app);
 		id->exe = id->app = NULL;
@@ -403,7 +432,8 @@ static gid_t *peer_groups(int fd, size_t *n)
 	return NULL;
 }
 
-void peer_identity_read(struct peer_identity *id, int fd, pid_t pid, uid_t uid, gid_t gid)
+void peer_identity_read(struct peer_identity *id, int fd, pid_t pid, uid_t uid, gid_t gid,
+			uint64_t connected_ms)
 {
 	int pidfd = -1;
 #ifdef SO_PEERPIDFD
@@ -413,7 +443,7 @@ void peer_identity_read(struct peer_identity *id, int fd, pid_t pid, uid_t uid, 
 #endif
 	size_t n_groups = 0;
 	gid_t *groups = peer_groups(fd, &n_groups);
-	peer_identity_read_proc(id, "/proc", pid, uid, gid, groups, n_groups, pidfd);
+	peer_identity_read_proc(id, "/proc", pid, uid, gid, groups, n_groups, pidfd, connected_ms);
 	free(groups);
 	if (pidfd >= 0)
 		close(pidfd);

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 enum peer_sandbox {
@@ -47,17 +48,25 @@ struct peer_identity {
  * Everything the connected socket fd (whose SO_PEERCRED gave pid, uid and
  * gid) and /proc say of the client on it. Never fails: parts that cannot be
  * read stay unknown. Frees nothing: clear a used identity first.
+ *
+ * connected_ms (CLOCK_BOOTTIME, 0: not checked) is when it connected: a
+ * process at pid that started later is another one (the pid was taken
+ * since), and the client counts as gone. Read long after connecting, on a
+ * kernel without SO_PEERPIDFD (before 6.5), that is what tells them apart.
  */
-void peer_identity_read(struct peer_identity *id, int fd, pid_t pid, uid_t uid, gid_t gid);
+void peer_identity_read(struct peer_identity *id, int fd, pid_t pid, uid_t uid, gid_t gid,
+			uint64_t connected_ms);
 
 /*
  * The same from given credentials and a /proc of one's choosing (tests):
- * PROC/PID/{exe,cgroup,attr,ns,root,mountinfo}, the daemon's namespaces in
- * PROC/1/ns or else PROC/self/ns. pidfd (-1: none) is checked after the
- * reads: if its process has gone, what was read may be another's.
+ * PROC/PID/{exe,cgroup,attr,ns,root,mountinfo,stat}, the daemon's namespaces
+ * in PROC/1/ns or else PROC/self/ns. pidfd (-1: none) is checked after the
+ * reads: if its process has gone, what was read may be another's; so is
+ * PROC/PID/stat's start time against connected_ms (0: not checked).
  */
 void peer_identity_read_proc(struct peer_identity *id, const char *proc, pid_t pid, uid_t uid,
-			     gid_t gid, const gid_t *groups, size_t n_groups, int pidfd);
+			     gid_t gid, const gid_t *groups, size_t n_groups, int pidfd,
+			     uint64_t connected_ms);
 
 void peer_identity_clear(struct peer_identity *id);
 

@@ -239,7 +239,7 @@ static void emit(const struct session *s, const char *detail, const char *outcom
 }
 
 /* CMD_VERSION: the version asked for, and what the connection is served in. */
-static void emit_version(struct session *s, uint32_t rv)
+static void emit_version(const struct session *s, uint32_t rv)
 {
 	char asked[32], served[128];
 	snprintf(asked, sizeof(asked), "%d:%d", (int)s->note.major, (int)s->note.minor);
@@ -255,7 +255,7 @@ static void emit_version(struct session *s, uint32_t rv)
 		snprintf(served, sizeof(served),
 			 "served %d:%d, %s-endian, %u-record reader arrays%s", (int)p->major,
 			 (int)p->minor, s->params.order == WIRE_BIG_ENDIAN ? "big" : "little",
-			 legacy_slots(s), p->reader_name_len == 100 ? ", 100-byte names" : "");
+			 legacy_slots_peek(s), p->reader_name_len == 100 ? ", 100-byte names" : "");
 	emit(s, asked, served, true, rv);
 }
 

@@ -76,7 +76,7 @@ enum outcome cmd_attrib(struct request *rq);
  * is sent (a /proc/PID/maps read many short-lived clients never need).
  */
 uint32_t legacy_slots(struct session *s);
-/* The same without keeping or logging the guess (status reports). */
+/* The same without keeping or logging the guess (debug lines). */
 uint32_t legacy_slots_peek(const struct session *s);
 
 /* cmd_card.c: the handle a connect created while its job runs is dropped. */

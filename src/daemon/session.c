@@ -612,6 +612,9 @@ void session_accept(void *data, const struct peer *peer)
 	s->id = ++d->next_session_id;
 	s->sock = sock->spec;
 	s->identity = (struct peer_identity){ .pid = s->pid, .uid = s->uid, .gid = s->gid };
+	struct timespec now;
+	clock_gettime(CLOCK_BOOTTIME, &now);
+	s->connected_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
 	access_connected(s);
 	wire_params_init(&s->params);
 	/* polkit first (access_pcsc): nothing is read until it has answered */

@@ -50,6 +50,7 @@ struct session {
 	const struct socket_spec *sock; /* the socket it came in on */
 	struct peer_identity identity;  /* who it is (access_identify) */
 	bool identified;                /* identity read beyond pid, uid and gid */
+	uint64_t connected_ms;          /* CLOCK_BOOTTIME: when it connected */
 	struct access_state access;     /* what the policy lets it do (access.c) */
 
 	/* the client's protocol state (request handlers keep it) */

@@ -89,7 +89,7 @@ static void write_socket(FILE *f, const struct socket_spec *spec)
 	fputc('\n', f);
 }
 
-static void write_client(FILE *f, const struct session *s)
+static void write_client(FILE *f, struct session *s)
 {
 	const struct wire_proto *p = s->params.proto;
 	char program[256], arrays[16], version[24];
@@ -101,7 +101,7 @@ static void write_client(FILE *f, const struct session *s)
 	else if (wire_cmd_lookup(p, WIRE_GET_READERS_STATE_ARRAY))
 		snprintf(arrays, sizeof(arrays), "sized");
 	else
-		snprintf(arrays, sizeof(arrays), "%u", legacy_slots_peek(s));
+		snprintf(arrays, sizeof(arrays), "%u", legacy_slots(s));
 	fprintf(f, "client\tid=%" PRIu64 "\tpid=%d\tuid=%u", s->id, (int)s->pid, (unsigned)s->uid);
 	put_value(f, "program", program);
 	put_value(f, "socket", s->sock->path);
@@ -198,7 +198,7 @@ static void write_readers(FILE *f, const struct readers *rs, const struct sessio
 	}
 }
 
-void status_report_write(FILE *f, const struct daemon *d, const struct session *asker)
+void status_report_write(FILE *f, struct daemon *d, const struct session *asker)
 {
 	size_t clients = 0, hidden = 0;
 	for (const struct session *s = d->sessions; s; s = s->next) {
@@ -216,7 +216,7 @@ void status_report_write(FILE *f, const struct daemon *d, const struct session *
 	for (size_t i = 0; i < d->n_sockets; i++)
 		write_socket(f, d->sockets[i].spec);
 	size_t left_out = 0, cards_left_out = 0;
-	for (const struct session *s = d->sessions; s; s = s->next) {
+	for (struct session *s = d->sessions; s; s = s->next) {
 		if (s == asker || s->closing || !may_see(asker, s))
 			continue;
 		if (!room_left(f, RESERVE)) {

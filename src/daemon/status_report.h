@@ -32,7 +32,11 @@ struct session;
 /* Answers asker's status query. */
 void status_report_send(struct session *asker);
 
-/* Writes the report's text to f as `asker` may see it (asker may be NULL: everything). */
-void status_report_write(FILE *f, const struct daemon *d, const struct session *asker);
+/*
+ * Writes the report's text to f as `asker` may see it (asker may be NULL:
+ * everything). The array length of a client not yet sent an array is
+ * guessed then, and kept (legacy_slots).
+ */
+void status_report_write(FILE *f, struct daemon *d, const struct session *asker);
 
 #endif

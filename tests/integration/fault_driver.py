@@ -186,6 +186,7 @@ class Daemon(LogFile):
         self.rig = rig
         self.readers = readers
         self.kind = kind
+        self.expected_rc = 0  # an exit status the test asked for (Rig.cleanup checks)
         self.dir = Path(tempfile.mkdtemp(prefix="d-", dir=rig.root))
         self.socket = str(self.dir / "pcscd.comm")
         self.confdir = self.dir / "reader.conf.d"
@@ -441,13 +442,19 @@ class Rig:
             r.release()
         for c in self.clients:
             c.close()
+        bad = []
         for d in self.daemons:
             rc = d.stop()
             # shown by pytest only when the test failed
             print("---- %s %s (rc %s) log tail ----\n%s" % (d.kind, d.socket, rc, d.log_tail(80)))
+            if d.kind == "scardd" and rc not in (0, d.expected_rc):
+                bad.append("scardd %s exited %s on SIGTERM (a sanitizer report?):\n%s"
+                           % (d.socket, rc, d.log_tail(40)))
         keep = os.environ.get("SCARDD_TEST_LOGS")
         if keep:
             dst = Path(keep) / ("fault-" + os.path.basename(self.root))
             shutil.copytree(self.root, dst, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("*.comm"))
         shutil.rmtree(self.root, ignore_errors=True)
+        if bad:
+            pytest.fail("\n".join(bad), pytrace=False)

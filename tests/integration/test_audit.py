@@ -38,6 +38,29 @@ def test_apdu_log_leaves_pins_out():
 
 # --- the audit log ---------------------------------------------------------------------
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="environment: needs root and setpriv to run clients as other uids")
+def test_audit_log_without_a_policy_names_the_program():
+    """An audit log alone (no policy) still records who each client is: its
+    /proc identity is read when it connects, as with a policy."""
+    audit = Path(tempfile.mkdtemp(prefix="scardd-audit-"))
+    try:
+        d = VirtualDaemon("scardd", readers=1, args=["--audit", str(audit / "audit.log")])
+        d.dir.chmod(0o755)
+        with d:
+            assert "no policy file" in d.log, d.log[-2000:]
+            assert as_uid(d, 4002) == 0
+            lines = audit_lines(audit / "audit.log")
+            assert [e for e, _ in lines] == [
+                "connect", "begin-transaction", "control", "end-transaction"], lines
+            for _, f in lines:
+                assert f["uid"] == "4002" and f["result"] == "SCARD_S_SUCCESS", f
+                assert f["exe"] == '"%s"' % os.path.realpath(PYTHON), f
+                assert f["sandbox"] == "none", f
+    finally:
+        shutil.rmtree(audit, ignore_errors=True)
+
+
 SESSION = r'''
 from smartcard import scard as s
 hr, ctx = s.SCardEstablishContext(s.SCARD_SCOPE_USER)

@@ -214,6 +214,8 @@ def test_default_socket_tells_16_and_48_reader_clients_apart(real_peers, peer_ru
     fed = peer_run.client(real_peers["fedora48"].libdir, d.sockets[0], "fedora-client")
     dctx = deb.call("establish", 0)["ctx"]
     fctx = fed.call("establish", 0)["ctx"]
+    # the library is read when the first array is sent, not at CMD_VERSION
+    assert "its libpcsclite holds 48 readers" not in d.log.read_text(errors="replace")
     r = fed.call("list_readers", fctx, timeout=BLOCKED)
     assert r is not None, "the 48-entry client blocked: scardd sent it a 16-record array"
     assert r["hr"] == 0 and r["readers"] == readers.names(), (hx(r["hr"]), r["readers"])

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -95,7 +96,7 @@ static int teardown(void **state)
 static void read_peer(struct peer_identity *id)
 {
 	static const gid_t groups[] = { 27, 100 };
-	peer_identity_read_proc(id, proc, PID, 1000, 1000, groups, 2, -1);
+	peer_identity_read_proc(id, proc, PID, 1000, 1000, groups, 2, -1, 0);
 }
 
 /* Makes PROC/4242/root/.flatpak-info and a mountinfo naming its mount's type. */
@@ -342,7 +343,7 @@ static void test_gone(void **state)
 {
 	(void)state;
 	struct peer_identity id;
-	peer_identity_read_proc(&id, proc, 4343, 1000, 1000, NULL, 0, -1);
+	peer_identity_read_proc(&id, proc, 4343, 1000, 1000, NULL, 0, -1, 0);
 	assert_true(id.gone);
 	assert_null(id.exe);
 	char line[256];
@@ -350,7 +351,7 @@ static void test_gone(void **state)
 	assert_string_equal(line, "pid 4343 uid 1000 gid 1000, gone before it could be seen");
 	peer_identity_clear(&id);
 
-	peer_identity_read_proc(&id, proc, 0, 1000, 1000, NULL, 0, -1);
+	peer_identity_read_proc(&id, proc, 0, 1000, 1000, NULL, 0, -1, 0);
 	assert_true(id.gone);
 	peer_identity_clear(&id);
 
@@ -363,12 +364,60 @@ static void test_gone(void **state)
 		skip_because("environment: no pidfd_open (Linux 5.3)");
 	waitpid(child, NULL, 0);
 	write_file("4242/cgroup", "0::/system.slice/docker-0123abcd.scope\n");
-	peer_identity_read_proc(&id, proc, PID, 1000, 1000, NULL, 0, pidfd);
+	peer_identity_read_proc(&id, proc, PID, 1000, 1000, NULL, 0, pidfd, 0);
 	close(pidfd);
 	assert_true(id.gone);
 	assert_null(id.exe);
 	assert_int_equal(id.sandbox, PEER_HOST);
 	assert_null(id.container);
+	peer_identity_clear(&id);
+}
+
+/* A stat line whose process started at start_s seconds after boot. */
+static void write_stat(const char *name, unsigned start_s)
+{
+	char line[512];
+	long hz = sysconf(_SC_CLK_TCK);
+	snprintf(line, sizeof(line),
+		 "4242 (%s) S 1 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 %llu 12345 67 "
+		 "18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n",
+		 name, (unsigned long long)start_s * (unsigned long long)hz);
+	write_file("4242/stat", line);
+}
+
+static void test_pid_taken_since_it_connected(void **state)
+{
+	(void)state;
+	struct peer_identity id;
+	/* started before it connected (at 20 s): the client itself */
+	write_stat("app", 10);
+	peer_identity_read_proc(&id, proc, PID, 1000, 1000, NULL, 0, -1, 20000);
+	assert_false(id.gone);
+	assert_string_equal(id.exe, "/usr/bin/app");
+	peer_identity_clear(&id);
+
+	/* started after: another process has the pid now */
+	write_stat("app", 30);
+	peer_identity_read_proc(&id, proc, PID, 1000, 1000, NULL, 0, -1, 20000);
+	assert_true(id.gone);
+	assert_null(id.exe);
+	peer_identity_clear(&id);
+
+	/* a name made to look like the end of one, with spaces: the last ')' counts */
+	write_stat("x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 1 (", 30);
+	peer_identity_read_proc(&id, proc, PID, 1000, 1000, NULL, 0, -1, 20000);
+	assert_true(id.gone);
+	peer_identity_clear(&id);
+
+	/* not checked without a connect time, nor without a readable stat */
+	peer_identity_read_proc(&id, proc, PID, 1000, 1000, NULL, 0, -1, 0);
+	assert_false(id.gone);
+	peer_identity_clear(&id);
+	char stat_path[512];
+	snprintf(stat_path, sizeof(stat_path), "%s/4242/stat", proc);
+	assert_int_equal(unlink(stat_path), 0);
+	peer_identity_read_proc(&id, proc, PID, 1000, 1000, NULL, 0, -1, 20000);
+	assert_false(id.gone);
 	peer_identity_clear(&id);
 }
 
@@ -409,7 +458,11 @@ static void test_socket(void **state)
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
 	struct peer_identity id;
-	peer_identity_read(&id, sv[0], getpid(), getuid(), getgid());
+	/* connected now: this process started before, so it is the one */
+	struct timespec now;
+	clock_gettime(CLOCK_BOOTTIME, &now);
+	uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+	peer_identity_read(&id, sv[0], getpid(), getuid(), getgid(), now_ms);
 	assert_false(id.gone);
 	char self[4096];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -438,6 +491,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_snap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_containers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_gone, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pid_taken_since_it_connected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_format_escapes_and_bounds, setup, teardown),
 		cmocka_unit_test(test_socket),
 	};
