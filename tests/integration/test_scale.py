@@ -1,7 +1,7 @@
 """Many clients at once: 1000 contexts, each blocked in SCardGetStatusChange,
 all woken by one card insertion; two such rounds on one daemon. After each
 round the daemon must hold the descriptors it held before, and the second
-round must leave its RSS where the first left it. RSS and thread counts
+round must leave scardd's RSS where the first left it. RSS and thread counts
 while the clients wait are printed for the record, never asserted."""
 import json
 import os
@@ -15,10 +15,13 @@ from conftest import (IS_PCSCD, PYTHON, HERE, READER0, _run_daemon, rss_grew_wit
 N = int(os.environ.get("SCARDD_TEST_SCALE_N", "1000"))
 ROUNDS = 2
 # The first round takes the daemon's allocator to its working size; the
-# second must not grow it. Measured: 0-70 kB between the rounds (scardd,
-# pcscd 1.9.9 with -t raised), while 1000 waiting clients hold about 6 MB in
-# scardd. 768 kB over 1000 connections fails a leak of 0.7 kB per connection or
-# more; a few kB per connection exceeds it several times.
+# second must not grow it. Measured: 0-70 kB between the rounds (scardd),
+# while 1000 waiting clients hold about 6 MB in scardd. 768 kB over 1000
+# connections fails a leak of 0.7 kB per connection or more; a few kB per
+# connection exceeds it several times. Not applied to pcscd, whose thread per
+# client gets glibc malloc arenas as the scheduler happens to run them: its
+# growth between the rounds was 70 kB on a quiet machine, 956 and 1344 kB
+# beside other load.
 RSS_SLACK_KB = 768
 
 
@@ -53,7 +56,7 @@ def run_scale(daemon, n, capsys):
 def scale_rounds(daemon, n, capsys):
     """ROUNDS times: n clients wait, one insertion wakes them all, they go,
     the card goes. Checks every round's results, the descriptors after each
-    and the RSS growth from the first round to the last."""
+    and (scardd) the RSS growth from the first round to the last."""
     fds = daemon.open_fds()
     rss = []
     for i in range(ROUNDS):
@@ -67,7 +70,7 @@ def scale_rounds(daemon, n, capsys):
         rss.append(daemon.rss_kb())
     with capsys.disabled():
         print("[scale] %s RSS after each round of %d clients: %s kB" % (daemon.kind, n, rss))
-    assert rss_grew_within(rss[-1] - rss[0], RSS_SLACK_KB), \
+    assert daemon.kind != "scardd" or rss_grew_within(rss[-1] - rss[0], RSS_SLACK_KB), \
         "%s RSS after each round of %d clients: %s kB" % (daemon.kind, n, rss)
 
 
@@ -84,7 +87,8 @@ def test_hundred_clients_woken_by_one_insertion(quiet_daemon, capsys):
 
 def test_thousand_clients_pcscd_with_raised_thread_cap(request, test_dir, capsys):
     """Validates the 1000-client test itself, in every run: Debian's pcscd,
-    its thread cap raised above N, passes it."""
+    its thread cap raised above N, passes it (its RSS is not judged: see
+    RSS_SLACK_KB)."""
     gen = _run_daemon(request, test_dir, kind="pcscd", log_level="error", extra_args=["-t", str(N + 50)])
     d = next(gen)
     try:
