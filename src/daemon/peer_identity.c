@@ -395,7 +395,8 @@ void peer_identity_read_proc(struct peer_identity *id, const char *proc, pid_t p
 		return;
 	}
 	read_process(id, dirfd, proc);
-	bool newer = connected_ms && started_after(dirfd, connected_ms);
+	/* a pidfd pins the process itself; the start time stands in without one */
+	bool newer = pidfd < 0 && connected_ms && started_after(dirfd, connected_ms);
 	close(dirfd);
 	/* Still alive now, so the pid was its own throughout the reads. */
 	if (newer || (pidfd >= 0 && !process_alive(pidfd))) {

@@ -61,8 +61,9 @@ void peer_identity_read(struct peer_identity *id, int fd, pid_t pid, uid_t uid, 
  * The same from given credentials and a /proc of one's choosing (tests):
  * PROC/PID/{exe,cgroup,attr,ns,root,mountinfo,stat}, the daemon's namespaces
  * in PROC/1/ns or else PROC/self/ns. pidfd (-1: none) is checked after the
- * reads: if its process has gone, what was read may be another's; so is
- * PROC/PID/stat's start time against connected_ms (0: not checked).
+ * reads: if its process has gone, what was read may be another's. Without
+ * one, PROC/PID/stat's start time is checked against connected_ms (0: not
+ * checked).
  */
 void peer_identity_read_proc(struct peer_identity *id, const char *proc, pid_t pid, uid_t uid,
 			     gid_t gid, const gid_t *groups, size_t n_groups, int pidfd,
