@@ -130,6 +130,21 @@ LONG conn_send(struct client_conn *c, const struct wire_msg *msg, const void *da
 }
 
 /*
+ * Waits until the daemon has written something. A recv blocked in the
+ * kernel would also be woken when the daemon reads our request (the send
+ * space coming back wakes the same queue) and go back to sleep: a second
+ * wake-up per call. poll for POLLIN wakes for the answer only.
+ */
+static int wait_readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int n;
+	while ((n = poll(&p, 1, -1)) < 0 && errno == EINTR)
+		;
+	return n;
+}
+
+/*
  * Reads exactly len bytes. Small reads go through the read-ahead buffer, so
  * that a reply struct and the data after it (sent together by the daemon)
  * cost one system call; large ones go straight to the caller's buffer.
@@ -153,17 +168,19 @@ LONG conn_recv_raw(struct client_conn *c, void *buf, size_t len)
 			len -= n;
 			continue;
 		}
+		if (wait_readable(c->fd) < 0)
+			return lost(c);
 		if (len >= sizeof(c->ahead)) {
-			got = recv(c->fd, p, len, MSG_WAITALL);
+			got = recv(c->fd, p, len, MSG_DONTWAIT);
 		} else {
-			got = recv(c->fd, c->ahead, sizeof(c->ahead), 0);
+			got = recv(c->fd, c->ahead, sizeof(c->ahead), MSG_DONTWAIT);
 			if (got > 0) {
 				c->ahead_off = 0;
 				c->ahead_len = (size_t)got;
 				continue;
 			}
 		}
-		if (got < 0 && errno == EINTR)
+		if (got < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
 			continue;
 		if (got <= 0)
 			return lost(c); /* EOF: the daemon closed or died */

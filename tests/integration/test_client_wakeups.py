@@ -1,0 +1,99 @@
+"""Our libpcsclite sleeps once per call while it waits for the daemon: woken
+by the answer, not by the daemon reading the request. (A recv blocked on a
+Unix socket is also woken when the peer takes what it sent, because the
+send space coming back wakes the same queue; that costs a second wake-up
+per call whenever the daemon reads after the client fell asleep.)
+
+A fake daemon makes that deterministic: it reads each request only after
+the client has surely gone to sleep, and answers after a second pause. The
+client counts its own sleeps (voluntary context switches) around the call."""
+import os
+import socket
+import struct
+import subprocess
+import threading
+
+import pcsc_raw
+from client_env import PYTHON, our_lib
+
+PAUSE = 0.1  # long enough for the client to be asleep in its wait
+
+# The client: one SCardEstablishContext, with its thread's sleeps around it.
+CLIENT = r"""
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+def sleeps():
+    for line in open("/proc/thread-self/status"):
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+ctx = ctypes.c_long(0)
+before = sleeps()
+rv = lib.SCardEstablishContext(2, None, None, ctypes.byref(ctx))
+after = sleeps()
+print(rv, after - before)
+"""
+
+# request and answer sizes (4:4, x86_64): a command's struct is its answer
+BODY = {pcsc_raw.CMD_VERSION: 12, pcsc_raw.SCARD_ESTABLISH_CONTEXT: 12,
+        pcsc_raw.SCARD_RELEASE_CONTEXT: 8}
+
+
+def recv_exact(conn, n):
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def slow_daemon(listener, served, errors):
+    try:
+        conn, _ = listener.accept()
+        with conn:
+            while True:
+                try:
+                    # wait for the request, then let the client fall asleep before taking it
+                    conn.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    return
+                threading.Event().wait(PAUSE)
+                try:
+                    size, cmd = struct.unpack("<II", recv_exact(conn, 8))
+                    body = recv_exact(conn, BODY[cmd])
+                except EOFError:
+                    return
+                threading.Event().wait(PAUSE)
+                if cmd == pcsc_raw.CMD_VERSION:
+                    answer = struct.pack("<iiI", 4, 4, 0)
+                elif cmd == pcsc_raw.SCARD_ESTABLISH_CONTEXT:
+                    answer = struct.pack("<III", struct.unpack("<I", body[:4])[0], 0x1234, 0)
+                else:
+                    answer = body[:-4] + struct.pack("<I", 0)
+                conn.sendall(answer)
+                served.append(cmd)
+    except Exception as e:  # reported by the test
+        errors.append(repr(e))
+
+
+def test_one_wakeup_per_call(tmp_path):
+    path = str(tmp_path / "slow.comm")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    served, errors = [], []
+    t = threading.Thread(target=slow_daemon, args=(listener, served, errors), daemon=True)
+    t.start()
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=path)
+    r = subprocess.run([PYTHON, "-c", CLIENT, str(our_lib())], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=60)
+    t.join(10)
+    listener.close()
+    assert not errors, errors
+    assert r.returncode == 0, r.stderr
+    rv, sleeps = (int(x) for x in r.stdout.split())
+    assert rv == 0, "SCardEstablishContext: 0x%08X" % (rv & 0xFFFFFFFF)
+    assert pcsc_raw.SCARD_ESTABLISH_CONTEXT in served, served
+    # one sleep per request answered; a recv woken by the daemon's read sleeps twice
+    assert 0 < sleeps <= len(served), "%d sleeps for %d requests %s" % (sleeps, len(served), served)
