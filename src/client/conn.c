@@ -130,21 +130,6 @@ LONG conn_send(struct client_conn *c, const struct wire_msg *msg, const void *da
 }
 
 /*
- * Waits until the daemon has written something. A recv blocked in the
- * kernel would also be woken when the daemon reads our request (the send
- * space coming back wakes the same queue) and go back to sleep: a second
- * wake-up per call. poll for POLLIN wakes for the answer only.
- */
-static int wait_readable(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	int n;
-	while ((n = poll(&p, 1, -1)) < 0 && errno == EINTR)
-		;
-	return n;
-}
-
-/*
  * Reads exactly len bytes. Small reads go through the read-ahead buffer, so
  * that a reply struct and the data after it (sent together by the daemon)
  * cost one system call; large ones go straight to the caller's buffer.
@@ -168,8 +153,17 @@ LONG conn_recv_raw(struct client_conn *c, void *buf, size_t len)
 			len -= n;
 			continue;
 		}
-		if (wait_readable(c->fd) < 0)
-			return lost(c);
+		/*
+		 * Wait in poll, not in a blocking recv: a recv asleep on the
+		 * socket is also woken when the daemon reads our request (the
+		 * send space coming back wakes the same queue) and sleeps again,
+		 * a second wake-up per call. poll for POLLIN wakes for the answer.
+		 */
+		LONG ready = conn_wait_readable(c, -1);
+		if (ready == 0)
+			continue; /* interrupted */
+		if (ready != 1)
+			return ready;
 		if (len >= sizeof(c->ahead)) {
 			got = recv(c->fd, p, len, MSG_DONTWAIT);
 		} else {

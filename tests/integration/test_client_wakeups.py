@@ -36,9 +36,7 @@ after = sleeps()
 print(rv, after - before)
 """
 
-# request and answer sizes (4:4, x86_64): a command's struct is its answer
-BODY = {pcsc_raw.CMD_VERSION: 12, pcsc_raw.SCARD_ESTABLISH_CONTEXT: 12,
-        pcsc_raw.SCARD_RELEASE_CONTEXT: 8}
+SERVED = (pcsc_raw.CMD_VERSION, pcsc_raw.SCARD_ESTABLISH_CONTEXT, pcsc_raw.SCARD_RELEASE_CONTEXT)
 
 
 def recv_exact(conn, n):
@@ -63,18 +61,19 @@ def slow_daemon(listener, served, errors):
                     return
                 threading.Event().wait(PAUSE)
                 try:
-                    size, cmd = struct.unpack("<II", recv_exact(conn, 8))
-                    body = recv_exact(conn, BODY[cmd])
+                    _, cmd = struct.unpack("<II", recv_exact(conn, 8))
+                    assert cmd in SERVED, "unexpected command 0x%02X" % cmd
+                    fields = list(struct.unpack(pcsc_raw.FMT[cmd],
+                                                recv_exact(conn, pcsc_raw.SIZE[cmd])))
                 except EOFError:
                     return
                 threading.Event().wait(PAUSE)
                 if cmd == pcsc_raw.CMD_VERSION:
-                    answer = struct.pack("<iiI", 4, 4, 0)
+                    fields[:2] = [4, 4]
                 elif cmd == pcsc_raw.SCARD_ESTABLISH_CONTEXT:
-                    answer = struct.pack("<III", struct.unpack("<I", body[:4])[0], 0x1234, 0)
-                else:
-                    answer = body[:-4] + struct.pack("<I", 0)
-                conn.sendall(answer)
+                    fields[1] = 0x1234  # hContext
+                fields[-1] = 0  # rv: every struct ends with it
+                conn.sendall(pcsc_raw.pack(cmd, *fields))
                 served.append(cmd)
     except Exception as e:  # reported by the test
         errors.append(repr(e))
