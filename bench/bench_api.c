@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,4 +140,19 @@ double arg_number(const char *text, const char *what)
 		exit(2);
 	}
 	return v;
+}
+
+int io_all(int fd, void *buf, size_t n, bool writing)
+{
+	char *p = buf;
+	while (n > 0) {
+		ssize_t k = writing ? write(fd, p, n) : read(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
 }

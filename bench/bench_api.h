@@ -6,6 +6,7 @@
 #ifndef BENCH_API_H
 #define BENCH_API_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -51,6 +52,9 @@ double process_cpu_us(pid_t pid);
  * -1 if unknown.
  */
 double process_sleeps(pid_t pid);
+
+/* Reads or writes exactly n bytes (retrying after signals); -1 on an error or EOF. */
+int io_all(int fd, void *buf, size_t n, bool writing);
 
 /* Parses a positive number argument or exits 2. */
 double arg_number(const char *text, const char *what);

@@ -32,6 +32,7 @@
 
 #include <pcsclite.h>
 
+#include "bench_api.h"
 #include "uring.h"
 #include "wire.h"
 
@@ -54,20 +55,6 @@ struct client {
 	uint8_t out[OUTPUT_CAP];
 	size_t out_len;
 };
-
-static int write_all(int fd, const uint8_t *buf, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = write(fd, buf, n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		buf += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
 
 static void set_rv(struct wire_msg *msg, uint32_t rv)
 {
@@ -201,7 +188,7 @@ static int take_input(struct client *c, int flags)
 		return 0;
 	if (k <= 0 || took(c, (size_t)k) < 0)
 		return -1;
-	int rc = write_all(c->fd, c->out, c->out_len);
+	int rc = io_all(c->fd, c->out, c->out_len, true);
 	c->out_len = 0;
 	return rc;
 }

@@ -16,25 +16,12 @@
 
 #define MESSAGE 300
 
-static int io_all(int fd, char *buf, size_t n, int writing)
-{
-	size_t done = 0;
-	while (done < n) {
-		ssize_t k = writing ? write(fd, buf + done, n - done)
-				    : read(fd, buf + done, n - done);
-		if (k <= 0)
-			return -1;
-		done += (size_t)k;
-	}
-	return 0;
-}
-
 /* The peer: answers every message until the socket closes. */
 static void echo(int fd)
 {
 	char buf[MESSAGE];
-	while (io_all(fd, buf, sizeof buf, 0) == 0)
-		if (io_all(fd, buf, sizeof buf, 1) < 0)
+	while (io_all(fd, buf, sizeof buf, false) == 0)
+		if (io_all(fd, buf, sizeof buf, true) < 0)
 			break;
 	_exit(0);
 }
@@ -65,8 +52,8 @@ int main(int argc, char **argv)
 	long n = 0;
 	double t0 = now_us(), end = t0 + seconds * 1e6, t = t0;
 	while (t < end) {
-		if (io_all(sv[0], buf, sizeof buf, 1) < 0 ||
-		    io_all(sv[0], buf, sizeof buf, 0) < 0) {
+		if (io_all(sv[0], buf, sizeof buf, true) < 0 ||
+		    io_all(sv[0], buf, sizeof buf, false) < 0) {
 			fprintf(stderr, "the echo process went away\n");
 			return 1;
 		}
