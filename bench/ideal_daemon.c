@@ -56,18 +56,6 @@ struct client {
 	size_t out_len;
 };
 
-static void set_rv(struct wire_msg *msg, uint32_t rv)
-{
-	switch (msg->cmd) {
-	case WIRE_VERSION: msg->u.version.rv = rv; break;
-	case WIRE_ESTABLISH_CONTEXT: msg->u.establish.rv = rv; break;
-	case WIRE_RELEASE_CONTEXT: msg->u.release.rv = rv; break;
-	case WIRE_CONNECT: msg->u.connect.rv = rv; break;
-	case WIRE_DISCONNECT: msg->u.disconnect.rv = rv; break;
-	case WIRE_TRANSMIT: msg->u.transmit.rv = rv; break;
-	}
-}
-
 /* Fills msg as a daemon with a card in every reader would; the answer's
  * trailer (transmit data) goes to *data. -1 for a command it does not serve. */
 static int answer(struct client *c, struct wire_msg *msg, const uint8_t **data, uint32_t *len)
@@ -112,7 +100,7 @@ static int answer(struct client *c, struct wire_msg *msg, const uint8_t **data, 
 	case WIRE_DISCONNECT: break; /* success, nothing to fill */
 	default: return -1;          /* not part of the ceiling */
 	}
-	set_rv(msg, rv);
+	wire_msg_set_rv(msg, rv);
 	return 0;
 }
 

@@ -166,31 +166,6 @@ static bool request_card(const struct wire_msg *msg, int32_t *card)
 	}
 }
 
-/* The result code of a struct reply. */
-static bool reply_code(const struct wire_msg *msg, uint32_t *rv)
-{
-	switch (msg->cmd) {
-	case WIRE_VERSION: *rv = msg->u.version.rv; return true;
-	case WIRE_ESTABLISH_CONTEXT: *rv = msg->u.establish.rv; return true;
-	case WIRE_RELEASE_CONTEXT: *rv = msg->u.release.rv; return true;
-	case WIRE_CONNECT: *rv = msg->u.connect.rv; return true;
-	case WIRE_RECONNECT: *rv = msg->u.reconnect.rv; return true;
-	case WIRE_DISCONNECT: *rv = msg->u.disconnect.rv; return true;
-	case WIRE_BEGIN_TRANSACTION: *rv = msg->u.begin.rv; return true;
-	case WIRE_END_TRANSACTION: *rv = msg->u.end.rv; return true;
-	case WIRE_TRANSMIT: *rv = msg->u.transmit.rv; return true;
-	case WIRE_CONTROL: *rv = msg->u.control.rv; return true;
-	case WIRE_STATUS: *rv = msg->u.status.rv; return true;
-	case WIRE_CANCEL: *rv = msg->u.cancel.rv; return true;
-	case WIRE_GET_ATTRIB:
-	case WIRE_SET_ATTRIB: *rv = msg->u.getset.rv; return true;
-	case WIRE_WAIT_READER_STATE_CHANGE:
-	case WIRE_STOP_WAITING_READER_STATE_CHANGE: *rv = msg->u.wait.rv; return true;
-	case WIRE_GET_READER_EVENTS: *rv = msg->u.events.rv; return true;
-	default: return false;
-	}
-}
-
 static void copy_name(char *dst, size_t cap, const char *src)
 {
 	size_t n = strnlen(src, cap - 1);
@@ -290,7 +265,7 @@ void request_log_answered(struct session *s, const struct wire_msg *msg)
 		break;
 	case WIRE_REPLY_STRUCT: break;
 	}
-	if (!reply_code(msg, &rv)) {
+	if (!wire_msg_get_rv(msg, &rv)) {
 		emit(s, NULL, "answered", false, 0);
 		return;
 	}

@@ -66,24 +66,9 @@ enum outcome reply(struct session *s, const struct wire_msg *msg)
 }
 
 /* Every reply struct ends with rv; set it wherever the command keeps it. */
-static uint32_t *rv_of(struct wire_msg *msg)
-{
-	switch (msg->cmd) {
-	case WIRE_CONNECT: return &msg->u.connect.rv;
-	case WIRE_RECONNECT: return &msg->u.reconnect.rv;
-	case WIRE_DISCONNECT: return &msg->u.disconnect.rv;
-	case WIRE_BEGIN_TRANSACTION: return &msg->u.begin.rv;
-	case WIRE_END_TRANSACTION: return &msg->u.end.rv;
-	case WIRE_TRANSMIT: return &msg->u.transmit.rv;
-	case WIRE_CONTROL: return &msg->u.control.rv;
-	case WIRE_STATUS: return &msg->u.status.rv;
-	default: return &msg->u.getset.rv;
-	}
-}
-
 enum outcome reply_rv(struct session *s, struct wire_msg *msg, long rv)
 {
-	*rv_of(msg) = (uint32_t)rv;
+	wire_msg_set_rv(msg, (uint32_t)rv);
 	return reply(s, msg);
 }
 

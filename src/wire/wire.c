@@ -146,6 +146,37 @@ static const struct layout *layout_of(uint32_t cmd)
 	return layouts[cmd].n_fields ? &layouts[cmd] : NULL;
 }
 
+/* Where cmd's struct keeps its rv in struct wire_msg; 0 if it has none. */
+static size_t rv_offset(uint32_t cmd)
+{
+	const struct layout *layout = layout_of(cmd);
+
+	/* every struct but 4:6's bare count ends with its rv */
+	if (!layout || cmd == WIRE_GET_READERS_STATE_SIZE)
+		return 0;
+	return layout->fields[layout->n_fields - 1].offset;
+}
+
+bool wire_msg_get_rv(const struct wire_msg *msg, uint32_t *rv)
+{
+	size_t at = rv_offset(msg->cmd);
+
+	if (at == 0)
+		return false;
+	memcpy(rv, (const uint8_t *)msg + at, sizeof(*rv));
+	return true;
+}
+
+bool wire_msg_set_rv(struct wire_msg *msg, uint32_t rv)
+{
+	size_t at = rv_offset(msg->cmd);
+
+	if (at == 0)
+		return false;
+	memcpy((uint8_t *)msg + at, &rv, sizeof(rv));
+	return true;
+}
+
 static size_t field_size(const struct wire_params *params, enum field_kind kind)
 {
 	switch (kind) {

@@ -327,6 +327,11 @@ size_t wire_encode_body(const struct wire_params *params, const struct wire_msg 
 size_t wire_encode_request(const struct wire_params *params, const struct wire_msg *msg,
 			   uint8_t *buf, size_t cap);
 
+/* The rv of msg->cmd's struct; false for a command whose struct has none
+ * (0x16's bare count) or that has no struct. */
+bool wire_msg_get_rv(const struct wire_msg *msg, uint32_t *rv);
+bool wire_msg_set_rv(struct wire_msg *msg, uint32_t rv);
+
 /* Raw bytes that follow a decoded request's struct (transmit/control data). */
 uint32_t wire_request_trailer_len(const struct wire_msg *msg);
 
