@@ -7,13 +7,16 @@
  * client library reaches against it is about the most a daemon can give
  * that library here; bench/run prints it beside the real daemons.
  *
- *   ideal_daemon [--epoll | --uring] SOCKET READER...
+ *   ideal_daemon [--epoll | --uring | --uring-loop] SOCKET READER...
  *
  * By default a thread per client blocks in read, woken by the request
  * itself (pcscd's model): two system calls per request. --epoll serves
  * every client from one epoll loop (scardd's model): a third, the wait
  * before the read. --uring gives each client thread an io_uring whose one
  * system call per request sends the answer and waits for the next request.
+ * --uring-loop serves every client from one thread and one io_uring (what
+ * scardd's loop would become): one system call per pass sends every answer
+ * of the pass and waits for the next request of any client.
  * SCardConnect accepts any of the READERs (the array a client reads names
  * them, each with a card); every transmit is answered 90 00, as bench's
  * ifd_instant answers. Serves until SIGTERM.
@@ -54,6 +57,7 @@ struct client {
 	size_t have;
 	uint8_t out[OUTPUT_CAP];
 	size_t out_len;
+	uint64_t user_tag; /* what its ring entries carry: 2 in a thread's own ring */
 };
 
 /* Fills msg as a daemon with a card in every reader would; the answer's
@@ -189,6 +193,7 @@ static struct client *client_new(int fd)
 		return NULL;
 	}
 	c->fd = fd;
+	c->user_tag = 2;
 	wire_params_init(&c->params);
 	return c;
 }
@@ -223,7 +228,7 @@ static int queue_send_then_recv(struct uring *u, struct client *c)
 		sqe->addr = (uintptr_t)c->out;
 		sqe->len = (unsigned)c->out_len;
 		sqe->flags = IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
-		sqe->user_data = 1;
+		sqe->user_data = c->user_tag | 1;
 	}
 	if (!(sqe = uring_queue(u)))
 		return -1;
@@ -231,7 +236,7 @@ static int queue_send_then_recv(struct uring *u, struct client *c)
 	sqe->fd = c->fd;
 	sqe->addr = (uintptr_t)(c->in + c->have);
 	sqe->len = (unsigned)(sizeof c->in - c->have);
-	sqe->user_data = 2;
+	sqe->user_data = c->user_tag;
 	return 0;
 }
 
@@ -264,6 +269,61 @@ static void *serve_uring_thread(void *arg)
 	uring_free(&u);
 	client_free(c);
 	return NULL;
+}
+
+/* user_data of the loop's ring: a client's read is its pointer, a failed
+ * send the pointer with the low bit set (its read then comes cancelled). */
+#define ACCEPTED 0
+
+static int queue_accept(struct uring *u, int listener)
+{
+	struct io_uring_sqe *sqe = uring_queue(u);
+	if (!sqe)
+		return -1;
+	sqe->opcode = IORING_OP_ACCEPT;
+	sqe->fd = listener;
+	sqe->accept_flags = SOCK_CLOEXEC;
+	sqe->user_data = ACCEPTED;
+	return 0;
+}
+
+/* One io_uring for every client: each completed read is answered at once
+ * and the answer's send and the next read are queued; the pass's one
+ * io_uring_enter submits them all and waits for the next completion. */
+static int serve_uring_loop(int listener)
+{
+	struct uring u;
+	if (uring_init(&u, 256) < 0 || queue_accept(&u, listener) < 0)
+		return 1;
+	for (;;) {
+		int rc = uring_submit_and_wait(&u);
+		if (rc < 0) {
+			fprintf(stderr, "ideal_daemon: io_uring_enter: %s\n", strerror(-rc));
+			return 1;
+		}
+		struct io_uring_cqe *cqe;
+		while ((cqe = uring_peek(&u))) {
+			uint64_t tag = cqe->user_data;
+			int res = cqe->res;
+			uring_consume(&u);
+			if (tag == ACCEPTED) {
+				struct client *c = res >= 0 ? client_new(res) : NULL;
+				if (c)
+					c->user_tag = (uintptr_t)c;
+				if (c && queue_send_then_recv(&u, c) < 0)
+					client_free(c);
+				if (queue_accept(&u, listener) < 0)
+					return 1;
+				continue;
+			}
+			if (tag & 1)
+				continue; /* a failed send: its read comes cancelled */
+			struct client *c = (struct client *)(uintptr_t)tag;
+			c->out_len = 0;
+			if (res <= 0 || took(c, (size_t)res) < 0 || queue_send_then_recv(&u, c) < 0)
+				client_free(c);
+		}
+	}
 }
 
 static int accept_client(int listener)
@@ -335,14 +395,15 @@ static int serve_epoll(int listener)
 int main(int argc, char **argv)
 {
 	bool use_epoll = argc > 1 && strcmp(argv[1], "--epoll") == 0;
+	bool use_uring_loop = argc > 1 && strcmp(argv[1], "--uring-loop") == 0;
 	use_uring = argc > 1 && strcmp(argv[1], "--uring") == 0;
-	if (use_epoll || use_uring) {
+	if (use_epoll || use_uring || use_uring_loop) {
 		argc--;
 		argv++;
 	}
 	if (argc < 3 || argc - 2 > MAX_READERS) {
 		fprintf(stderr,
-			"usage: %s [--epoll | --uring] SOCKET READER... (at most %d readers)\n",
+			"usage: %s [--epoll | --uring | --uring-loop] SOCKET READER... (at most %d readers)\n",
 			argv[0], MAX_READERS);
 		return 2;
 	}
@@ -374,7 +435,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if (use_uring) {
+	if (use_uring || use_uring_loop) {
 		struct uring u;
 		int rc = uring_init(&u, 4);
 		if (rc < 0) {
@@ -383,5 +444,7 @@ int main(int argc, char **argv)
 		}
 		uring_free(&u);
 	}
+	if (use_uring_loop)
+		return serve_uring_loop(listener);
 	return use_epoll ? serve_epoll(listener) : serve_threads(listener);
 }
