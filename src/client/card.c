@@ -332,8 +332,10 @@ static LONG status_once(SCARDHANDLE hCard, struct status_snapshot *snap)
 		rv = SCARD_E_NO_SERVICE;
 		goto out;
 	}
-	/* The reader's state comes from a fresh array, as pcsc-lite does. */
-	rv = io_result(&ref, ctx_fetch_states(ref.ctx));
+	/* The reader's state comes from a fresh array, as pcsc-lite does;
+	 * asked for with the status itself (one round trip on 4:6). */
+	msg.u.status.card = ref.daemon_card;
+	rv = io_result(&ref, ctx_fetch_states_and(ref.ctx, &msg));
 	if (rv != SCARD_S_SUCCESS)
 		goto out;
 	rs = ctx_find_reader(ref.ctx, ref.reader);
@@ -347,10 +349,7 @@ static LONG status_once(SCARDHANDLE hCard, struct status_snapshot *snap)
 	/* 34 means "no ATR yet" in the daemon's bookkeeping. */
 	snap->atr_len = rs->atr_len <= MAX_ATR_SIZE ? rs->atr_len : 0;
 	memcpy(snap->atr, rs->atr, MAX_ATR_SIZE);
-	msg.u.status.card = ref.daemon_card;
-	rv = io_result(&ref, conn_call(&ref.ctx->conn, &msg));
-	if (rv == SCARD_S_SUCCESS)
-		rv = (LONG)msg.u.status.rv;
+	rv = (LONG)msg.u.status.rv;
 out:
 	ctx_leave(ref.ctx);
 	return rv;

@@ -59,6 +59,11 @@ void conn_close(struct client_conn *c);
  * in one system call. CLIENT_CONN_LOST (and the socket closed) on failure.
  */
 LONG conn_send(struct client_conn *c, const struct wire_msg *msg, const void *data, size_t len);
+/* Up to CONN_TOGETHER_MAX requests without data in one system call: the
+ * daemon gets them at once and answers them in order (the caller reads
+ * every answer). */
+#define CONN_TOGETHER_MAX 3
+LONG conn_send_together(struct client_conn *c, const struct wire_msg *msgs, size_t n);
 /* Reads and decodes the fixed reply of msg->cmd into msg. */
 LONG conn_recv_reply(struct client_conn *c, struct wire_msg *msg);
 /* Reads exactly len raw bytes (APDU answers, reader arrays). */
@@ -160,11 +165,13 @@ bool client_no_blocking(void);
 LONG ctx_reconnect(struct client_ctx *c);
 /* Fetches the reader-state array into c->states (0x16+0x17, or 0x12). */
 LONG ctx_fetch_states(struct client_ctx *c);
+/* The same, and one more request without data (after, answered into
+ * *after): on 4:6 all in one write, one round trip. */
+LONG ctx_fetch_states_and(struct client_ctx *c, struct wire_msg *after);
 /* Takes a 4:6 daemon's announced array length, checked against our bound
  * (out of bounds: the stream cannot be trusted, CLIENT_CONN_LOST). */
 LONG ctx_set_state_count(struct client_ctx *c, int64_t count);
-/* The two halves of that: the 4:6 length query, then the array itself. */
-LONG ctx_fetch_state_count(struct client_ctx *c);
+/* Asks for the array and reads it: 0x17 after a 4:6 length, else 0x12. */
 LONG ctx_fetch_array(struct client_ctx *c);
 /* ctx_fetch_array on 4:6 while registered: takes out an event signal that
  * landed inside the array (see context.c). */

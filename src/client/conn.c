@@ -129,6 +129,24 @@ LONG conn_send(struct client_conn *c, const struct wire_msg *msg, const void *da
 	return send_all(c, iov, len > 0 ? 2 : 1);
 }
 
+LONG conn_send_together(struct client_conn *c, const struct wire_msg *msgs, size_t n)
+{
+	if (c->fd < 0)
+		return CLIENT_CONN_LOST;
+	if (n > CONN_TOGETHER_MAX)
+		return SCARD_F_INTERNAL_ERROR;
+	uint8_t req[CONN_TOGETHER_MAX * REQUEST_MAX];
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = wire_encode_request(&c->params, &msgs[i], req + len, REQUEST_MAX);
+		if (k == 0)
+			return SCARD_F_INTERNAL_ERROR;
+		len += k;
+	}
+	struct iovec iov = { .iov_base = req, .iov_len = len };
+	return send_all(c, &iov, 1);
+}
+
 /*
  * Reads exactly len bytes. Small reads go through the read-ahead buffer, so
  * that a reply struct and the data after it (sent together by the daemon)

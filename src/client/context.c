@@ -151,18 +151,7 @@ LONG ctx_set_state_count(struct client_ctx *c, int64_t count)
 	return SCARD_S_SUCCESS;
 }
 
-/* Asks a 4:6 daemon how many records its array holds now. */
-LONG ctx_fetch_state_count(struct client_ctx *c)
-{
-	struct wire_msg msg = { .cmd = WIRE_GET_READERS_STATE_SIZE };
-	LONG rv = conn_call(&c->conn, &msg);
-
-	if (rv != SCARD_S_SUCCESS)
-		return rv;
-	return ctx_set_state_count(c, msg.u.count);
-}
-
-/* Asks for the array (after ctx_fetch_state_count on 4:6) and reads it. */
+/* Asks for the array (on 4:6, once its length is known) and reads it. */
 LONG ctx_fetch_array(struct client_ctx *c)
 {
 	bool sized = ctx_has_sized_arrays(c);
@@ -212,15 +201,44 @@ bool ctx_has_sized_arrays(const struct client_ctx *c)
 	       wire_cmd_lookup(proto, WIRE_GET_READERS_STATE_ARRAY);
 }
 
+/*
+ * On 4:6 the length query, the array request and the caller's request go
+ * in one write: one round trip instead of two or three, and the daemon
+ * answers them back to back, so its array cannot grow between the length
+ * and the array as it could while we waited in between. Not on 4:4/4:5,
+ * whose fixed array we size by what is left to read (Fedora's 48 records):
+ * an answer behind it would be taken for records.
+ */
+LONG ctx_fetch_states_and(struct client_ctx *c, struct wire_msg *after)
+{
+	if (!ctx_has_sized_arrays(c)) {
+		LONG rv = ctx_fetch_array(c);
+		if (rv == SCARD_S_SUCCESS && after)
+			rv = conn_call(&c->conn, after);
+		return rv;
+	}
+	struct wire_msg msgs[CONN_TOGETHER_MAX] = {
+		{ .cmd = WIRE_GET_READERS_STATE_SIZE },
+		{ .cmd = WIRE_GET_READERS_STATE_ARRAY },
+	};
+	size_t n = 2;
+	if (after)
+		msgs[n++] = *after;
+	LONG rv = conn_send_together(&c->conn, msgs, n);
+	if (rv == SCARD_S_SUCCESS)
+		rv = conn_recv_reply(&c->conn, &msgs[0]);
+	if (rv == SCARD_S_SUCCESS)
+		rv = ctx_set_state_count(c, msgs[0].u.count);
+	if (rv == SCARD_S_SUCCESS)
+		rv = ctx_read_states(c, false);
+	if (rv == SCARD_S_SUCCESS && after)
+		rv = conn_recv_reply(&c->conn, after);
+	return rv;
+}
+
 LONG ctx_fetch_states(struct client_ctx *c)
 {
-	if (ctx_has_sized_arrays(c)) {
-		LONG rv = ctx_fetch_state_count(c);
-
-		if (rv != SCARD_S_SUCCESS)
-			return rv;
-	}
-	return ctx_fetch_array(c);
+	return ctx_fetch_states_and(c, NULL);
 }
 
 const struct wire_reader_state *ctx_find_reader(const struct client_ctx *c, const char *name)

@@ -7,17 +7,16 @@ per call whenever the daemon reads after the client fell asleep.)
 A fake daemon makes that deterministic: it reads each request only after
 the client has surely gone to sleep, and answers after a second pause. The
 client counts its own sleeps (voluntary context switches) around the call."""
-import os
 import socket
 import struct
-import subprocess
 import threading
 
 import pytest
 
 import pcsc_raw
-from client_env import PYTHON, our_lib
+from client_env import our_lib
 from conftest import SANITIZED
+from one_client_daemon import canned_answer, one_client_daemon, recv_exact, run_client
 
 PAUSE = 0.1  # long enough for the client to be asleep in its wait
 
@@ -39,61 +38,33 @@ print(rv, after - before)
 SERVED = (pcsc_raw.CMD_VERSION, pcsc_raw.SCARD_ESTABLISH_CONTEXT, pcsc_raw.SCARD_RELEASE_CONTEXT)
 
 
-def recv_exact(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
-def slow_daemon(listener, served, errors):
-    try:
-        conn, _ = listener.accept()
-        with conn:
-            while True:
-                try:
-                    # wait for the request, then let the client fall asleep before taking it
-                    conn.recv(1, socket.MSG_PEEK)
-                except OSError:
-                    return
-                threading.Event().wait(PAUSE)
-                try:
-                    _, cmd = struct.unpack("<II", recv_exact(conn, 8))
-                    assert cmd in SERVED, "unexpected command 0x%02X" % cmd
-                    fields = list(struct.unpack(pcsc_raw.FMT[cmd],
-                                                recv_exact(conn, pcsc_raw.SIZE[cmd])))
-                except EOFError:
-                    return
-                threading.Event().wait(PAUSE)
-                if cmd == pcsc_raw.CMD_VERSION:
-                    fields[:2] = [4, 4]
-                elif cmd == pcsc_raw.SCARD_ESTABLISH_CONTEXT:
-                    fields[1] = 0x1234  # hContext
-                fields[-1] = 0  # rv: every struct ends with it
-                conn.sendall(pcsc_raw.pack(cmd, *fields))
-                served.append(cmd)
-    except Exception as e:  # reported by the test
-        errors.append(repr(e))
+def slow_daemon(served):
+    """Serves the client, taking each request and answering it only after
+    a pause; served gets each command answered."""
+    def serve(conn):
+        while True:
+            try:
+                # wait for the request, then let the client fall asleep before taking it
+                conn.recv(1, socket.MSG_PEEK)
+            except OSError:
+                return
+            threading.Event().wait(PAUSE)
+            _, cmd = struct.unpack("<II", recv_exact(conn, 8))
+            assert cmd in SERVED, "unexpected command 0x%02X" % cmd
+            body = recv_exact(conn, pcsc_raw.SIZE[cmd])
+            threading.Event().wait(PAUSE)
+            conn.sendall(canned_answer(cmd, body, (4, 4)))
+            served.append(cmd)
+    return serve
 
 
 def test_one_wakeup_per_call(tmp_path):
     if SANITIZED:
         pytest.skip("sanitizer: an instrumented libpcsclite cannot load into Debian's python")
     path = str(tmp_path / "slow.comm")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1)
-    served, errors = [], []
-    t = threading.Thread(target=slow_daemon, args=(listener, served, errors), daemon=True)
-    t.start()
-    env = dict(os.environ, PCSCLITE_CSOCK_NAME=path)
-    r = subprocess.run([PYTHON, "-c", CLIENT, str(our_lib())], env=env, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=60)
-    t.join(10)
-    listener.close()
+    served = []
+    with one_client_daemon(path, slow_daemon(served)) as errors:
+        r = run_client(path, CLIENT, our_lib())
     assert not errors, errors
     assert r.returncode == 0, r.stderr
     rv, sleeps = (int(x) for x in r.stdout.split())
