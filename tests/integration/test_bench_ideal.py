@@ -51,6 +51,19 @@ def test_client_libraries_transmit_through_it(ideal, lib):
     assert float(counts["transmits"]) >= 2 * 100, r.stdout  # beyond each client's warm-up
 
 
+def test_connect_cycles_through_it(ideal):
+    proc, sock, _ = ideal
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=sock)
+    r = subprocess.run([str(build_dir() / "bench" / "connect_cycle"), DEBIAN_LIB, READERS[0], "0.3"],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=60)
+    # connect_cycle exits 1 on any failed call; it warms up with 20 cycles first
+    assert r.returncode == 0, r.stderr
+    cycles = float(r.stdout.split()[1])
+    assert cycles > 0, r.stdout
+    assert proc.poll() is None
+
+
 def test_it_answers_only_what_it_serves(ideal):
     proc, sock, mode = ideal
     with pcsc_raw.RawClient(sock) as c:
