@@ -219,19 +219,22 @@ static void *serve_thread(void *arg)
  * starts only once the send is done, so c->out is free when it completes. */
 static int queue_send_then_recv(struct uring *u, struct client *c)
 {
+	/* both entries or neither: a send queued alone would link to the next */
+	unsigned need = c->out_len > 0 ? 2 : 1;
+	if (uring_room(u) < need && (uring_submit(u) < 0 || uring_room(u) < need))
+		return -1;
 	struct io_uring_sqe *sqe;
 	if (c->out_len > 0) {
-		if (!(sqe = uring_queue(u)))
-			return -1;
+		sqe = uring_queue(u);
 		sqe->opcode = IORING_OP_SEND;
 		sqe->fd = c->fd;
 		sqe->addr = (uintptr_t)c->out;
 		sqe->len = (unsigned)c->out_len;
+		sqe->msg_flags = MSG_WAITALL; /* all of it, or a failure */
 		sqe->flags = IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
 		sqe->user_data = c->user_tag | 1;
 	}
-	if (!(sqe = uring_queue(u)))
-		return -1;
+	sqe = uring_queue(u);
 	sqe->opcode = IORING_OP_RECV;
 	sqe->fd = c->fd;
 	sqe->addr = (uintptr_t)(c->in + c->have);
@@ -272,14 +275,16 @@ static void *serve_uring_thread(void *arg)
 }
 
 /* user_data of the loop's ring: a client's read is its pointer, a failed
- * send the pointer with the low bit set (its read then comes cancelled). */
+ * send the pointer with the low bit set. The read linked to a failed send
+ * is cancelled without an entry of its own (the send skips successes, and
+ * with them the link's cancellations), so that one is the client's last. */
 #define ACCEPTED 0
 
 static int queue_accept(struct uring *u, int listener)
 {
-	struct io_uring_sqe *sqe = uring_queue(u);
-	if (!sqe)
+	if (uring_room(u) < 1 && (uring_submit(u) < 0 || uring_room(u) < 1))
 		return -1;
+	struct io_uring_sqe *sqe = uring_queue(u);
 	sqe->opcode = IORING_OP_ACCEPT;
 	sqe->fd = listener;
 	sqe->accept_flags = SOCK_CLOEXEC;
@@ -293,10 +298,15 @@ static int queue_accept(struct uring *u, int listener)
 static int serve_uring_loop(int listener)
 {
 	struct uring u;
-	if (uring_init(&u, 256) < 0 || queue_accept(&u, listener) < 0)
+	int rc = uring_init(&u, 256);
+	if (rc < 0) {
+		fprintf(stderr, "ideal_daemon: io_uring: %s\n", strerror(-rc));
+		return 1;
+	}
+	if (queue_accept(&u, listener) < 0)
 		return 1;
 	for (;;) {
-		int rc = uring_submit_and_wait(&u);
+		rc = uring_submit_and_wait(&u);
 		if (rc < 0) {
 			fprintf(stderr, "ideal_daemon: io_uring_enter: %s\n", strerror(-rc));
 			return 1;
@@ -307,6 +317,11 @@ static int serve_uring_loop(int listener)
 			int res = cqe->res;
 			uring_consume(&u);
 			if (tag == ACCEPTED) {
+				if (res < 0 && res != -EINTR && res != -ECONNABORTED) {
+					fprintf(stderr, "ideal_daemon: accept: %s\n",
+						strerror(-res));
+					return 1;
+				}
 				struct client *c = res >= 0 ? client_new(res) : NULL;
 				if (c)
 					c->user_tag = (uintptr_t)c;
@@ -316,9 +331,11 @@ static int serve_uring_loop(int listener)
 					return 1;
 				continue;
 			}
-			if (tag & 1)
-				continue; /* a failed send: its read comes cancelled */
-			struct client *c = (struct client *)(uintptr_t)tag;
+			struct client *c = (struct client *)(uintptr_t)(tag & ~(uint64_t)1);
+			if (tag & 1) {
+				client_free(c); /* a failed send, the client's last entry */
+				continue;
+			}
 			c->out_len = 0;
 			if (res <= 0 || took(c, (size_t)res) < 0 || queue_send_then_recv(&u, c) < 0)
 				client_free(c);

@@ -73,11 +73,16 @@ struct io_uring_sqe *uring_queue(struct uring *u)
 	return sqe;
 }
 
-int uring_submit_and_wait(struct uring *u)
+unsigned uring_room(const struct uring *u)
+{
+	return *u->sq_mask + 1 - u->queued;
+}
+
+static int enter(struct uring *u, unsigned wait_for)
 {
 	for (;;) {
-		long k = syscall(__NR_io_uring_enter, u->fd, u->queued, 1, IORING_ENTER_GETEVENTS,
-				 NULL, 0);
+		long k = syscall(__NR_io_uring_enter, u->fd, u->queued, wait_for,
+				 wait_for ? IORING_ENTER_GETEVENTS : 0, NULL, 0);
 		if (k >= 0) {
 			u->queued -= (unsigned)k;
 			return 0;
@@ -85,6 +90,16 @@ int uring_submit_and_wait(struct uring *u)
 		if (errno != EINTR)
 			return -errno;
 	}
+}
+
+int uring_submit(struct uring *u)
+{
+	return enter(u, 0);
+}
+
+int uring_submit_and_wait(struct uring *u)
+{
+	return enter(u, 1);
 }
 
 struct io_uring_cqe *uring_peek(struct uring *u)

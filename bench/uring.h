@@ -28,6 +28,12 @@ void uring_free(struct uring *u);
 /* The next submission entry, zeroed, or NULL when the ring is full. */
 struct io_uring_sqe *uring_queue(struct uring *u);
 
+/* Free submission entries. */
+unsigned uring_room(const struct uring *u);
+
+/* Submits what is queued without waiting; -errno on failure. */
+int uring_submit(struct uring *u);
+
 /* Submits what is queued and waits for at least one completion; -errno on failure. */
 int uring_submit_and_wait(struct uring *u);
 

@@ -4,6 +4,7 @@ ceiling it gives would be a number about something else. No timing is
 asserted, only that the runs bench/run makes succeed and that what it
 does not serve is refused, not answered wrongly."""
 import os
+import socket
 import subprocess
 
 import pytest
@@ -83,4 +84,20 @@ def test_it_answers_only_what_it_serves(ideal):
         c.send(c.message(pcsc_raw.SCARD_STATUS, card, 0))  # not part of the ceiling
         assert c.wait_closed(), "a command it does not serve must end the connection"
     with pcsc_raw.RawClient(sock) as c:  # the next client is served as before
+        assert c.hello() != 0
+
+
+def test_clients_leaving_unanswered_are_let_go(ideal):
+    """Clients that ask and close before the answer: the daemon's send then
+    fails, and each client's descriptor must still be closed."""
+    proc, sock, _ = ideal
+    fds = lambda: len(os.listdir("/proc/%d/fd" % proc.pid))  # noqa: E731
+    before = fds()
+    for _ in range(50):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(sock)
+            s.sendall(pcsc_raw.message(pcsc_raw.CMD_VERSION, 4, 4, 0))
+    pcsc_raw.wait_for(lambda: fds() == before or None, 10,
+                      what="ideal_daemon back to %d descriptors (has %d)" % (before, fds()))
+    with pcsc_raw.RawClient(sock) as c:  # and it still serves
         assert c.hello() != 0
