@@ -324,6 +324,7 @@ static LONG status_once(SCARDHANDLE hCard, struct status_snapshot *snap)
 	struct wire_msg msg = { .cmd = WIRE_STATUS };
 	const struct wire_reader_state *rs;
 	struct card_ref ref;
+	bool together;
 	LONG rv = card_enter(hCard, &ref);
 
 	if (rv != SCARD_S_SUCCESS)
@@ -332,10 +333,12 @@ static LONG status_once(SCARDHANDLE hCard, struct status_snapshot *snap)
 		rv = SCARD_E_NO_SERVICE;
 		goto out;
 	}
-	/* The reader's state comes from a fresh array, as pcsc-lite does;
-	 * asked for with the status itself (one round trip on 4:6). */
+	/* The reader's state comes from a fresh array, as pcsc-lite does. On
+	 * 4:6 the status is asked with it (one round trip), and asked even if
+	 * the reader has gone from the array; else only once it is found. */
+	together = ctx_has_sized_arrays(ref.ctx);
 	msg.u.status.card = ref.daemon_card;
-	rv = io_result(&ref, ctx_fetch_states_and(ref.ctx, &msg));
+	rv = io_result(&ref, ctx_fetch_states_and(ref.ctx, together ? &msg : NULL));
 	if (rv != SCARD_S_SUCCESS)
 		goto out;
 	rs = ctx_find_reader(ref.ctx, ref.reader);
@@ -349,7 +352,10 @@ static LONG status_once(SCARDHANDLE hCard, struct status_snapshot *snap)
 	/* 34 means "no ATR yet" in the daemon's bookkeeping. */
 	snap->atr_len = rs->atr_len <= MAX_ATR_SIZE ? rs->atr_len : 0;
 	memcpy(snap->atr, rs->atr, MAX_ATR_SIZE);
-	rv = (LONG)msg.u.status.rv;
+	if (!together)
+		rv = io_result(&ref, conn_call(&ref.ctx->conn, &msg));
+	if (rv == SCARD_S_SUCCESS)
+		rv = (LONG)msg.u.status.rv;
 out:
 	ctx_leave(ref.ctx);
 	return rv;

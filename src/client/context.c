@@ -203,11 +203,12 @@ bool ctx_has_sized_arrays(const struct client_ctx *c)
 
 /*
  * On 4:6 the length query, the array request and the caller's request go
- * in one write: one round trip instead of two or three, and the daemon
- * answers them back to back, so its array cannot grow between the length
- * and the array as it could while we waited in between. Not on 4:4/4:5,
- * whose fixed array we size by what is left to read (Fedora's 48 records):
- * an answer behind it would be taken for records.
+ * in one write: one round trip instead of two or three, and a shorter
+ * window for the array to grow between the length and the array (a
+ * pcsc-lite 2.5 daemon answers the length at once but the array only once
+ * its USB readers are set up; scardd sends the length it announced). Not
+ * on 4:4/4:5, whose fixed array we size by what is left to read (Fedora's
+ * 48 records): an answer behind it would be taken for records.
  */
 LONG ctx_fetch_states_and(struct client_ctx *c, struct wire_msg *after)
 {
@@ -225,15 +226,24 @@ LONG ctx_fetch_states_and(struct client_ctx *c, struct wire_msg *after)
 	if (after)
 		msgs[n++] = *after;
 	LONG rv = conn_send_together(&c->conn, msgs, n);
-	if (rv == SCARD_S_SUCCESS)
-		rv = conn_recv_reply(&c->conn, &msgs[0]);
+	if (rv != SCARD_S_SUCCESS)
+		return rv; /* nothing sent, or the connection is gone */
+	rv = conn_recv_reply(&c->conn, &msgs[0]);
 	if (rv == SCARD_S_SUCCESS)
 		rv = ctx_set_state_count(c, msgs[0].u.count);
 	if (rv == SCARD_S_SUCCESS)
 		rv = ctx_read_states(c, false);
-	if (rv == SCARD_S_SUCCESS && after)
-		rv = conn_recv_reply(&c->conn, after);
-	return rv;
+	if (rv == CLIENT_CONN_LOST || !after)
+		return rv;
+	if (rv != SCARD_S_SUCCESS && rv != SCARD_E_NO_MEMORY) {
+		/* the array is not behind us: after's answer cannot be found */
+		ctx_lost(c);
+		return CLIENT_CONN_LOST;
+	}
+	/* after's answer follows the array whatever became of it (no room for
+	 * it is read and dropped): take it, or the next call would read it */
+	LONG after_rv = conn_recv_reply(&c->conn, after);
+	return rv == SCARD_S_SUCCESS || after_rv == CLIENT_CONN_LOST ? after_rv : rv;
 }
 
 LONG ctx_fetch_states(struct client_ctx *c)

@@ -65,7 +65,8 @@ enum outcome reply(struct session *s, const struct wire_msg *msg)
 	return OUT_DONE;
 }
 
-/* Every reply struct ends with rv; set it wherever the command keeps it. */
+/* Every reply struct a handler answers with a result ends with rv (only
+ * 0x16's bare count has none, and no handler here answers it this way). */
 enum outcome reply_rv(struct session *s, struct wire_msg *msg, long rv)
 {
 	wire_msg_set_rv(msg, (uint32_t)rv);

@@ -63,8 +63,11 @@ def one_client_daemon(path, serve):
         listener.close()
 
 
-def run_client(path, code, *args):
-    """Runs python code (Debian's interpreter) against the daemon at path."""
+def run_client(path, code, *args, preload=None):
+    """Runs python code (Debian's interpreter) against the daemon at path,
+    with LD_PRELOAD=preload when given."""
     env = dict(os.environ, PCSCLITE_CSOCK_NAME=path)
+    if preload:
+        env["LD_PRELOAD"] = str(preload)
     return subprocess.run([PYTHON, "-c", code] + [str(a) for a in args], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)

@@ -1143,6 +1143,44 @@ static void test_msg_rv(void **state)
 	}
 	/* 0x01, 0x02, 0x04-0x0B, 0x0D, 0x0F-0x11, 0x13-0x15; not 0x16's bare count */
 	assert_int_equal(with_rv, 17);
+
+	/* and the field it finds is the struct's own rv, named */
+	static const struct {
+		uint32_t cmd;
+		size_t offset;
+	} named[] = {
+		{ WIRE_ESTABLISH_CONTEXT, offsetof(struct wire_msg, u.establish.rv) },
+		{ WIRE_RELEASE_CONTEXT, offsetof(struct wire_msg, u.release.rv) },
+		{ WIRE_CONNECT, offsetof(struct wire_msg, u.connect.rv) },
+		{ WIRE_RECONNECT, offsetof(struct wire_msg, u.reconnect.rv) },
+		{ WIRE_DISCONNECT, offsetof(struct wire_msg, u.disconnect.rv) },
+		{ WIRE_BEGIN_TRANSACTION, offsetof(struct wire_msg, u.begin.rv) },
+		{ WIRE_END_TRANSACTION, offsetof(struct wire_msg, u.end.rv) },
+		{ WIRE_TRANSMIT, offsetof(struct wire_msg, u.transmit.rv) },
+		{ WIRE_CONTROL, offsetof(struct wire_msg, u.control.rv) },
+		{ WIRE_STATUS, offsetof(struct wire_msg, u.status.rv) },
+		{ WIRE_CANCEL, offsetof(struct wire_msg, u.cancel.rv) },
+		{ WIRE_GET_ATTRIB, offsetof(struct wire_msg, u.getset.rv) },
+		{ WIRE_SET_ATTRIB, offsetof(struct wire_msg, u.getset.rv) },
+		{ WIRE_VERSION, offsetof(struct wire_msg, u.version.rv) },
+		{ WIRE_WAIT_READER_STATE_CHANGE, offsetof(struct wire_msg, u.wait.rv) },
+		{ WIRE_STOP_WAITING_READER_STATE_CHANGE, offsetof(struct wire_msg, u.wait.rv) },
+		{ WIRE_GET_READER_EVENTS, offsetof(struct wire_msg, u.events.rv) },
+	};
+	for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+		struct wire_msg m;
+		uint32_t rv = 0, in_field;
+
+		memset(&m, 0, sizeof(m));
+		m.cmd = named[i].cmd;
+		assert_true(wire_msg_set_rv(&m, 0x8010002Au));
+		memcpy(&in_field, (const uint8_t *)&m + named[i].offset, sizeof(in_field));
+		assert_int_equal(in_field, 0x8010002Au);
+		in_field = 0x80100069u;
+		memcpy((uint8_t *)&m + named[i].offset, &in_field, sizeof(in_field));
+		assert_true(wire_msg_get_rv(&m, &rv));
+		assert_int_equal(rv, 0x80100069u);
+	}
 }
 
 /* A bare request never fails for lack of bytes, whatever follows it in the
