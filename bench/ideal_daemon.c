@@ -220,8 +220,7 @@ static void *serve_thread(void *arg)
 static int queue_send_then_recv(struct uring *u, struct client *c)
 {
 	/* both entries or neither: a send queued alone would link to the next */
-	unsigned need = c->out_len > 0 ? 2 : 1;
-	if (uring_room(u) < need && (uring_submit(u) < 0 || uring_room(u) < need))
+	if (uring_reserve(u, c->out_len > 0 ? 2 : 1) < 0)
 		return -1;
 	struct io_uring_sqe *sqe;
 	if (c->out_len > 0) {
@@ -282,7 +281,7 @@ static void *serve_uring_thread(void *arg)
 
 static int queue_accept(struct uring *u, int listener)
 {
-	if (uring_room(u) < 1 && (uring_submit(u) < 0 || uring_room(u) < 1))
+	if (uring_reserve(u, 1) < 0)
 		return -1;
 	struct io_uring_sqe *sqe = uring_queue(u);
 	sqe->opcode = IORING_OP_ACCEPT;

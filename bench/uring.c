@@ -73,11 +73,6 @@ struct io_uring_sqe *uring_queue(struct uring *u)
 	return sqe;
 }
 
-unsigned uring_room(const struct uring *u)
-{
-	return *u->sq_mask + 1 - u->queued;
-}
-
 static int enter(struct uring *u, unsigned wait_for)
 {
 	for (;;) {
@@ -92,9 +87,12 @@ static int enter(struct uring *u, unsigned wait_for)
 	}
 }
 
-int uring_submit(struct uring *u)
+int uring_reserve(struct uring *u, unsigned n)
 {
-	return enter(u, 0);
+	unsigned size = *u->sq_mask + 1;
+	if (size - u->queued < n && enter(u, 0) < 0)
+		return -1;
+	return size - u->queued < n ? -1 : 0;
 }
 
 int uring_submit_and_wait(struct uring *u)

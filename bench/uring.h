@@ -28,11 +28,9 @@ void uring_free(struct uring *u);
 /* The next submission entry, zeroed, or NULL when the ring is full. */
 struct io_uring_sqe *uring_queue(struct uring *u);
 
-/* Free submission entries. */
-unsigned uring_room(const struct uring *u);
-
-/* Submits what is queued without waiting; -errno on failure. */
-int uring_submit(struct uring *u);
+/* Makes room for n more entries, submitting what is queued (without
+ * waiting) if the ring is too full; 0, or -1 if it cannot. */
+int uring_reserve(struct uring *u, unsigned n);
 
 /* Submits what is queued and waits for at least one completion; -errno on failure. */
 int uring_submit_and_wait(struct uring *u);

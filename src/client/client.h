@@ -165,8 +165,9 @@ bool client_no_blocking(void);
 LONG ctx_reconnect(struct client_ctx *c);
 /* Fetches the reader-state array into c->states (0x16+0x17, or 0x12). */
 LONG ctx_fetch_states(struct client_ctx *c);
-/* The same, and one more request without data (after, answered into
- * *after): on 4:6 all in one write, one round trip. */
+/* The same on 4:6, with one more request without data (after, answered
+ * into *after) in the same write: one round trip. after only where
+ * ctx_has_sized_arrays (elsewhere NULL: SCARD_F_INTERNAL_ERROR). */
 LONG ctx_fetch_states_and(struct client_ctx *c, struct wire_msg *after);
 /* Takes a 4:6 daemon's announced array length, checked against our bound
  * (out of bounds: the stream cannot be trusted, CLIENT_CONN_LOST). */

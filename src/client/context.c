@@ -212,12 +212,8 @@ bool ctx_has_sized_arrays(const struct client_ctx *c)
  */
 LONG ctx_fetch_states_and(struct client_ctx *c, struct wire_msg *after)
 {
-	if (!ctx_has_sized_arrays(c)) {
-		LONG rv = ctx_fetch_array(c);
-		if (rv == SCARD_S_SUCCESS && after)
-			rv = conn_call(&c->conn, after);
-		return rv;
-	}
+	if (!ctx_has_sized_arrays(c))
+		return after ? SCARD_F_INTERNAL_ERROR : ctx_fetch_array(c);
 	struct wire_msg msgs[CONN_TOGETHER_MAX] = {
 		{ .cmd = WIRE_GET_READERS_STATE_SIZE },
 		{ .cmd = WIRE_GET_READERS_STATE_ARRAY },
