@@ -24,9 +24,14 @@ struct result {
 	double seconds;
 };
 
-/* A client: set up, say ready, wait for the start (EOF on go), run, report. */
+/*
+ * A client: set up, say ready, wait for the start (EOF on go), run, report,
+ * then keep its connection until the daemon's counters are read (EOF on
+ * done): pcscd's thread for the client ends at the disconnect, and its
+ * context switches leave the daemon's sum with it.
+ */
 static void client(const char *lib, const char *reader, double seconds, int ready, int go,
-		   int report)
+		   int report, int done)
 {
 	struct pcsc api;
 	SCARDCONTEXT ctx;
@@ -53,7 +58,7 @@ static void client(const char *lib, const char *reader, double seconds, int read
 		t = now_us();
 	}
 	r.seconds = (t - t0) / 1e6;
-	if (write(report, &r, sizeof r) != (ssize_t)sizeof r)
+	if (write(report, &r, sizeof r) != (ssize_t)sizeof r || read(done, &byte, 1) != 0)
 		exit(1);
 	api.disconnect(card, SCARD_LEAVE_CARD);
 	api.release(ctx);
@@ -71,8 +76,8 @@ int main(int argc, char **argv)
 	double seconds = arg_number(argv[2], "SECONDS");
 	pid_t daemon = (pid_t)arg_number(argv[3], "DAEMON_PID");
 	int n = argc - 4;
-	int ready[2], go[2], report[2];
-	if (pipe(ready) < 0 || pipe(go) < 0 || pipe(report) < 0) {
+	int ready[2], go[2], report[2], done[2];
+	if (pipe(ready) < 0 || pipe(go) < 0 || pipe(report) < 0 || pipe(done) < 0) {
 		perror("pipe");
 		return 2;
 	}
@@ -85,10 +90,12 @@ int main(int argc, char **argv)
 		}
 		if (pids[i] == 0) {
 			close(go[1]);
-			client(lib, argv[4 + i], seconds, ready[1], go[0], report[1]);
+			close(done[1]);
+			client(lib, argv[4 + i], seconds, ready[1], go[0], report[1], done[0]);
 		}
 	}
 	close(go[0]);
+	close(done[0]);
 	close(ready[1]);
 	close(report[1]);
 	char byte;
@@ -114,6 +121,7 @@ int main(int argc, char **argv)
 	}
 	double cpu1 = process_cpu_us(daemon);
 	double sleeps1 = process_sleeps(daemon);
+	close(done[1]); /* the clients may disconnect now */
 	int failed = 0;
 	for (int i = 0; i < n; i++) {
 		int st;

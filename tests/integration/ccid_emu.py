@@ -43,6 +43,9 @@ READER_NAME = "Generic EMV Smartcard Reader [%s] (%s) 00 00" % (INTERFACE, SERIA
 
 EP_BULK_OUT, EP_BULK_IN, EP_INTR = 0x01, 0x82, 0x83
 
+# what the log says of an ioctl whose process went away before its answer
+CLIENT_LEFT = "the process left before its answer"
+
 # CCID message types
 PC_TO_RDR = {0x62: "IccPowerOn", 0x63: "IccPowerOff", 0x65: "GetSlotStatus", 0x6F: "XfrBlock",
              0x6C: "GetParameters", 0x6D: "ResetParameters", 0x61: "SetParameters",
@@ -340,9 +343,16 @@ def make_handler(reader, log):
     import traceback
     import gi
     gi.require_version("UMockdev", "1.0")
-    from gi.repository import UMockdev
+    from gi.repository import Gio, GLib, UMockdev
 
     device_desc, config_desc = descriptors()
+
+    def client_left(e):
+        """The ioctl's process ended (or closed the device) while its call
+        was being answered: pcscd exits on SIGTERM with its card-event
+        thread inside an ioctl, as a process may with a real device."""
+        return isinstance(e, GLib.Error) and \
+            e.matches(Gio.io_error_quark(), Gio.IOErrorEnum.CONNECTION_CLOSED)
 
     class UsbDevfs(UMockdev.IoctlBase):
         def __init__(self):
@@ -507,7 +517,10 @@ def make_handler(reader, log):
                 else:
                     log("ioctl %s: not emulated" % name)
                     client.complete(-1, errno.ENOTTY)
-            except Exception:
+            except Exception as e:
+                if client_left(e):
+                    log("ioctl %s: %s (%s)" % (name, CLIENT_LEFT, e.message))
+                    return True  # nobody to answer
                 log("ioctl %s failed:\n%s" % (name, traceback.format_exc()))
                 client.complete(-1, errno.EIO)
             return True

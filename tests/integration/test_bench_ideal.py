@@ -50,6 +50,10 @@ def test_client_libraries_transmit_through_it(ideal, lib):
     assert r.returncode == 0, r.stderr
     counts = dict(line.split() for line in r.stdout.splitlines())
     assert float(counts["transmits"]) >= 2 * 100, r.stdout  # beyond each client's warm-up
+    # every request finds the daemon asleep waiting for it: counted over all
+    # its threads, those serving a client included (a thread per client
+    # ends at the disconnect, and its count must be read before that)
+    assert float(counts["daemon_wakeups_per_transmit"]) > 0, r.stdout
 
 
 def test_connect_cycles_through_it(ideal):

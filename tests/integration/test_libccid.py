@@ -25,7 +25,7 @@ import pytest
 
 import pcsc_raw
 import usb_env
-from ccid_emu import ADDRESS, BUS, PID, READER_NAME, VID, CcidEmulator
+from ccid_emu import ADDRESS, BUS, CLIENT_LEFT, PID, READER_NAME, VID, CcidEmulator
 from conftest import IS_PCSCD
 from test_usb_hotplug import cleanup, wait_log
 from usb_env import TIMEOUT, UsbDaemon, need_testbed, wait_names
@@ -83,7 +83,7 @@ def emulator_env():
 
 
 @pytest.fixture
-def emu():
+def emu(request):
     need_peers()
     e = CcidEmulator(DRIVER, env=emulator_env())
     try:
@@ -91,15 +91,19 @@ def emu():
         yield e
     finally:
         e.close()
-    check_emulator(e)
+    check_emulator(e, request.node.callspec.params["kind"])
 
 
-def check_emulator(e):
+def check_emulator(e, kind):
     """The emulator ended cleanly: no sanitizer report from ifd-virtual (the
-    sanitizer run loads the instrumented one into it), no handler error."""
+    sanitizer run loads the instrumented one into it), no handler error.
+    pcscd exits on SIGTERM with its card-event thread inside an ioctl ("Direct
+    suicide"); scardd ends its driver calls and closes the reader first."""
     for marker in ("ERROR: AddressSanitizer", "runtime error:", "Traceback"):
         assert marker not in e.saved_errors, e.saved_errors[-4000:]
     assert "failed:\n" not in e.saved_log, e.saved_log[-4000:]
+    if kind == "scardd":
+        assert CLIENT_LEFT not in e.saved_log, e.saved_log[-4000:]
     assert e.returncode == 0, (e.returncode, e.saved_errors[-2000:])
 
 
@@ -192,7 +196,7 @@ def observe(kind, emu):
     finally:
         cleanup([d])
     return {"names": names, "cards": cards, "scan": scan, "answers": answers,
-            "stats": stats, "log": log}
+            "stats": stats, "log": log, "emu_log": emu.log}
 
 
 def scan_atrs(scan):
@@ -228,6 +232,11 @@ def test_card_through_libccid(emu, kind):
     assert LIBCCID_OPENED in o["log"], o["log"][-3000:]
     assert re.search(r"OpenUSBByName\(\) .*Device: %s$" % re.escape(DEVICE), o["log"], re.M), \
         o["log"][-3000:]
+    if kind == "scardd":
+        # stopped, scardd closed the reader through libccid before it exited
+        # (pcscd exits without closing its readers)
+        tail = o["emu_log"][o["emu_log"].rindex("CCID XfrBlock"):]
+        assert "CCID IccPowerOff" in tail and "ioctl RELEASEINTERFACE" in tail, tail
 
 
 def test_scardd_as_pcscd():
@@ -241,7 +250,7 @@ def test_scardd_as_pcscd():
             seen[kind] = observe(kind, e)
         finally:
             e.close()
-        check_emulator(e)
+        check_emulator(e, kind)
     p, s = seen["pcscd"], seen["scardd"]
     assert s["names"] == p["names"], (s["names"], p["names"])
     assert s["cards"] == p["cards"], (s["cards"], p["cards"])

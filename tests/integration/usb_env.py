@@ -177,8 +177,11 @@ class UsbDaemon:
         return [rs.name for rs in pcsc_raw.readers_state(self.socket)]
 
     def stop(self):
-        stop_pid(self.proc)
-        self.proc = None
+        """Stops the daemon; a daemon that does not end cleanly on SIGTERM
+        (a crash, an abort on the way out) fails the test with its log."""
+        proc, self.proc = self.proc, None
+        running = proc is not None and proc.poll() is None
+        stop_pid(proc)
         if self.log_file:
             self.log_file.close()
             self.log_file = None
@@ -187,6 +190,9 @@ class UsbDaemon:
                 if marker in log:
                     i = log.index(marker)
                     raise AssertionError("%s log:\n%s" % (self.kind, log[max(0, i - 200):i + 4000]))
+        if running and proc.returncode != 0:
+            raise AssertionError("%s ended with status %s when stopped; log tail:\n%s"
+                                 % (self.kind, proc.returncode, self.log[-4000:]))
 
     def cleanup(self):
         try:
