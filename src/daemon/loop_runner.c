@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "event_loop.h"
 #include "log.h"
 
@@ -100,16 +101,6 @@ static void hand_off(struct loop_runner *r, uint64_t seq)
 	pthread_cond_broadcast(&r->spare_cv);
 }
 
-static void deadline_after(struct timespec *ts, unsigned ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_nsec += (long)ms * 1000000L;
-	while (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 static void *monitor_main(void *arg)
 {
 	struct loop_runner *r = arg;
@@ -128,8 +119,7 @@ static void *monitor_main(void *arg)
 			quiet = 0;
 			continue;
 		}
-		struct timespec deadline;
-		deadline_after(&deadline, RUNNER_PERIOD_MS);
+		struct timespec deadline = deadline_in(CLOCK_MONOTONIC, RUNNER_PERIOD_MS);
 		while (!r->monitor_quit &&
 		       pthread_cond_timedwait(&r->monitor_cv, &r->m, &deadline) != ETIMEDOUT)
 			;
@@ -201,14 +191,7 @@ bool runner_free(struct loop_runner *r, unsigned timeout_ms)
 	if (r->monitor_started)
 		pthread_join(r->monitor, NULL);
 
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	struct timespec deadline = deadline_in(CLOCK_REALTIME, timeout_ms);
 	bool all = true;
 	while (r->threads) {
 		struct runner_thread *t = r->threads;

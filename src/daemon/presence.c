@@ -1,5 +1,6 @@
 #include "presence.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <scardd_ifd.h>
 
 #include "card_ops.h"
+#include "deadline.h"
 #include "driver.h"
 #include "jobs.h"
 #include "log.h"
@@ -206,14 +208,7 @@ static void *watch_thread_main(void *arg)
 	struct watch_thread *wt = w->watcher;
 	pthread_mutex_lock(&wt->lock);
 	while (!wt->stop) {
-		struct timespec deadline;
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_sec += w->cfg.poll_ms / 1000;
-		deadline.tv_nsec += (long)(w->cfg.poll_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
+		struct timespec deadline = deadline_in(CLOCK_MONOTONIC, w->cfg.poll_ms);
 		while (!wt->stop && pthread_cond_timedwait(&wt->cond, &wt->lock, &deadline) == 0)
 			;
 		if (wt->stop)
@@ -316,6 +311,37 @@ void presence_start(struct worker *w)
 	}
 }
 
+/*
+ * Ends one card-event thread within 3 s, or abandons it. The driver's stop
+ * is repeated until the thread returns: a stop that comes while the thread
+ * is between two waits, or inside the wait before it has begun waiting, is
+ * lost in drivers that stop only the wait in progress (libccid 1.5 cancels
+ * the interrupt transfer it has published, if any), and that wait would run
+ * its whole timeout. A repeat finds no wait, or one already cancelled.
+ */
+static void end_event_thread(struct worker *w, struct event_thread *et, stop_wait_fn stop_wait)
+{
+	enum { STOP_EVERY_MS = 100, GIVE_UP_MS = 3000 };
+	struct timespec give_up = deadline_in(CLOCK_REALTIME, GIVE_UP_MS);
+	if (!stop_wait && w->killable)
+		pthread_cancel(et->thread);
+	for (;;) {
+		if (stop_wait)
+			stop_wait(worker_lun(w, et->slot));
+		struct timespec step = deadline_in(CLOCK_REALTIME,
+						   stop_wait ? STOP_EVERY_MS : GIVE_UP_MS);
+		if (deadline_before(&give_up, &step))
+			step = give_up;
+		int rc = pthread_timedjoin_np(et->thread, NULL, &step);
+		if (rc == 0)
+			return;
+		if (rc != ETIMEDOUT || deadline_passed(CLOCK_REALTIME, &give_up))
+			break;
+	}
+	log_error("%s: card-event wait did not return; abandoning it", w->name);
+	pthread_detach(et->thread);
+}
+
 void presence_stop(struct worker *w)
 {
 	stop_watch_thread(w);
@@ -325,19 +351,8 @@ void presence_stop(struct worker *w)
 	memcpy(&stop_wait, &w->stop_wait, sizeof(stop_wait));
 	for (unsigned i = 0; i < w->n_slots; i++) {
 		struct event_thread *et = &w->events[i];
-		if (!et->started)
-			continue;
-		if (stop_wait)
-			stop_wait(worker_lun(w, i));
-		else if (w->killable)
-			pthread_cancel(et->thread);
-		struct timespec deadline;
-		clock_gettime(CLOCK_REALTIME, &deadline);
-		deadline.tv_sec += 3;
-		if (pthread_timedjoin_np(et->thread, NULL, &deadline) != 0) {
-			log_error("%s: card-event wait did not return; abandoning it", w->name);
-			pthread_detach(et->thread);
-		}
+		if (et->started)
+			end_event_thread(w, et, stop_wait);
 	}
 	free(w->events);
 	w->events = NULL;

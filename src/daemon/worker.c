@@ -9,6 +9,7 @@
 #include <reader.h>
 
 #include "card_ops.h"
+#include "deadline.h"
 #include "driver.h"
 #include "jobs.h"
 #include "log.h"
@@ -191,25 +192,6 @@ static void close_channel(struct worker *w, bool unplugged)
 
 /* ---- the thread ---- */
 
-static void deadline_after(struct timespec *ts, unsigned ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
-static bool passed(const struct timespec *deadline)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return now.tv_sec > deadline->tv_sec ||
-	       (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
-}
-
 /* Waits, holding w->lock, until no other thread is in the driver. */
 static void wait_idle(struct worker *w)
 {
@@ -223,14 +205,13 @@ static void wait_idle(struct worker *w)
 /* Returns whether the device was unplugged (worker_close). */
 static bool serve(struct worker *w)
 {
-	struct timespec next_poll;
-	deadline_after(&next_poll, 0);
+	struct timespec next_poll = deadline_in(CLOCK_MONOTONIC, 0);
 	/* Event-driven drivers had their one check at open; then only when they signal. */
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
 		bool polling = !w->event_driven && !w->watcher; /* (a watcher polls apart) */
 		while (!w->stop && !w->head && !w->check_presence &&
-		       !(polling && passed(&next_poll))) {
+		       !(polling && deadline_passed(CLOCK_MONOTONIC, &next_poll))) {
 			if (polling)
 				pthread_cond_timedwait(&w->cond, &w->lock, &next_poll);
 			else
@@ -246,7 +227,8 @@ static bool serve(struct worker *w)
 				w->tail = NULL;
 			job->next = NULL;
 		}
-		bool check = w->check_presence || (polling && passed(&next_poll));
+		bool check = w->check_presence ||
+			     (polling && deadline_passed(CLOCK_MONOTONIC, &next_poll));
 		w->check_presence = false;
 		w->busy = true;
 		pthread_mutex_unlock(&w->lock);
@@ -257,7 +239,7 @@ static bool serve(struct worker *w)
 		}
 		if (check) {
 			presence_check(w);
-			deadline_after(&next_poll, w->cfg.poll_ms);
+			next_poll = deadline_in(CLOCK_MONOTONIC, w->cfg.poll_ms);
 		}
 		pthread_mutex_lock(&w->lock);
 		w->busy = false;
@@ -463,8 +445,7 @@ void worker_check_presence(struct worker *w)
 
 void worker_check_presence_and_wait(struct worker *w, unsigned max_ms)
 {
-	struct timespec deadline;
-	deadline_after(&deadline, max_ms);
+	struct timespec deadline = deadline_in(CLOCK_MONOTONIC, max_ms);
 	pthread_mutex_lock(&w->lock);
 	unsigned before = w->checks;
 	w->check_presence = true;
@@ -500,8 +481,7 @@ void worker_join(struct worker *w)
 
 bool worker_stop(struct worker *w, unsigned timeout_ms)
 {
-	struct timespec deadline;
-	deadline_after(&deadline, timeout_ms);
+	struct timespec deadline = deadline_in(CLOCK_MONOTONIC, timeout_ms);
 	pthread_mutex_lock(&w->lock);
 	w->stop = true;
 	w->closing = false; /* the caller joins and frees it, not a JOB_CLOSED */

@@ -14,6 +14,12 @@
  *   hang_presence  IFDHICCPresence blocks until it is removed
  *   events         (at open) report card events through
  *                  TAG_IFD_POLLING_THREAD_WITH_TIMEOUT instead of being polled
+ *   wait_hold      an event wait does not begin while it exists (libccid
+ *                  submits its transfer before it waits); its own changes,
+ *                  and any made before the held wait begins, wake no wait
+ *   stop_in_wait_only  TAG_IFD_STOP_POLLING_THREAD stops only a wait in
+ *                  progress, as libccid cancels only the transfer in
+ *                  flight: a stop before the wait begins is lost
  *   fail_open      IFDHCreateChannelByName fails
  *   hang_open      IFDHCreateChannelByName blocks until it is removed (a
  *                  reader that appears while the daemon already serves)
@@ -33,7 +39,8 @@
  *                  N; only the real answer is ever written
  * The driver appends "presence N", "transmit N", "control N", "power N",
  * "attrib N" lines to <dir>/calls, one per call, so tests can count what the
- * daemon did.
+ * daemon did; in event mode also "wait_held N" (a wait is held),
+ * "wait_stopped N" (a stop ended a wait) and "stop_lost N".
  *
  * A transmit answers the whole command echoed back followed by 90 00; control
  * code SCARD_CTL_CODE(1) echoes its input; SCARD_ATTR_VENDOR_NAME is
@@ -86,8 +93,9 @@ struct fault_reader {
 	 * arrive between two waits stay queued for it, and an eventfd to stop it. */
 	int watch_fd[MAX_SLOTS];
 	int stop_fd[MAX_SLOTS];
-	unsigned opens; /* pcscd opens a multi-slot reader once per slot */
-	unsigned refs;  /* calls in progress; the record outlives CloseChannel */
+	bool waiting[MAX_SLOTS]; /* under readers_lock */
+	unsigned opens;          /* pcscd opens a multi-slot reader once per slot */
+	unsigned refs;           /* calls in progress; the record outlives CloseChannel */
 	bool closed;
 };
 
@@ -338,7 +346,8 @@ static RESPONSECODE put_value(PUCHAR Value, PDWORD Length, const void *src, size
 
 /* ---- card events (event mode) ---- */
 
-/* Drains queued inotify events; true if one is about something but our log. */
+/* Drains queued inotify events; true if one is about something but our log
+ * or the wait's hold. */
 static bool drain_watch(int fd)
 {
 	bool relevant = false;
@@ -352,7 +361,8 @@ static bool drain_watch(int fd)
 		for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
 			const struct inotify_event *ev = (const struct inotify_event *)(buf + off);
 			/* Our own calls log would otherwise wake the daemon forever. */
-			if (ev->len == 0 || strcmp(ev->name, CALLS_FILE) != 0)
+			if (ev->len == 0 || (strcmp(ev->name, CALLS_FILE) != 0 &&
+					     strcmp(ev->name, "wait_hold") != 0))
 				relevant = true;
 			off += (ssize_t)(sizeof(struct inotify_event) + ev->len);
 		}
@@ -366,6 +376,13 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void set_waiting(struct fault_reader *r, unsigned slot, bool on)
+{
+	pthread_mutex_lock(&readers_lock);
+	r->waiting[slot] = on;
+	pthread_mutex_unlock(&readers_lock);
+}
+
 /* Blocks until the control directory changes, the timeout, or stop_wait. */
 static RESPONSECODE wait_event(DWORD Lun, int timeout_ms)
 {
@@ -373,6 +390,13 @@ static RESPONSECODE wait_event(DWORD Lun, int timeout_ms)
 	struct fault_reader *r = reader_get(Lun, &slot);
 	if (!r)
 		return IFD_NO_SUCH_DEVICE;
+	if (ctl_exists(r, "wait_hold")) {
+		append_call(r, "wait_held", slot);
+		hang_while(r, "wait_hold");
+		/* the wait starts afresh: what changed before wakes it no more */
+		(void)drain_watch(r->watch_fd[slot]);
+	}
+	set_waiting(r, slot, true);
 	long long deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 	struct pollfd pfd[2] = {
 		{ .fd = r->watch_fd[slot], .events = POLLIN },
@@ -395,6 +419,7 @@ static RESPONSECODE wait_event(DWORD Lun, int timeout_ms)
 			uint64_t count;
 			while (read(pfd[1].fd, &count, sizeof count) < 0 && errno == EINTR)
 				;
+			append_call(r, "wait_stopped", slot);
 			break;
 		}
 		if (pfd[0].revents & (POLLERR | POLLHUP | POLLNVAL))
@@ -402,6 +427,7 @@ static RESPONSECODE wait_event(DWORD Lun, int timeout_ms)
 		if ((pfd[0].revents & POLLIN) && drain_watch(pfd[0].fd))
 			break;
 	}
+	set_waiting(r, slot, false);
 	reader_put(r);
 	return IFD_SUCCESS;
 }
@@ -412,6 +438,15 @@ static RESPONSECODE stop_wait(DWORD Lun)
 	struct fault_reader *r = reader_get(Lun, &slot);
 	if (!r)
 		return IFD_NO_SUCH_DEVICE;
+	bool only_in_wait = ctl_exists(r, "stop_in_wait_only");
+	pthread_mutex_lock(&readers_lock);
+	bool lost = only_in_wait && !r->waiting[slot];
+	pthread_mutex_unlock(&readers_lock);
+	if (lost) {
+		append_call(r, "stop_lost", slot);
+		reader_put(r);
+		return IFD_SUCCESS;
+	}
 	uint64_t one = 1;
 	while (write(r->stop_fd[slot], &one, sizeof one) < 0 && errno == EINTR)
 		;

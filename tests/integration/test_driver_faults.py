@@ -356,6 +356,31 @@ def test_sigterm_with_hanging_driver(rig, stuck_in):
         assert msg["hr"] != 0, "transmit succeeded on a daemon that exited"
 
 
+def test_sigterm_before_an_event_wait_begins(rig):
+    """A driver that stops only a card-event wait in progress (libccid
+    cancels its interrupt transfer in flight, if any) loses a stop that comes
+    before its wait has begun: scardd repeats the stop until the card-event
+    thread returns, instead of abandoning the thread inside the driver after
+    3 s and closing the reader under it."""
+    r = rig.reader("Late", events=True, cards=[0])
+    d = rig.daemon([r], wait=[r.reader()])
+    hold = r.dir / "wait_hold"
+    hold.touch()                               # wakes no wait (the driver ignores it)
+    (r.dir / "stop_in_wait_only").touch()      # wakes the wait: the next one is held
+    wait_for(lambda: r.calls("wait_held") >= 1, what="the next event wait to be held")
+
+    d.signal(signal.SIGTERM)
+    wait_for(lambda: r.calls("stop_lost") >= 1, what="scardd's stop to come before the wait")
+    hold.unlink()                              # the wait begins, its stop lost
+    try:
+        rc = d.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("scardd did not exit within 15 s of SIGTERM:\n" + d.log_tail())
+    assert rc == 0, "scardd exit status %s:\n%s" % (rc, d.log_tail())
+    assert r.calls("wait_stopped") == 1, "the wait was never stopped:\n" + d.log_tail()
+    assert "did not return" not in d.log(), d.log_tail()
+
+
 # --- 6. --driver-timeout -----------------------------------------------------------
 
 # Connected to argv[1] (slow) and argv[2] (quick); each "slow"/"quick" command
