@@ -28,7 +28,9 @@ struct result {
  * A client: set up, say ready, wait for the start (EOF on go), run, report,
  * then keep its connection until the daemon's counters are read (EOF on
  * done): pcscd's thread for the client ends at the disconnect, and its
- * context switches leave the daemon's sum with it.
+ * context switches leave the daemon's sum with it. Each pipe end is closed
+ * once used, so a client that fails is an EOF to the parent, not a wait on
+ * the others.
  */
 static void client(const char *lib, const char *reader, double seconds, int ready, int go,
 		   int report, int done)
@@ -47,7 +49,10 @@ static void client(const char *lib, const char *reader, double seconds, int read
 	      SCARD_S_SUCCESS, "SCardConnect");
 	for (int i = 0; i < 100; i++)
 		transmit_once(&api, card, protocol); /* warm up */
-	if (write(ready, &byte, 1) != 1 || read(go, &byte, 1) != 0)
+	if (write(ready, &byte, 1) != 1)
+		exit(1);
+	close(ready);
+	if (read(go, &byte, 1) != 0)
 		exit(1);
 
 	struct result r = { 0, 0 };
@@ -58,7 +63,10 @@ static void client(const char *lib, const char *reader, double seconds, int read
 		t = now_us();
 	}
 	r.seconds = (t - t0) / 1e6;
-	if (write(report, &r, sizeof r) != (ssize_t)sizeof r || read(done, &byte, 1) != 0)
+	if (write(report, &r, sizeof r) != (ssize_t)sizeof r)
+		exit(1);
+	close(report);
+	if (read(done, &byte, 1) != 0)
 		exit(1);
 	api.disconnect(card, SCARD_LEAVE_CARD);
 	api.release(ctx);

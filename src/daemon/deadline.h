@@ -1,8 +1,9 @@
 /*
- * Deadlines for the daemon's timed waits (pthread_cond_timedwait,
- * pthread_timedjoin_np): a time some milliseconds from now on a clock, and
- * whether it has passed. Condition variables here wait on CLOCK_MONOTONIC;
- * pthread_timedjoin_np takes CLOCK_REALTIME.
+ * Deadlines for the daemon's timed waits (pthread_cond_timedwait on
+ * condition variables set to CLOCK_MONOTONIC, pthread_clockjoin_np): a time
+ * some milliseconds from now on a clock, and whether it has passed. The
+ * daemon's waits are all on CLOCK_MONOTONIC, which a changed wall clock does
+ * not move.
  */
 #ifndef SCARDD_DEADLINE_H
 #define SCARDD_DEADLINE_H

@@ -191,12 +191,12 @@ bool runner_free(struct loop_runner *r, unsigned timeout_ms)
 	if (r->monitor_started)
 		pthread_join(r->monitor, NULL);
 
-	struct timespec deadline = deadline_in(CLOCK_REALTIME, timeout_ms);
+	struct timespec deadline = deadline_in(CLOCK_MONOTONIC, timeout_ms);
 	bool all = true;
 	while (r->threads) {
 		struct runner_thread *t = r->threads;
 		r->threads = t->next;
-		if (pthread_timedjoin_np(t->thread, NULL, &deadline) != 0) {
+		if (pthread_clockjoin_np(t->thread, NULL, CLOCK_MONOTONIC, &deadline) != 0) {
 			log_error("a driver call did not return; abandoning its thread");
 			pthread_detach(t->thread);
 			all = false;

@@ -1,6 +1,5 @@
 #include "presence.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -312,47 +311,59 @@ void presence_start(struct worker *w)
 }
 
 /*
- * Ends one card-event thread within 3 s, or abandons it. The driver's stop
- * is repeated until the thread returns: a stop that comes while the thread
- * is between two waits, or inside the wait before it has begun waiting, is
- * lost in drivers that stop only the wait in progress (libccid 1.5 cancels
- * the interrupt transfer it has published, if any), and that wait would run
- * its whole timeout. A repeat finds no wait, or one already cancelled.
+ * Ends the card-event threads, all within EVENTS_GIVE_UP_MS (under the 2 s
+ * shutdown gives a worker, so the driver's close still runs). The driver's
+ * stop is repeated every STOP_EVERY_MS for each thread not yet returned: a
+ * stop that comes while a thread is between two waits, or inside the wait
+ * before it has begun waiting, is lost in drivers that stop only the wait
+ * in progress (libccid 1.5 cancels the interrupt transfer it has published,
+ * if any), and that wait would run its whole timeout. A repeat finds no
+ * wait, or one already cancelled. A thread still in the driver at the end
+ * is abandoned, and the worker is kept for it (worker_free).
  */
-static void end_event_thread(struct worker *w, struct event_thread *et, stop_wait_fn stop_wait)
-{
-	enum { STOP_EVERY_MS = 100, GIVE_UP_MS = 3000 };
-	struct timespec give_up = deadline_in(CLOCK_REALTIME, GIVE_UP_MS);
-	if (!stop_wait && w->killable)
-		pthread_cancel(et->thread);
-	for (;;) {
-		if (stop_wait)
-			stop_wait(worker_lun(w, et->slot));
-		struct timespec step = deadline_in(CLOCK_REALTIME,
-						   stop_wait ? STOP_EVERY_MS : GIVE_UP_MS);
-		if (deadline_before(&give_up, &step))
-			step = give_up;
-		int rc = pthread_timedjoin_np(et->thread, NULL, &step);
-		if (rc == 0)
-			return;
-		if (rc != ETIMEDOUT || deadline_passed(CLOCK_REALTIME, &give_up))
-			break;
-	}
-	log_error("%s: card-event wait did not return; abandoning it", w->name);
-	pthread_detach(et->thread);
-}
-
 void presence_stop(struct worker *w)
 {
+	enum { STOP_EVERY_MS = 100, EVENTS_GIVE_UP_MS = 1500 };
 	stop_watch_thread(w);
 	if (!w->events)
 		return;
 	stop_wait_fn stop_wait;
 	memcpy(&stop_wait, &w->stop_wait, sizeof(stop_wait));
+	struct timespec give_up = deadline_in(CLOCK_MONOTONIC, EVENTS_GIVE_UP_MS);
+	unsigned running = 0;
 	for (unsigned i = 0; i < w->n_slots; i++) {
-		struct event_thread *et = &w->events[i];
-		if (et->started)
-			end_event_thread(w, et, stop_wait);
+		if (!w->events[i].started)
+			continue;
+		running++;
+		if (!stop_wait && w->killable)
+			pthread_cancel(w->events[i].thread);
+	}
+	while (running) {
+		for (unsigned i = 0; stop_wait && i < w->n_slots; i++)
+			if (w->events[i].started)
+				stop_wait(worker_lun(w, i));
+		struct timespec step = deadline_in(CLOCK_MONOTONIC,
+						   stop_wait ? STOP_EVERY_MS : EVENTS_GIVE_UP_MS);
+		if (deadline_before(&give_up, &step))
+			step = give_up;
+		for (unsigned i = 0; i < w->n_slots; i++) {
+			struct event_thread *et = &w->events[i];
+			if (et->started &&
+			    pthread_clockjoin_np(et->thread, NULL, CLOCK_MONOTONIC, &step) == 0) {
+				et->started = false;
+				running--;
+			}
+		}
+		if (deadline_passed(CLOCK_MONOTONIC, &give_up))
+			break;
+	}
+	if (running) {
+		log_error("%s: card-event wait did not return; abandoning it", w->name);
+		for (unsigned i = 0; i < w->n_slots; i++)
+			if (w->events[i].started)
+				pthread_detach(w->events[i].thread);
+		w->keep = true; /* the abandoned threads read it, and w->events */
+		return;
 	}
 	free(w->events);
 	w->events = NULL;

@@ -313,8 +313,19 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
+/* Workers kept for threads abandoned in their driver: reachable, not leaked. */
+static struct worker *kept;
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static void worker_free(struct worker *w)
 {
+	if (w->keep) { /* see struct worker */
+		pthread_mutex_lock(&kept_lock);
+		w->kept_next = kept;
+		kept = w;
+		pthread_mutex_unlock(&kept_lock);
+		return;
+	}
 	for (struct job *j = w->head, *next; j; j = next) {
 		next = j->next;
 		job_free(j);

@@ -93,6 +93,10 @@ struct worker {
 	struct presence_watch *watch; /* one per slot */
 	struct watch_thread *watcher; /* polling drivers: the watcher's thread */
 	pthread_t watch_thread;
+	/* A card-event thread was abandoned inside the driver: it still reads
+	 * the worker and runs the driver's code, so neither is ever freed. */
+	bool keep;
+	struct worker *kept_next; /* worker.c's list of kept workers */
 };
 
 /* Starts the thread; it posts a JOB_OPEN once the channel is open or failed. */

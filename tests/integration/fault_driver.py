@@ -89,6 +89,7 @@ class FaultReader:
 
     def __init__(self, root, name, slots=1, events=False, cards=(), fail_open=False):
         self.name = name
+        self.slots = slots
         self.dir = Path(tempfile.mkdtemp(prefix="r-", dir=root))
         self.index = None  # "XX" in "Name XX YY", set by Rig.daemon
         self.fail_open = fail_open
@@ -159,6 +160,7 @@ class FaultReader:
         """Unblock whatever the driver is stuck in (teardown)."""
         self.hang(False)
         self.hang_presence(False)
+        self._flag("wait_hold", False)
 
 
 # --- scardd ------------------------------------------------------------------

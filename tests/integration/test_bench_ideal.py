@@ -53,7 +53,24 @@ def test_client_libraries_transmit_through_it(ideal, lib):
     # every request finds the daemon asleep waiting for it: counted over all
     # its threads, those serving a client included (a thread per client
     # ends at the disconnect, and its count must be read before that)
+    assert "daemon_wakeups_per_transmit" in counts, r.stdout  # /proc/PID/task read
     assert float(counts["daemon_wakeups_per_transmit"]) > 0, r.stdout
+
+
+def test_a_client_that_fails_ends_the_load_run(ideal):
+    """A transmit_load client that fails (here: its reader is not served)
+    ends the run with an error: the others' pipe ends do not keep the
+    parent waiting for it."""
+    proc, sock, _ = ideal
+    env = dict(os.environ, PCSCLITE_CSOCK_NAME=sock)
+    try:
+        r = subprocess.run([str(build_dir() / "bench" / "transmit_load"), DEBIAN_LIB, "0.3",
+                            str(proc.pid), READERS[0], "No Such Reader 00 00"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("transmit_load waited on a client that had failed")
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "SCardConnect" in r.stderr and "failed to start" in r.stderr, r.stderr
 
 
 def test_connect_cycles_through_it(ideal):

@@ -356,29 +356,71 @@ def test_sigterm_with_hanging_driver(rig, stuck_in):
         assert msg["hr"] != 0, "transmit succeeded on a daemon that exited"
 
 
-def test_sigterm_before_an_event_wait_begins(rig):
-    """A driver that stops only a card-event wait in progress (libccid
-    cancels its interrupt transfer in flight, if any) loses a stop that comes
-    before its wait has begun: scardd repeats the stop until the card-event
-    thread returns, instead of abandoning the thread inside the driver after
-    3 s and closing the reader under it."""
-    r = rig.reader("Late", events=True, cards=[0])
-    d = rig.daemon([r], wait=[r.reader()])
+def hold_event_waits(r):
+    """The reader's next event waits do not begin until the hold goes, and a
+    stop that comes before a wait has begun is lost (libccid's way)."""
     hold = r.dir / "wait_hold"
     hold.touch()                               # wakes no wait (the driver ignores it)
-    (r.dir / "stop_in_wait_only").touch()      # wakes the wait: the next one is held
-    wait_for(lambda: r.calls("wait_held") >= 1, what="the next event wait to be held")
+    before = r.calls("wait_held")
+    (r.dir / "stop_in_wait_only").touch()      # wakes the waits: the next ones are held
+    wait_for(lambda: r.calls("wait_held") >= before + r.slots,
+             what="the next event wait of every slot to be held")
+    return hold
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_sigterm_before_an_event_wait_begins(rig, slots):
+    """A driver that stops only a card-event wait in progress (libccid
+    cancels its interrupt transfer in flight, if any) loses a stop that comes
+    before its wait has begun: scardd repeats the stop, for every slot's
+    thread, until each returns, instead of abandoning the threads inside the
+    driver and closing the reader under them."""
+    r = rig.reader("Late", slots=slots, events=True, cards=[0])
+    d = rig.daemon([r], wait=[r.reader()])
+    hold = hold_event_waits(r)
 
     d.signal(signal.SIGTERM)
-    wait_for(lambda: r.calls("stop_lost") >= 1, what="scardd's stop to come before the wait")
-    hold.unlink()                              # the wait begins, its stop lost
+    for slot in range(slots):
+        wait_for(lambda: r.calls("stop_lost", slot) >= 1,
+                 what="scardd's stop to come before slot %d's wait" % slot)
+    hold.unlink()                              # the waits begin, their stops lost
     try:
         rc = d.proc.wait(15)
     except subprocess.TimeoutExpired:
         pytest.fail("scardd did not exit within 15 s of SIGTERM:\n" + d.log_tail())
     assert rc == 0, "scardd exit status %s:\n%s" % (rc, d.log_tail())
-    assert r.calls("wait_stopped") == 1, "the wait was never stopped:\n" + d.log_tail()
+    for slot in range(slots):
+        assert r.calls("wait_stopped", slot) == 1, \
+            "slot %d's wait was never stopped:\n%s" % (slot, d.log_tail())
     assert "did not return" not in d.log(), d.log_tail()
+
+
+def test_event_thread_abandoned_at_removal_finds_its_worker(rig):
+    """A card-event wait that will not stop is abandoned when its reader's
+    stanza goes (SIGHUP); scardd serves on, and when the wait returns at last,
+    the thread finds what it uses still there (the sanitizer run reports a
+    use after free otherwise) and ends."""
+    stuck = rig.reader("Stuck", events=True, cards=[0])
+    other = rig.reader("Other", cards=[0])
+    d = rig.daemon([stuck, other], wait=[stuck.reader(), other.reader()])
+    hold = hold_event_waits(stuck)
+
+    (d.confdir / "fault").write_text(other.stanza())
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: "card-event wait did not return" in d.log(),
+             what="the held card-event thread to be abandoned")
+    assert d.wait_readers([other.reader()]) == [other.reader()]
+    def threads():
+        return len(os.listdir("/proc/%d/task" % d.pid))
+    before = threads()
+    hold.unlink()                              # the wait begins
+
+    def woken_and_ended():
+        (stuck.dir / "wake").touch()           # a change: the wait returns
+        return threads() < before
+    wait_for(woken_and_ended, what="the abandoned thread to end once its wait returns")
+    assert d.proc.poll() is None, d.log_tail()
+    assert d.wait_readers([other.reader()]) == [other.reader()]
 
 
 # --- 6. --driver-timeout -----------------------------------------------------------
