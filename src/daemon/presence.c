@@ -109,6 +109,14 @@ static void check_slot(struct worker *w, unsigned slot)
 	post_change(w, slot);
 }
 
+static bool stopping(struct worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	bool stop = w->stop;
+	pthread_mutex_unlock(&w->lock);
+	return stop;
+}
+
 /*
  * Watcher (any thread but the worker's, the device possibly busy): asks
  * the driver, without the device, whether the card is still there. A
@@ -119,6 +127,10 @@ static void watch_slot(struct worker *w, unsigned slot)
 	struct presence_watch *pw = &w->watch[slot];
 	unsigned before = atomic_load(&pw->posted);
 	RESPONSECODE rc = w->cfg.drv->ops.icc_presence(worker_lun(w, slot));
+	/* A card-event thread abandoned in that call (presence_stop) may come
+	 * back after the device and the loop's queue are gone: post nothing. */
+	if (stopping(w))
+		return;
 	bool changed = !pw->asked || rc != pw->last_rc;
 	pw->asked = true;
 	pw->last_rc = rc;
@@ -158,12 +170,16 @@ static void *get_fn_cap(struct worker *w, DWORD tag)
 	return fn;
 }
 
-static bool stopping(struct worker *w)
+/* Sleeps ms, in short steps, unless the worker stops meanwhile. */
+static void sleep_unless_stopping(struct worker *w, unsigned ms)
 {
-	pthread_mutex_lock(&w->lock);
-	bool stop = w->stop;
-	pthread_mutex_unlock(&w->lock);
-	return stop;
+	enum { STEP_MS = 50 };
+	while (ms > 0 && !stopping(w)) {
+		unsigned step = ms < STEP_MS ? ms : STEP_MS;
+		struct timespec ts = { 0, (long)step * 1000000L };
+		nanosleep(&ts, NULL);
+		ms -= step;
+	}
 }
 
 static void *event_thread_main(void *arg)
@@ -174,19 +190,20 @@ static void *event_thread_main(void *arg)
 	memcpy(&wait_event, &w->wait_event, sizeof(wait_event));
 	/* Without a stop function the wait must end by itself for shutdown. */
 	int timeout_ms = w->stop_wait ? 600000 : 1000;
+	/* A killable driver's wait is cancelled (presence_stop), and only the
+	 * wait: cancelled anywhere else, the thread could die holding w->lock. */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 	while (!stopping(w)) {
+		int ignored;
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &ignored);
 		RESPONSECODE rc = wait_event(worker_lun(w, et->slot), timeout_ms);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &ignored);
 		if (stopping(w))
 			break;
 		if (w->presence_anytime)
 			watch_slot(w, et->slot);
-		if (rc != IFD_SUCCESS) {
-			/* The driver cannot wait after all: fall back to the poll period. */
-			struct timespec ts = { .tv_sec = w->cfg.poll_ms / 1000,
-					       .tv_nsec = (long)(w->cfg.poll_ms % 1000) *
-							  1000000L };
-			nanosleep(&ts, NULL);
-		}
+		if (rc != IFD_SUCCESS) /* the driver cannot wait after all: poll */
+			sleep_unless_stopping(w, w->cfg.poll_ms);
 		/*
 		 * A driver's wait may keep returning until presence is asked
 		 * (ifd-virtual's does): without the watcher, the worker asks

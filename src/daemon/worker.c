@@ -497,6 +497,7 @@ bool worker_stop(struct worker *w, unsigned timeout_ms)
 	w->stop = true;
 	w->closing = false; /* the caller joins and frees it, not a JOB_CLOSED */
 	pthread_cond_broadcast(&w->cond);
+	pthread_cond_broadcast(&w->checked); /* event threads waiting for a check */
 	while (!w->exited)
 		if (pthread_cond_timedwait(&w->cond, &w->lock, &deadline) == ETIMEDOUT)
 			break;

@@ -16,7 +16,9 @@
  *                  TAG_IFD_POLLING_THREAD_WITH_TIMEOUT instead of being polled
  *   wait_hold      an event wait does not begin while it exists (libccid
  *                  submits its transfer before it waits); its own changes,
- *                  and any made before the held wait begins, wake no wait
+ *                  and any made before the held wait begins, wake no wait.
+ *                  Holding "until_stop_lost", the wait begins once a stop
+ *                  for its slot was lost
  *   stop_in_wait_only  TAG_IFD_STOP_POLLING_THREAD stops only a wait in
  *                  progress, as libccid cancels only the transfer in
  *                  flight: a stop before the wait begins is lost
@@ -93,9 +95,10 @@ struct fault_reader {
 	 * arrive between two waits stay queued for it, and an eventfd to stop it. */
 	int watch_fd[MAX_SLOTS];
 	int stop_fd[MAX_SLOTS];
-	bool waiting[MAX_SLOTS]; /* under readers_lock */
-	unsigned opens;          /* pcscd opens a multi-slot reader once per slot */
-	unsigned refs;           /* calls in progress; the record outlives CloseChannel */
+	bool waiting[MAX_SLOTS];   /* under readers_lock */
+	bool stop_lost[MAX_SLOTS]; /* under readers_lock */
+	unsigned opens;            /* pcscd opens a multi-slot reader once per slot */
+	unsigned refs;             /* calls in progress; the record outlives CloseChannel */
 	bool closed;
 };
 
@@ -376,6 +379,21 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Whether the slot's next event wait is still held back (wait_hold). */
+static bool wait_held(struct fault_reader *r, unsigned slot)
+{
+	char path[PATH_MAX];
+	char text[32];
+	if (!ctl_path(r, path, sizeof path, "wait_hold") || ctl_read(path, text, sizeof text) < 0)
+		return false;
+	if (strncmp(text, "until_stop_lost", strlen("until_stop_lost")) != 0)
+		return true;
+	pthread_mutex_lock(&readers_lock);
+	bool lost = r->stop_lost[slot];
+	pthread_mutex_unlock(&readers_lock);
+	return !lost;
+}
+
 static void set_waiting(struct fault_reader *r, unsigned slot, bool on)
 {
 	pthread_mutex_lock(&readers_lock);
@@ -390,9 +408,10 @@ static RESPONSECODE wait_event(DWORD Lun, int timeout_ms)
 	struct fault_reader *r = reader_get(Lun, &slot);
 	if (!r)
 		return IFD_NO_SUCH_DEVICE;
-	if (ctl_exists(r, "wait_hold")) {
+	if (wait_held(r, slot)) {
 		append_call(r, "wait_held", slot);
-		hang_while(r, "wait_hold");
+		while (wait_held(r, slot))
+			sleep_ms(HANG_STEP_MS);
 		/* the wait starts afresh: what changed before wakes it no more */
 		(void)drain_watch(r->watch_fd[slot]);
 	}
@@ -441,6 +460,8 @@ static RESPONSECODE stop_wait(DWORD Lun)
 	bool only_in_wait = ctl_exists(r, "stop_in_wait_only");
 	pthread_mutex_lock(&readers_lock);
 	bool lost = only_in_wait && !r->waiting[slot];
+	if (lost)
+		r->stop_lost[slot] = true;
 	pthread_mutex_unlock(&readers_lock);
 	if (lost) {
 		append_call(r, "stop_lost", slot);

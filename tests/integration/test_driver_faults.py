@@ -356,12 +356,13 @@ def test_sigterm_with_hanging_driver(rig, stuck_in):
         assert msg["hr"] != 0, "transmit succeeded on a daemon that exited"
 
 
-def hold_event_waits(r):
-    """The reader's next event waits do not begin until the hold goes, and a
-    stop that comes before a wait has begun is lost (libccid's way)."""
+def hold_event_waits(r, until=""):
+    """The reader's next event waits do not begin until the hold goes (or,
+    with until="until_stop_lost", until a stop for their slot was lost), and
+    a stop that comes before a wait has begun is lost (libccid's way)."""
     hold = r.dir / "wait_hold"
-    hold.touch()                               # wakes no wait (the driver ignores it)
     before = r.calls("wait_held")
+    hold.write_text(until)                     # wakes no wait (the driver ignores it)
     (r.dir / "stop_in_wait_only").touch()      # wakes the waits: the next ones are held
     wait_for(lambda: r.calls("wait_held") >= before + r.slots,
              what="the next event wait of every slot to be held")
@@ -377,19 +378,17 @@ def test_sigterm_before_an_event_wait_begins(rig, slots):
     driver and closing the reader under them."""
     r = rig.reader("Late", slots=slots, events=True, cards=[0])
     d = rig.daemon([r], wait=[r.reader()])
-    hold = hold_event_waits(r)
+    # each held wait begins once the driver has lost a stop for its slot
+    hold_event_waits(r, until="until_stop_lost")
 
     d.signal(signal.SIGTERM)
-    for slot in range(slots):
-        wait_for(lambda: r.calls("stop_lost", slot) >= 1,
-                 what="scardd's stop to come before slot %d's wait" % slot)
-    hold.unlink()                              # the waits begin, their stops lost
     try:
         rc = d.proc.wait(15)
     except subprocess.TimeoutExpired:
         pytest.fail("scardd did not exit within 15 s of SIGTERM:\n" + d.log_tail())
     assert rc == 0, "scardd exit status %s:\n%s" % (rc, d.log_tail())
     for slot in range(slots):
+        assert r.calls("stop_lost", slot) >= 1, "slot %d lost no stop: test is void" % slot
         assert r.calls("wait_stopped", slot) == 1, \
             "slot %d's wait was never stopped:\n%s" % (slot, d.log_tail())
     assert "did not return" not in d.log(), d.log_tail()
