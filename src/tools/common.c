@@ -192,21 +192,39 @@ long parse_hex(const char *s, uint8_t *out, size_t cap)
 	return half >= 0 ? -1 : (long)n;
 }
 
+/*
+ * The reader names, asked as PC/SC asks them: the length, then the list. A
+ * reader added between the two calls makes the list longer than the room
+ * it was given (SCARD_E_INSUFFICIENT_BUFFER): ask again.
+ */
+static LONG fetch_names(SCARDCONTEXT ctx, struct reader_list *rl)
+{
+	enum { TRIES = 5 };
+	LONG rv = SCARD_E_INSUFFICIENT_BUFFER;
+	for (int i = 0; i < TRIES && rv == (LONG)SCARD_E_INSUFFICIENT_BUFFER; i++) {
+		free(rl->buf);
+		rl->buf = NULL;
+		DWORD len = 0;
+		rv = SCardListReaders(ctx, NULL, NULL, &len);
+		if (rv != SCARD_S_SUCCESS)
+			return rv;
+		rl->buf = calloc(1, len + 1);
+		if (!rl->buf)
+			return SCARD_E_NO_MEMORY;
+		rv = SCardListReaders(ctx, NULL, rl->buf, &len);
+	}
+	return rv;
+}
+
 LONG list_readers(SCARDCONTEXT ctx, struct reader_list *rl)
 {
 	memset(rl, 0, sizeof(*rl));
-	DWORD len = 0;
-	LONG rv = SCardListReaders(ctx, NULL, NULL, &len);
-	if (rv == (LONG)SCARD_E_NO_READERS_AVAILABLE)
-		return SCARD_S_SUCCESS;
-	if (rv != SCARD_S_SUCCESS)
-		return rv;
-	rl->buf = calloc(1, len + 1);
-	if (!rl->buf)
-		return SCARD_E_NO_MEMORY;
-	rv = SCardListReaders(ctx, NULL, rl->buf, &len);
+	LONG rv = fetch_names(ctx, rl);
 	if (rv == (LONG)SCARD_E_NO_READERS_AVAILABLE) {
-		rl->buf[0] = 0;
+		free(rl->buf);
+		rl->buf = calloc(1, 1);
+		if (!rl->buf)
+			return SCARD_E_NO_MEMORY;
 		rv = SCARD_S_SUCCESS;
 	}
 	if (rv != SCARD_S_SUCCESS) {

@@ -119,6 +119,48 @@ def test_list_with_debian_client_library(fresh):
     assert st["client_library"].endswith("debian-lib/libpcsclite.so.1")
 
 
+# SCardListReaders as if a reader came between the length query and the
+# list: the first length it answers is five bytes short.
+GROWING_LIST_SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+long SCardListReaders(long ctx, const char *groups, char *readers, unsigned long *len)
+{
+	static long (*real)(long, const char *, char *, unsigned long *);
+	static int shortened;
+	if (!real)
+		real = (long (*)(long, const char *, char *, unsigned long *))
+			dlsym(RTLD_NEXT, "SCardListReaders");
+	long rv = real(ctx, groups, readers, len);
+	if (!readers && rv == 0 && !shortened && *len > 5) {
+		*len -= 5;
+		shortened = 1;
+		fprintf(stderr, "shim: length shortened\n");
+	}
+	return rv;
+}
+"""
+
+
+@pytest.mark.parametrize("client_lib", [None, "debian"])
+def test_list_when_a_reader_comes_between_length_and_list(fresh, tmp_path, client_lib):
+    """The list outgrows the length asked just before it (a reader added in
+    between: SCARD_E_INSUFFICIENT_BUFFER); scard asks again instead of
+    failing, with either client library."""
+    if os.environ.get("SCARDD_SANITIZED"):
+        pytest.skip("sanitizer: an LD_PRELOAD shim cannot load before ASan's runtime")
+    src, shim = tmp_path / "shim.c", tmp_path / "shim.so"
+    src.write_text(GROWING_LIST_SHIM)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(shim), str(src), "-ldl"], check=True)
+    env = dict(fresh.env(client_lib), LD_PRELOAD=str(shim))
+    r = fresh.scard("list", json=True, env=env)
+    assert "shim: length shortened" in r.stderr, r.stderr  # the shim was in the way
+    assert r.returncode == 0, r.stderr
+    assert [x["name"] for x in json.loads(r.stdout)["readers"]] == \
+        ["Virtual Reader 00 00", "Virtual Reader 00 01"], r.stdout
+
+
 # ---- status ----
 
 def test_status_human(fresh):
